@@ -1,0 +1,102 @@
+"""The run's frozen configuration: what the CLI (or a notebook) asks for, validated in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bnsearch.errors import ConfigError
+
+DEFAULT_STORAGE = "sqlite:///studies/bnsearch.db"
+DEFAULT_DATASET = "mnist5k"
+DEFAULT_TRIALS = 30
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """Everything one ``bnsearch run`` needs. Build it, then call ``validate()``."""
+
+    strategy: str = "tpe"  # sampler name from bnsearch.samplers
+    trials: int = DEFAULT_TRIALS  # trials this invocation adds to the study
+    timeout_s: float | None = None  # stop starting new trials after this many seconds
+    dataset: str = DEFAULT_DATASET  # built-in name or a path
+    epochs: int | None = None  # fixes the space's epochs when given
+    batch_size: int | None = None  # fixes the space's batch_size when given
+    pruner: str = "median"  # pruner name from bnsearch.pruners
+    storage: str = DEFAULT_STORAGE  # SQLAlchemy URL of the study database
+    study_name: str | None = None  # default: "<dataset>-<strategy>"
+    space_path: str | None = None  # TOML file overriding the default space
+    seed: int = 0  # root seed: splits, trial init and batch order, sampler
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    threads: int | None = None  # torch CPU threads per worker; default: all cores / workers
+    widths: tuple[int, int] = (32, 64)  # conv channels; part of the study's identity
+    workers: int = 1  # worker processes sharing the storage
+    strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. skopt estimator
+
+    def validate(self) -> None:
+        """Check every option; raise ``ConfigError`` naming the first bad one."""
+        from bnsearch.pruners import PRUNER_NAMES
+        from bnsearch.samplers import get_strategy
+
+        get_strategy(self.strategy)
+        if self.pruner not in PRUNER_NAMES:
+            raise ConfigError(f"unknown pruner '{self.pruner}'; choose one of: {', '.join(PRUNER_NAMES)}")
+        for name, value in (("--trials", self.trials), ("--workers", self.workers)):
+            if value < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {value}")
+        for name, opt in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--threads", self.threads)):
+            if opt is not None and opt < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {opt}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout_s:g}")
+        if any(w < 1 for w in self.widths):
+            raise ConfigError(f"--widths must be positive, got {self.widths}")
+        if self.study_name is not None and not self.study_name.strip():
+            raise ConfigError("--study-name must not be empty")
+        resolve_device(self.device)
+
+    @property
+    def resolved_study_name(self) -> str:
+        return self.study_name or default_study_name(self.dataset, self.strategy)
+
+
+def default_study_name(dataset: str, strategy: str) -> str:
+    """``mnist5k-tpe``; for a dataset path, its file or folder name without suffix."""
+    stem = dataset if "/" not in dataset and "\\" not in dataset else Path(dataset).stem
+    return f"{Path(stem).stem or 'data'}-{strategy}"
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` into an available torch device string.
+
+    Raises:
+        ConfigError: unknown device name, or the device is not available here.
+    """
+    import torch
+
+    name = device.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device mps: no Apple GPU (MPS) is available here; use --device cpu or auto")
+        return "mps"
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available here; use --device cpu or auto")
+        if name.startswith("cuda:"):
+            idx = name.split(":", 1)[1]
+            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+                raise ConfigError(
+                    f"--device {device}: no such GPU; this machine has {torch.cuda.device_count()} (cuda:0..)"
+                )
+        return name
+    raise ConfigError(f"unknown device '{device}'; choose one of: {DEVICE_CHOICES}")

@@ -1,0 +1,130 @@
+"""The strategy registry: name → factory of an Optuna sampler.
+
+A new strategy is one ``register(Strategy(...))`` call here; the CLI, the contract tests and
+the benchmarks read the registry, so they pick it up without changes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bnsearch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optuna.samplers import BaseSampler
+
+    from bnsearch.space import SearchSpace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplerContext:
+    """What a sampler factory may use."""
+
+    seed: int | None = None  # sampler seed (derived from the run's root seed)
+    space: SearchSpace | None = None  # needed by grid
+    n_startup_trials: int = 10  # random trials before a model-based sampler takes over
+    options: Mapping[str, Any] = field(default_factory=dict)  # strategy-specific options
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    name: str
+    factory: Callable[[SamplerContext], BaseSampler]
+    help: str  # one line for --help
+    experimental: bool = False  # --help marks it; running it logs one warning
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> None:
+    _REGISTRY[strategy.name] = strategy
+
+
+def strategy_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def strategies() -> list[Strategy]:
+    return [_REGISTRY[n] for n in strategy_names()]
+
+
+def get_strategy(name: str) -> Strategy:
+    """Look up a strategy; raise ``ConfigError`` listing the choices when unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown strategy '{name}'; choose one of: {', '.join(strategy_names())}"
+        ) from None
+
+
+def make_sampler(name: str, ctx: SamplerContext) -> BaseSampler:
+    """Build the named strategy's sampler (Optuna's experimental-feature warnings silenced)."""
+    import optuna
+
+    strategy = get_strategy(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return strategy.factory(ctx)
+
+
+def _random(ctx: SamplerContext) -> BaseSampler:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=ctx.seed)
+
+
+def _tpe(ctx: SamplerContext) -> BaseSampler:
+    import optuna
+
+    # group=True lets multivariate TPE model the conditional gamma/beta params jointly with
+    # the BN structure that enables them; constant_liar keeps parallel workers apart.
+    return optuna.samplers.TPESampler(
+        seed=ctx.seed,
+        n_startup_trials=ctx.n_startup_trials,
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+    )
+
+
+def _gp(ctx: SamplerContext) -> BaseSampler:
+    import optuna
+
+    return optuna.samplers.GPSampler(
+        seed=ctx.seed, n_startup_trials=ctx.n_startup_trials, warn_independent_sampling=False
+    )
+
+
+def _cmaes(ctx: SamplerContext) -> BaseSampler:
+    import optuna
+
+    return optuna.samplers.CmaEsSampler(
+        seed=ctx.seed, n_startup_trials=ctx.n_startup_trials, warn_independent_sampling=False
+    )
+
+
+def _qmc(ctx: SamplerContext) -> BaseSampler:
+    import optuna
+
+    return optuna.samplers.QMCSampler(seed=ctx.seed, scramble=True, warn_independent_sampling=False)
+
+
+def _grid(ctx: SamplerContext) -> BaseSampler:
+    import optuna
+
+    if ctx.space is None:
+        raise ConfigError("the grid strategy needs a search space")
+    return optuna.samplers.GridSampler(ctx.space.grid(), seed=ctx.seed)  # type: ignore[arg-type]
+
+
+register(Strategy("random", _random, "uniform random search (Optuna RandomSampler)"))
+register(Strategy("tpe", _tpe, "multivariate TPE, conditional-aware (Optuna TPESampler)"))
+register(Strategy("gp", _gp, "Gaussian-process Bayesian optimization (Optuna GPSampler)"))
+register(Strategy("cmaes", _cmaes, "CMA-ES on the numeric params (Optuna CmaEsSampler)"))
+register(Strategy("qmc", _qmc, "scrambled Sobol quasi-random search (Optuna QMCSampler)"))
+register(Strategy("grid", _grid, "grid over choices and 3 points per range (Optuna GridSampler)"))

@@ -1,0 +1,188 @@
+"""Storage URLs → Optuna storages; create or resume a study; check a resumed study's identity."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from bnsearch import keys
+from bnsearch.errors import StudyError
+
+logger = logging.getLogger(__name__)
+
+_SCHEMES = ("sqlite", "postgresql", "mysql")
+HEARTBEAT_INTERVAL_S = 20  # a running trial writes a heartbeat this often
+GRACE_PERIOD_S = 60  # a trial silent this long is failed (its process died) and retried
+SQLITE_TIMEOUT_S = 60  # wait this long for a lock before "database is locked"
+MAX_RETRY = 2  # times a trial whose process died is re-queued
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL, or None for other schemes and in-memory SQLite."""
+    if not url.startswith("sqlite:"):
+        return None
+    rest = url[len("sqlite:") :]
+    if not rest.startswith("///") or rest[3:] in ("", ":memory:"):
+        return None
+    return Path(rest[3:])
+
+
+def _check_url(url: str) -> None:
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    if scheme not in _SCHEMES:
+        raise StudyError(
+            f"unsupported storage URL '{url}'; use sqlite:///path/to/file.db or "
+            "postgresql+psycopg://user:password@host/dbname"
+        )
+    if scheme == "sqlite" and not url.startswith("sqlite:///"):
+        raise StudyError(f"bad SQLite URL '{url}'; write it as sqlite:///relative/path.db or sqlite:////abs/path.db")
+
+
+def _prepare_sqlite(path: Path, *, create: bool) -> None:
+    if path.exists():
+        if path.is_dir():
+            raise StudyError(f"storage {path} is a folder, not a SQLite database file")
+        with path.open("rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise StudyError(f"storage {path} exists but is not a SQLite database")
+    elif not create:
+        raise StudyError(f"no study database at {path}; run `bnsearch run` first or pass --storage")
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StudyError(f"cannot create the folder for {path}: {e.strerror or e}") from None
+    # WAL lets readers (dashboard, report) and several writers (workers) share the file;
+    # the setting is stored in the database file itself.
+    try:
+        con = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise StudyError(f"cannot open SQLite database {path}: {e}") from None
+
+
+def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """Open the study database at ``url`` (any SQLAlchemy URL Optuna supports).
+
+    Args:
+        url: e.g. ``sqlite:///studies/bnsearch.db`` or ``postgresql+psycopg://u:p@host/db``.
+        create: Create a missing SQLite file; False for read-only commands (report, export).
+        heartbeat: Enable Optuna heartbeats so trials of killed processes are failed and retried.
+
+    Raises:
+        StudyError: unknown scheme, not a database, or the database cannot be reached.
+    """
+    _check_url(url)
+    path = sqlite_path(url)
+    engine_kwargs: dict[str, Any] = {}
+    if path is not None:
+        _prepare_sqlite(path, create=create)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats are "experimental" in Optuna's terms but are its documented way to
+            # recover trials of killed processes.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            hb: dict[str, Any] = {}
+            if heartbeat:
+                hb = {
+                    "heartbeat_interval": HEARTBEAT_INTERVAL_S,
+                    "grace_period": GRACE_PERIOD_S,
+                    "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                }
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+    except ImportError as e:
+        raise StudyError(f"storage '{_redact(url)}' needs a database driver that is not installed: {e}") from None
+    except Exception as e:  # SQLAlchemy raises many kinds; all mean "cannot use this storage"
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StudyError(f"cannot open storage '{_redact(url)}': {msg}") from None
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        return f"{scheme}://{creds}@{host}"
+    return url
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """Load a study that must exist; raise ``StudyError`` listing the existing ones otherwise."""
+    names = study_names(storage)
+    if name not in names:
+        listing = ", ".join(names) if names else "none"
+        raise StudyError(f"no study named '{name}' in this storage; existing studies: {listing}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def identity_mismatches(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between a study's stored identity and this run's."""
+    return sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+
+
+def create_or_resume(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    *,
+    identity: dict[str, Any],
+    attrs: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> tuple[optuna.Study, bool]:
+    """Create study ``name`` or resume it, refusing to mix runs of different identity.
+
+    Args:
+        identity: What makes trials comparable (dataset, space, split seed, widths ...). A
+            resumed study must have been created with the same identity.
+        attrs: Extra study attributes written at creation (versions, strategy, ...).
+
+    Returns:
+        The study and whether it already existed.
+
+    Raises:
+        StudyError: the study exists with another identity or direction.
+    """
+    if name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        stored = study.user_attrs.get(keys.STUDY_CONFIG)
+        if stored is None:
+            raise StudyError(f"study '{name}' was not created by bnsearch; choose another --study-name")
+        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+            raise StudyError(f"study '{name}' minimizes; bnsearch studies maximize validation accuracy")
+        diff = identity_mismatches(stored, identity)
+        if diff:
+            details = "; ".join(f"{k}: study has {stored.get(k)!r}, this run has {identity.get(k)!r}" for k in diff)
+            raise StudyError(
+                f"study '{name}' was created with different settings ({details}); "
+                "rerun with the original settings or choose a new --study-name"
+            )
+        return study, True
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize",
+        load_if_exists=True,
+    )
+    if keys.STUDY_CONFIG not in study.user_attrs:
+        study.set_user_attr(keys.STUDY_CONFIG, identity)
+        for k in sorted(attrs):
+            study.set_user_attr(k, attrs[k])
+    return study, False

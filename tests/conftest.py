@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny data on the CPU, a temporary SQLite URL, and a network guard."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bnsearch.data import DeviceData, Splits, load_dataset, split_dataset, to_device
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail fast on any connection that leaves this machine (tests must not download)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "localhost", "::1") and self.family != socket.AF_UNIX:
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+        return real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits_splits() -> Splits:
+    return split_dataset(load_dataset("digits"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(digits_splits: Splits) -> DeviceData:
+    """About 300 stratified 8×8 training images (plus val/test) as CPU tensors."""
+    s = digits_splits
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(len(s.train_y), size=300, replace=False))
+    small = Splits(
+        train_x=s.train_x[keep], train_y=s.train_y[keep],
+        val_x=s.val_x, val_y=s.val_y, test_x=s.test_x, test_y=s.test_y,
+        mean=s.mean, std=s.std, num_classes=s.num_classes,
+    )
+    return to_device(small, "cpu")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 's.db'}"
