@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -100,17 +99,17 @@ def set_threads(threads: int | None, workers: int) -> int:
 def run(
     strategy: Annotated[str, typer.Option(help=_strategy_help())] = "tpe",
     trials: Annotated[int, typer.Option(help="Trials to add to the study in this run.")] = DEFAULT_TRIALS,
-    timeout: Annotated[Optional[float], typer.Option(help="Stop starting new trials after this many seconds.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     dataset: Annotated[str, typer.Option(help="digits, mnist5k, or a path to an .npz file / MNIST IDX folder / CIFAR-10 folder.")] = DEFAULT_DATASET,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (fixes the space's batch_size; default 128).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size; default 128).")] = None,
     pruner: Annotated[str, typer.Option(help="Pruner: " + ", ".join(PRUNER_NAMES) + ".")] = "median",
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
-    study_name: Annotated[Optional[str], typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")] = None,
-    space: Annotated[Optional[str], typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")] = None,
+    space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
     seed: Annotated[int, typer.Option(help="Root seed: splits, initialisation, batch order, sampler.")] = 0,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():

@@ -69,7 +69,8 @@ class Objective:
             raise optuna.TrialPruned(result.reason)
         if result.stopped:
             last = result.history[-1]
-            reason = f"pruned by {type(trial.study.pruner).__name__} after epoch {last.epoch} (val_acc {last.val_acc:.4f})"
+            pruner = type(trial.study.pruner).__name__
+            reason = f"pruned by {pruner} after epoch {last.epoch} (val_acc {last.val_acc:.4f})"
             trial.set_user_attr(keys.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
         return result.val_acc

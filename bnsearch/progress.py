@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from bnsearch import keys
 
@@ -26,7 +26,7 @@ class SearchProgress:
         self.start = time.perf_counter()
         self.live = console.is_terminal
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self.label = label
 
     def __enter__(self) -> SearchProgress:

@@ -23,7 +23,7 @@ from bnsearch.objective import Objective
 from bnsearch.pruners import make_pruner
 from bnsearch.samplers import SamplerContext, get_strategy, make_sampler
 from bnsearch.seeding import derive_seed
-from bnsearch.space import FixedParam, IntParam, SearchSpace
+from bnsearch.space import CategoricalParam, FixedParam, IntParam, SearchSpace
 from bnsearch.study import create_or_resume, open_storage
 from bnsearch.train import TrainConfig
 
@@ -54,7 +54,8 @@ def max_epochs(space: SearchSpace) -> int:
         return int(p.value)
     if isinstance(p, IntParam):
         return p.high
-    return max(int(c) for c in p.choices)  # type: ignore[union-attr, arg-type]
+    assert isinstance(p, CategoricalParam)
+    return max(int(c) for c in p.choices)
 
 
 def study_identity(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:

@@ -253,7 +253,7 @@ class SearchSpace:
                 grid[name] = _range_points(p.low, p.high, p.log, points_per_range)
             elif isinstance(p, IntParam):
                 pts = _range_points(p.low, p.high, p.log, points_per_range)
-                grid[name] = sorted({int(round(v)) for v in pts})
+                grid[name] = sorted({round(float(v)) for v in pts})
         return grid
 
 
@@ -273,7 +273,7 @@ def _suggest_one(trial: optuna.trial.BaseTrial, name: str, p: Param) -> Any:
     if isinstance(p, FixedParam):
         return p.value
     if isinstance(p, CategoricalParam):
-        return trial.suggest_categorical(name, list(p.choices))  # type: ignore[arg-type]
+        return trial.suggest_categorical(name, list(p.choices))
     if isinstance(p, FloatParam):
         return trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)
     return trial.suggest_int(name, p.low, p.high, log=p.log, step=p.step)
@@ -317,8 +317,8 @@ def _parse_range(name: str, rule: _Rule, raw: Mapping[str, Any]) -> Param:
         raise SpaceError(f"{name}: is categorical; give choices = [...] instead of low/high")
     if "low" not in raw or "high" not in raw:
         raise SpaceError(f"{name}: a range needs both low and high")
-    low = _check_value(name, rule, raw["low"])
-    high = _check_value(name, rule, raw["high"])
+    low = _check_number(name, rule, raw["low"])
+    high = _check_number(name, rule, raw["high"])
     log = raw.get("log", False)
     if not isinstance(log, bool):
         raise SpaceError(f"{name}: log must be true or false, got {log!r}")
@@ -337,6 +337,12 @@ def _parse_range(name: str, rule: _Rule, raw: Mapping[str, Any]) -> Param:
             raise SpaceError(f"{name}: step must be an integer, got {step!r}")
         return IntParam(int(low), int(high), log=log, step=int(step or 1))
     return FloatParam(float(low), float(high), log=log, step=None if step is None else float(step))
+
+
+def _check_number(name: str, rule: _Rule, value: Any) -> float:
+    checked = _check_value(name, rule, value)
+    assert isinstance(checked, int | float)  # ranges are only parsed for int/float rules
+    return checked
 
 
 def _check_value(name: str, rule: _Rule, value: Any) -> Scalar:

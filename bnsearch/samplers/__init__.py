@@ -119,7 +119,7 @@ def _grid(ctx: SamplerContext) -> BaseSampler:
 
     if ctx.space is None:
         raise ConfigError("the grid strategy needs a search space")
-    return optuna.samplers.GridSampler(ctx.space.grid(), seed=ctx.seed)  # type: ignore[arg-type]
+    return optuna.samplers.GridSampler(ctx.space.grid(), seed=ctx.seed)  # type: ignore[arg-type, unused-ignore]
 
 
 register(Strategy("random", _random, "uniform random search (Optuna RandomSampler)"))
