@@ -35,6 +35,21 @@ class Strategy:
     factory: Callable[[SamplerContext], BaseSampler]
     help: str  # one line for --help
     experimental: bool = False  # --help marks it; running it logs one warning
+    # Strategy options (SamplerContext.options keys, named as their CLI flags with '_') and
+    # a check of their values; options of other strategies are refused.
+    option_names: tuple[str, ...] = ()
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
+
+    def validate_options(self, options: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError`` for an option this strategy doesn't take or a bad value."""
+        for key in sorted(options):
+            if key not in self.option_names:
+                owners = [s.name for s in strategies() if key in s.option_names]
+                flag = "--" + key.replace("_", "-")
+                where = f" (only to --strategy {', '.join(owners)})" if owners else ""
+                raise ConfigError(f"{flag} does not apply to --strategy {self.name}{where}")
+        if self.check_options is not None:
+            self.check_options(options)
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -122,9 +137,44 @@ def _grid(ctx: SamplerContext) -> BaseSampler:
     return optuna.samplers.GridSampler(ctx.space.grid(), seed=ctx.seed)  # type: ignore[arg-type, unused-ignore]
 
 
+def _anneal(ctx: SamplerContext) -> BaseSampler:
+    from bnsearch.samplers._moves import AnnealSchedule
+    from bnsearch.samplers.anneal import SimulatedAnnealingSampler
+
+    return SimulatedAnnealingSampler(seed=ctx.seed, schedule=AnnealSchedule(n_startup_trials=ctx.n_startup_trials))
+
+
+def _skopt_options(ctx_options: Mapping[str, Any], n_startup_trials: int = 10) -> Any:
+    from bnsearch.samplers.skopt import SkoptOptions
+
+    opts = SkoptOptions(
+        estimator=ctx_options.get("skopt_estimator") or "GP",
+        acq_func=ctx_options.get("skopt_acq") or "gp_hedge",
+        n_startup_trials=n_startup_trials,
+    )
+    opts.validate()
+    return opts
+
+
+def _skopt(ctx: SamplerContext) -> BaseSampler:
+    from bnsearch.samplers.skopt import SkoptSampler
+
+    return SkoptSampler(seed=ctx.seed, options=_skopt_options(ctx.options, ctx.n_startup_trials))
+
+
 register(Strategy("random", _random, "uniform random search (Optuna RandomSampler)"))
 register(Strategy("tpe", _tpe, "multivariate TPE, conditional-aware (Optuna TPESampler)"))
 register(Strategy("gp", _gp, "Gaussian-process Bayesian optimization (Optuna GPSampler)"))
 register(Strategy("cmaes", _cmaes, "CMA-ES on the numeric params (Optuna CmaEsSampler)"))
 register(Strategy("qmc", _qmc, "scrambled Sobol quasi-random search (Optuna QMCSampler)"))
 register(Strategy("grid", _grid, "grid over choices and 3 points per range (Optuna GridSampler)"))
+register(Strategy("anneal", _anneal, "simulated annealing, state derived from the study (bnsearch)"))
+register(
+    Strategy(
+        "skopt",
+        _skopt,
+        "scikit-optimize Optimizer: GP, RF, ET or GBRT surrogate (--skopt-estimator)",
+        option_names=("skopt_estimator", "skopt_acq"),
+        check_options=lambda options: _skopt_options(options),
+    )
+)

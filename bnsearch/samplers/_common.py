@@ -1,0 +1,32 @@
+"""Optuna glue shared by bnsearch's samplers: distributions → domains, seeded per-trial draws."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from bnsearch.samplers._moves import CategoricalDomain, Domain, NumericDomain, sample_uniform
+
+
+def domain_of(dist: BaseDistribution) -> Domain:
+    """The ``_moves`` domain of an Optuna distribution."""
+    if isinstance(dist, CategoricalDistribution):
+        return CategoricalDomain(tuple(dist.choices))
+    if isinstance(dist, IntDistribution):
+        return NumericDomain(low=dist.low, high=dist.high, log=dist.log, step=dist.step, integer=True)
+    if isinstance(dist, FloatDistribution):
+        return NumericDomain(low=dist.low, high=dist.high, log=dist.log, step=dist.step)
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def trial_rng(seed: int, number: int, purpose: str) -> np.random.Generator:
+    """A generator for one purpose of one trial: independent of call order and of threads."""
+    return np.random.default_rng([seed, number, zlib.crc32(purpose.encode())])
+
+
+def sample_random(dist: BaseDistribution, rng: np.random.Generator) -> Any:
+    """A uniform draw from ``dist`` (log params uniform in log space), as a Python scalar."""
+    return sample_uniform(domain_of(dist), rng)
