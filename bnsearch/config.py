@@ -40,7 +40,7 @@ class RunConfig:
         from bnsearch.pruners import PRUNER_NAMES
         from bnsearch.samplers import get_strategy
 
-        get_strategy(self.strategy)
+        get_strategy(self.strategy).validate_options(self.strategy_options)
         if self.pruner not in PRUNER_NAMES:
             raise ConfigError(f"unknown pruner '{self.pruner}'; choose one of: {', '.join(PRUNER_NAMES)}")
         for name, value in (("--trials", self.trials), ("--workers", self.workers)):

@@ -250,11 +250,19 @@ class SearchSpace:
             if isinstance(p, CategoricalParam):
                 grid[name] = list(p.choices)
             elif isinstance(p, FloatParam):
-                grid[name] = _range_points(p.low, p.high, p.log, points_per_range)
+                pts = _range_points(p.low, p.high, p.log, points_per_range)
+                grid[name] = pts if p.step is None else sorted({_on_step(float(v), p.low, p.high, p.step) for v in pts})
             elif isinstance(p, IntParam):
                 pts = _range_points(p.low, p.high, p.log, points_per_range)
-                grid[name] = sorted({round(float(v)) for v in pts})
+                grid[name] = sorted({int(_on_step(float(v), p.low, p.high, p.step)) for v in pts})
         return grid
+
+
+def _on_step(v: float, low: float, high: float, step: float) -> float:
+    """``v`` moved onto the grid ``low + k·step`` that Optuna samples (whose top is ≤ high)."""
+    top = math.floor((high - low) / step + 1e-9)
+    k = min(top, max(0, round((v - low) / step)))
+    return round(low + k * step, 12)
 
 
 def _range_points(low: float, high: float, log: bool, n: int) -> list[Scalar]:

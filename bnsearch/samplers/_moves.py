@@ -299,6 +299,7 @@ def replay(observations: Sequence[Observation], schedule: AnnealSchedule, *, min
     values: list[float] = []
     for i, obs in enumerate(sorted(observations, key=lambda o: o.number)):
         finite = obs.value is not None and math.isfinite(obs.value)
+        scale = _std(values)  # of the values seen before this one
         if finite:
             values.append(float(obs.value))  # type: ignore[arg-type]
         if state is None or i < schedule.n_startup_trials:
@@ -310,7 +311,7 @@ def replay(observations: Sequence[Observation], schedule: AnnealSchedule, *, min
                     temperature=t0, moves=0, moves_since_restart=0, moves_since_best=0, restarts=0,
                 )
             continue
-        state = _step(state, obs, schedule, scale=_std(values), minimize=minimize)
+        state = _step(state, obs, schedule, scale=scale, minimize=minimize)
     return state
 
 

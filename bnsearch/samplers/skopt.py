@@ -142,11 +142,9 @@ class SkoptSampler(BaseSampler):
         # skopt's random state: a 32-bit seed per trial, so a sequential seeded run repeats.
         seed = int(trial_rng(self._base_seed(), trial.number, "skopt").integers(2**31 - 1))
         optimizer = self._optimizer(dims, seed)
-        from threadpoolctl import threadpool_limits
-
         # One BLAS thread: skopt's matrices are tiny, and a threaded BLAS on busy cores made
         # each GP fit ~6x slower (measured). OpenMP pools (torch) are left alone.
-        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        with _blas_controller().limit(limits=1, user_api="blas"), warnings.catch_warnings():
             # skopt warns when a point is told twice (parallel workers may repeat one).
             warnings.simplefilter("ignore", UserWarning)
             if xs:
@@ -196,6 +194,19 @@ class SkoptSampler(BaseSampler):
             acq_optimizer=o.acq_optimizer,
             random_state=seed,
         )
+
+
+_BLAS_CONTROLLER: Any = None
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded thread pools, scanned once (a scan costs ~30 ms)."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER
 
 
 def _inside(dist: BaseDistribution, value: Any) -> bool:
