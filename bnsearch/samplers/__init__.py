@@ -141,7 +141,10 @@ def _anneal(ctx: SamplerContext) -> BaseSampler:
     from bnsearch.samplers._moves import AnnealSchedule
     from bnsearch.samplers.anneal import SimulatedAnnealingSampler
 
-    return SimulatedAnnealingSampler(seed=ctx.seed, schedule=AnnealSchedule(n_startup_trials=ctx.n_startup_trials))
+    # Annealing needs fewer random starts than a surrogate model: its own default (5), or
+    # fewer when the run is short.
+    n_startup = min(AnnealSchedule().n_startup_trials, ctx.n_startup_trials)
+    return SimulatedAnnealingSampler(seed=ctx.seed, schedule=AnnealSchedule(n_startup_trials=n_startup))
 
 
 def _skopt_options(ctx_options: Mapping[str, Any], n_startup_trials: int = 10) -> Any:

@@ -1,0 +1,200 @@
+"""Every bnsearch strategy on test functions with known optima, at equal trial budgets.
+
+Problems: Branin (2-D, minimum 0.397887), Hartmann-6 (6-D, minimum -3.32237) and a mixed space
+(a 4-way categorical, a log-float over six decades and an int, with an interaction between
+them; minimum 0). Each strategy runs ``--trials`` trials per problem for every seed; the table
+shows the median over seeds of the best-found regret (best value − optimum; lower is better)
+and the median seconds per run. Hyperopt's ``anneal`` algorithm runs as a baseline when the
+``bench`` extra (hyperopt) is installed.
+
+Run from the repository root::
+
+    python benchmarks/samplers.py                      # all strategies, 5 seeds, 50 trials
+    python benchmarks/samplers.py --seeds 10 --strategies anneal,random,hyperopt-anneal
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+HYPEROPT_ANNEAL = "hyperopt-anneal"
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    optimum: float
+    objective: Callable[[Any], float]  # optuna trial → value (minimized)
+    hyperopt_space: Callable[[], dict[str, Any]]
+    evaluate: Callable[[Mapping[str, Any]], float]  # params → value
+
+
+def _branin(p: Mapping[str, Any]) -> float:
+    x, y = p["x"], p["y"]
+    b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
+    return (y - b * x**2 + c * x - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x) + 10
+
+
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+_H_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                 [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+_H_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                        [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+
+
+def _hartmann6(p: Mapping[str, Any]) -> float:
+    x = np.array([p[f"x{i}"] for i in range(6)])
+    return float(-np.sum(_H_ALPHA * np.exp(-np.sum(_H_A * (x - _H_P) ** 2, axis=1))))
+
+
+_OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+_BASE = {"sgd": 0.6, "momentum": 0.3, "adam": 0.0, "rmsprop": 0.15}  # regret of the best setting per choice
+_LR_OPT = {"sgd": -1.0, "momentum": -1.5, "adam": -3.0, "rmsprop": -2.5}  # log10 of the best lr at n = 40
+
+
+def _mixed(p: Mapping[str, Any]) -> float:
+    """Like tuning (optimizer, lr, width): the best lr depends on the choice and on n."""
+    c, lr, n = p["optimizer"], p["lr"], p["n"]
+    dn = (n - 40) / 30
+    return _BASE[c] + (math.log10(lr) - _LR_OPT[c] - 0.5 * dn) ** 2 / 2 + dn**2
+
+
+def _hp() -> Any:
+    from hyperopt import hp
+
+    return hp
+
+
+PROBLEMS = {
+    "branin": Problem(
+        "branin", 0.397887,
+        lambda t: _branin({"x": t.suggest_float("x", -5.0, 10.0), "y": t.suggest_float("y", 0.0, 15.0)}),
+        lambda: {"x": _hp().uniform("x", -5.0, 10.0), "y": _hp().uniform("y", 0.0, 15.0)},
+        _branin,
+    ),
+    "hartmann6": Problem(
+        "hartmann6", -3.32237,
+        lambda t: _hartmann6({f"x{i}": t.suggest_float(f"x{i}", 0.0, 1.0) for i in range(6)}),
+        lambda: {f"x{i}": _hp().uniform(f"x{i}", 0.0, 1.0) for i in range(6)},
+        _hartmann6,
+    ),
+    "mixed": Problem(
+        "mixed", 0.0,
+        lambda t: _mixed({"optimizer": t.suggest_categorical("optimizer", _OPTIMIZERS),
+                          "lr": t.suggest_float("lr", 1e-6, 1.0, log=True),
+                          "n": t.suggest_int("n", 1, 100)}),
+        lambda: {"optimizer": _hp().choice("optimizer", _OPTIMIZERS),
+                 "lr": _hp().loguniform("lr", math.log(1e-6), math.log(1.0)),
+                 "n": _hp().uniformint("n", 1, 100)},
+        _mixed,
+    ),
+}
+
+
+def run_one(strategy: str, problem_name: str, seed: int, trials: int, n_startup: int) -> tuple[float, float]:
+    """Best-found regret and wall seconds of one run."""
+    problem = PROBLEMS[problem_name]
+    start = time.perf_counter()
+    if strategy == HYPEROPT_ANNEAL:
+        from hyperopt import Trials, anneal, fmin
+
+        logging.getLogger("hyperopt").setLevel(logging.ERROR)
+        hyper_trials = Trials()
+        fmin(problem.evaluate, problem.hyperopt_space(), algo=anneal.suggest, max_evals=trials,
+             trials=hyper_trials, rstate=np.random.default_rng(seed), show_progressbar=False)
+        best = min(hyper_trials.losses())
+    else:
+        import optuna
+
+        from bnsearch.samplers import SamplerContext, make_sampler
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        sampler = make_sampler(strategy, SamplerContext(seed=seed, n_startup_trials=n_startup))
+        study = optuna.create_study(sampler=sampler)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.optimize(problem.objective, n_trials=trials)
+        best = study.best_value
+    return best - problem.optimum, time.perf_counter() - start
+
+
+def _available(strategies: list[str]) -> tuple[list[str], dict[str, str]]:
+    from bnsearch.errors import BnsearchError
+    from bnsearch.samplers import SamplerContext, make_sampler
+
+    ok, skipped = [], {}
+    for name in strategies:
+        try:
+            if name == HYPEROPT_ANNEAL:
+                import hyperopt  # noqa: F401
+            else:
+                make_sampler(name, SamplerContext(seed=0))
+            ok.append(name)
+        except ImportError:
+            skipped[name] = "needs the bench extra: pip install -e '.[bench]'"
+        except BnsearchError as e:
+            skipped[name] = str(e)
+    return ok, skipped
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bnsearch.samplers import strategy_names
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per strategy and problem (default 5)")
+    parser.add_argument("--trials", type=int, default=50, help="trial budget of every run (default 50)")
+    parser.add_argument("--startup", type=int, default=10, help="random start-up trials of model-based strategies")
+    parser.add_argument("--strategies", default=",".join([*strategy_names(), HYPEROPT_ANNEAL]),
+                        help="comma-separated strategy names (default: all, plus hyperopt-anneal)")
+    parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated: " + ", ".join(PROBLEMS))
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    args = parser.parse_args(argv)
+
+    problems = [p for p in args.problems.split(",") if p]
+    unknown = [p for p in problems if p not in PROBLEMS]
+    if unknown:
+        parser.error(f"unknown problem {unknown[0]!r}; choose from {', '.join(PROBLEMS)}")
+    strategies, skipped = _available([s for s in args.strategies.split(",") if s])
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+
+    tasks = [(s, p, seed, args.trials, args.startup) for s in strategies for p in problems for seed in range(args.seeds)]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(run_one, *zip(*tasks, strict=True))) if args.jobs > 1 else [run_one(*t) for t in tasks]
+    regrets: dict[tuple[str, str], list[float]] = {}
+    seconds: dict[str, list[float]] = {}
+    for (s, p, *_), (regret, wall_s) in zip(tasks, results, strict=True):
+        regrets.setdefault((s, p), []).append(regret)
+        seconds.setdefault(s, []).append(wall_s)
+
+    print(f"\nmedian best-found regret over {args.seeds} seeds, {args.trials} trials per run (lower is better)\n")
+    header = f"| {'strategy':<16} | " + " | ".join(f"{p:>10}" for p in problems) + " | s/run |"
+    print(header)
+    print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
+    for s in strategies:
+        cells = " | ".join(f"{statistics.median(regrets[(s, p)]):>10.4g}" for p in problems)
+        print(f"| {s:<16} | {cells} | {statistics.median(seconds[s]):5.1f} |")
+    print()
+    for s, baseline in (("anneal", "random"), ("skopt", "random"), ("anneal", HYPEROPT_ANNEAL)):
+        if s in strategies and baseline in strategies:
+            wins = [p for p in problems if statistics.median(regrets[(s, p)]) < statistics.median(regrets[(baseline, p)])]
+            print(f"{s} beats {baseline} on {len(wins)}/{len(problems)} problems" + (f" ({', '.join(wins)})" if wins else ""))
+
+
+if __name__ == "__main__":
+    main()
