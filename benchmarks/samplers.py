@@ -51,10 +51,22 @@ def _branin(p: Mapping[str, Any]) -> float:
 
 
 _H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-_H_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                 [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-_H_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                        [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_H_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 
 
 def _hartmann6(p: Mapping[str, Any]) -> float:
@@ -63,8 +75,18 @@ def _hartmann6(p: Mapping[str, Any]) -> float:
 
 
 _OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
-_BASE = {"sgd": 0.6, "momentum": 0.3, "adam": 0.0, "rmsprop": 0.15}  # regret of the best setting per choice
-_LR_OPT = {"sgd": -1.0, "momentum": -1.5, "adam": -3.0, "rmsprop": -2.5}  # log10 of the best lr at n = 40
+_BASE = {
+    "sgd": 0.6,
+    "momentum": 0.3,
+    "adam": 0.0,
+    "rmsprop": 0.15,
+}  # regret of the best setting per choice
+_LR_OPT = {
+    "sgd": -1.0,
+    "momentum": -1.5,
+    "adam": -3.0,
+    "rmsprop": -2.5,
+}  # log10 of the best lr at n = 40
 
 
 def _mixed(p: Mapping[str, Any]) -> float:
@@ -82,31 +104,44 @@ def _hp() -> Any:
 
 PROBLEMS = {
     "branin": Problem(
-        "branin", 0.397887,
-        lambda t: _branin({"x": t.suggest_float("x", -5.0, 10.0), "y": t.suggest_float("y", 0.0, 15.0)}),
+        "branin",
+        0.397887,
+        lambda t: _branin(
+            {"x": t.suggest_float("x", -5.0, 10.0), "y": t.suggest_float("y", 0.0, 15.0)}
+        ),
         lambda: {"x": _hp().uniform("x", -5.0, 10.0), "y": _hp().uniform("y", 0.0, 15.0)},
         _branin,
     ),
     "hartmann6": Problem(
-        "hartmann6", -3.32237,
+        "hartmann6",
+        -3.32237,
         lambda t: _hartmann6({f"x{i}": t.suggest_float(f"x{i}", 0.0, 1.0) for i in range(6)}),
         lambda: {f"x{i}": _hp().uniform(f"x{i}", 0.0, 1.0) for i in range(6)},
         _hartmann6,
     ),
     "mixed": Problem(
-        "mixed", 0.0,
-        lambda t: _mixed({"optimizer": t.suggest_categorical("optimizer", _OPTIMIZERS),
-                          "lr": t.suggest_float("lr", 1e-6, 1.0, log=True),
-                          "n": t.suggest_int("n", 1, 100)}),
-        lambda: {"optimizer": _hp().choice("optimizer", _OPTIMIZERS),
-                 "lr": _hp().loguniform("lr", math.log(1e-6), math.log(1.0)),
-                 "n": _hp().uniformint("n", 1, 100)},
+        "mixed",
+        0.0,
+        lambda t: _mixed(
+            {
+                "optimizer": t.suggest_categorical("optimizer", _OPTIMIZERS),
+                "lr": t.suggest_float("lr", 1e-6, 1.0, log=True),
+                "n": t.suggest_int("n", 1, 100),
+            }
+        ),
+        lambda: {
+            "optimizer": _hp().choice("optimizer", _OPTIMIZERS),
+            "lr": _hp().loguniform("lr", math.log(1e-6), math.log(1.0)),
+            "n": _hp().uniformint("n", 1, 100),
+        },
         _mixed,
     ),
 }
 
 
-def run_one(strategy: str, problem_name: str, seed: int, trials: int, n_startup: int) -> tuple[float, float]:
+def run_one(
+    strategy: str, problem_name: str, seed: int, trials: int, n_startup: int
+) -> tuple[float, float]:
     """Best-found regret and wall seconds of one run."""
     problem = PROBLEMS[problem_name]
     start = time.perf_counter()
@@ -115,8 +150,15 @@ def run_one(strategy: str, problem_name: str, seed: int, trials: int, n_startup:
 
         logging.getLogger("hyperopt").setLevel(logging.ERROR)
         hyper_trials = Trials()
-        fmin(problem.evaluate, problem.hyperopt_space(), algo=anneal.suggest, max_evals=trials,
-             trials=hyper_trials, rstate=np.random.default_rng(seed), show_progressbar=False)
+        fmin(
+            problem.evaluate,
+            problem.hyperopt_space(),
+            algo=anneal.suggest,
+            max_evals=trials,
+            trials=hyper_trials,
+            rstate=np.random.default_rng(seed),
+            show_progressbar=False,
+        )
         best = min(hyper_trials.losses())
     else:
         import optuna
@@ -156,13 +198,26 @@ def main(argv: list[str] | None = None) -> None:
     from bnsearch.samplers import strategy_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per strategy and problem (default 5)")
-    parser.add_argument("--trials", type=int, default=50, help="trial budget of every run (default 50)")
-    parser.add_argument("--startup", type=int, default=10, help="random start-up trials of model-based strategies")
-    parser.add_argument("--strategies", default=",".join([*strategy_names(), HYPEROPT_ANNEAL]),
-                        help="comma-separated strategy names (default: all, plus hyperopt-anneal)")
-    parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated: " + ", ".join(PROBLEMS))
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="seeds per strategy and problem (default 5)"
+    )
+    parser.add_argument(
+        "--trials", type=int, default=50, help="trial budget of every run (default 50)"
+    )
+    parser.add_argument(
+        "--startup", type=int, default=10, help="random start-up trials of model-based strategies"
+    )
+    parser.add_argument(
+        "--strategies",
+        default=",".join([*strategy_names(), HYPEROPT_ANNEAL]),
+        help="comma-separated strategy names (default: all, plus hyperopt-anneal)",
+    )
+    parser.add_argument(
+        "--problems", default=",".join(PROBLEMS), help="comma-separated: " + ", ".join(PROBLEMS)
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs in parallel processes (default 1)"
+    )
     args = parser.parse_args(argv)
 
     problems = [p for p in args.problems.split(",") if p]
@@ -173,16 +228,28 @@ def main(argv: list[str] | None = None) -> None:
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
 
-    tasks = [(s, p, seed, args.trials, args.startup) for s in strategies for p in problems for seed in range(args.seeds)]
+    tasks = [
+        (s, p, seed, args.trials, args.startup)
+        for s in strategies
+        for p in problems
+        for seed in range(args.seeds)
+    ]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(run_one, *zip(*tasks, strict=True))) if args.jobs > 1 else [run_one(*t) for t in tasks]
+        results = (
+            list(pool.map(run_one, *zip(*tasks, strict=True)))
+            if args.jobs > 1
+            else [run_one(*t) for t in tasks]
+        )
     regrets: dict[tuple[str, str], list[float]] = {}
     seconds: dict[str, list[float]] = {}
     for (s, p, *_), (regret, wall_s) in zip(tasks, results, strict=True):
         regrets.setdefault((s, p), []).append(regret)
         seconds.setdefault(s, []).append(wall_s)
 
-    print(f"\nmedian best-found regret over {args.seeds} seeds, {args.trials} trials per run (lower is better)\n")
+    print(
+        f"\nmedian best-found regret over {args.seeds} seeds, "
+        f"{args.trials} trials per run (lower is better)\n"
+    )
     header = f"| {'strategy':<16} | " + " | ".join(f"{p:>10}" for p in problems) + " | s/run |"
     print(header)
     print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
@@ -192,8 +259,15 @@ def main(argv: list[str] | None = None) -> None:
     print()
     for s, baseline in (("anneal", "random"), ("skopt", "random"), ("anneal", HYPEROPT_ANNEAL)):
         if s in strategies and baseline in strategies:
-            wins = [p for p in problems if statistics.median(regrets[(s, p)]) < statistics.median(regrets[(baseline, p)])]
-            print(f"{s} beats {baseline} on {len(wins)}/{len(problems)} problems" + (f" ({', '.join(wins)})" if wins else ""))
+            wins = [
+                p
+                for p in problems
+                if statistics.median(regrets[(s, p)]) < statistics.median(regrets[(baseline, p)])
+            ]
+            print(
+                f"{s} beats {baseline} on {len(wins)}/{len(problems)} problems"
+                + (f" ({', '.join(wins)})" if wins else "")
+            )
 
 
 if __name__ == "__main__":

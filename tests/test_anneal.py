@@ -30,7 +30,9 @@ class TestOptunaRelative(RelativeSamplerTestCase):
     @pytest.fixture
     def sampler(self) -> Callable[[], optuna.samplers.BaseSampler]:
         # No start-up trials, so sample_relative proposes neighbours from the first trial on.
-        return lambda: SimulatedAnnealingSampler(seed=0, schedule=AnnealSchedule(n_startup_trials=1))
+        return lambda: SimulatedAnnealingSampler(
+            seed=0, schedule=AnnealSchedule(n_startup_trials=1)
+        )
 
 
 class TestOptunaSingleOnly(SingleOnlySamplerTestCase):
@@ -53,25 +55,29 @@ def test_moves_are_neighbours_of_the_current_state() -> None:
     study = optuna.create_study(sampler=SimulatedAnnealingSampler(seed=1, schedule=SCHEDULE))
     study.optimize(_quadratic, n_trials=30)
     trials = study.trials
-    for t in trials[SCHEDULE.n_startup_trials:]:
+    for t in trials[SCHEDULE.n_startup_trials :]:
         rec = t.system_attrs[ANNEAL_ATTR]
         parent = trials[rec["parent"]]
         assert parent.number < t.number and parent.state == TrialState.COMPLETE
         assert 0 <= rec["u"] < 1 and rec["temperature"] > 0
         assert t.params != parent.params
-    temps = [r["temperature"] for r in _records(study)[SCHEDULE.n_startup_trials:]]
+    temps = [r["temperature"] for r in _records(study)[SCHEDULE.n_startup_trials :]]
     assert temps[-1] < temps[0]
     assert study.best_value < 0.5
 
 
 def test_two_sampler_instances_continue_one_run() -> None:
     """A second process (a fresh sampler, same storage) proposes what the first one would have."""
+
     def run(split: int) -> list[dict]:
         study = optuna.create_study(sampler=SimulatedAnnealingSampler(seed=7, schedule=SCHEDULE))
         study.optimize(_quadratic, n_trials=split)
         # Same study, new sampler object: nothing but the trials carries over.
-        resumed = optuna.load_study(study_name=study.study_name, storage=study._storage,
-                                    sampler=SimulatedAnnealingSampler(seed=7, schedule=SCHEDULE))
+        resumed = optuna.load_study(
+            study_name=study.study_name,
+            storage=study._storage,
+            sampler=SimulatedAnnealingSampler(seed=7, schedule=SCHEDULE),
+        )
         resumed.optimize(_quadratic, n_trials=20 - split)
         return [t.params for t in resumed.trials]
 
@@ -89,7 +95,9 @@ def test_state_continues_across_seeds_of_different_workers() -> None:
 
 
 def test_pruned_trials_are_rejected_and_failed_ones_ignored() -> None:
-    sampler = SimulatedAnnealingSampler(seed=3, schedule=AnnealSchedule(n_startup_trials=2, patience=100))
+    sampler = SimulatedAnnealingSampler(
+        seed=3, schedule=AnnealSchedule(n_startup_trials=2, patience=100)
+    )
     study = optuna.create_study(sampler=sampler)
     calls = {"n": 0}
 
@@ -109,7 +117,9 @@ def test_pruned_trials_are_rejected_and_failed_ones_ignored() -> None:
     # Trials 3, 4 pruned; 5, 6 failed. A pruned trial is a move that cools T and never
     # becomes the parent; a failed one is ignored (no cooling).
     r = sampler.schedule.cooling_rate
-    assert all(study.trials[rec["parent"]].state == TrialState.COMPLETE for rec in recs if "parent" in rec)
+    assert all(
+        study.trials[rec["parent"]].state == TrialState.COMPLETE for rec in recs if "parent" in rec
+    )
     assert recs[5]["temperature"] == pytest.approx(recs[4]["temperature"] * r)
     assert recs[7]["temperature"] == pytest.approx(recs[5]["temperature"])
 
@@ -125,9 +135,13 @@ def test_seeded_sequential_runs_repeat_and_seeds_differ() -> None:
 
 
 def test_restarts_happen_when_the_search_stalls() -> None:
-    sampler = SimulatedAnnealingSampler(seed=0, schedule=AnnealSchedule(n_startup_trials=2, patience=4))
+    sampler = SimulatedAnnealingSampler(
+        seed=0, schedule=AnnealSchedule(n_startup_trials=2, patience=4)
+    )
     study = optuna.create_study(sampler=sampler)
-    study.optimize(lambda t: float(t.suggest_int("k", 0, 3) != 0), n_trials=25)  # flat: stalls at once
+    study.optimize(
+        lambda t: float(t.suggest_int("k", 0, 3) != 0), n_trials=25
+    )  # flat: stalls at once
     assert max(r.get("restarts", 0) for r in _records(study)) >= 2
 
 

@@ -1,4 +1,4 @@
-"""SkoptSampler: Optuna's sampler contract, the distribution ↔ dimension mapping, every estimator."""
+"""SkoptSampler: Optuna's sampler contract, distribution ↔ dimension mapping, every estimator."""
 
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ class TestOptunaRelative(RelativeSamplerTestCase):
     @pytest.fixture
     def sampler(self) -> Callable[[], optuna.samplers.BaseSampler]:
         # One start-up point, so sample_relative asks the fitted surrogate at once.
-        return lambda: SkoptSampler(seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling"))
+        return lambda: SkoptSampler(
+            seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling")
+        )
 
 
 class TestOptunaSingleOnly(SingleOnlySamplerTestCase):
@@ -72,7 +74,10 @@ MAPPING_CASES = {
     "int": (IntDistribution(-3, 7), [-3, 0, 7]),
     "int_log": (IntDistribution(1, 512, log=True), [1, 17, 512]),
     "int_step": (IntDistribution(1, 9, step=2), [1, 5, 9]),
-    "categorical_mixed": (CategoricalDistribution((1, "1", None, False, 2.5)), [1, "1", None, False, 2.5]),
+    "categorical_mixed": (
+        CategoricalDistribution((1, "1", None, False, 2.5)),
+        [1, "1", None, False, 2.5],
+    ),
 }
 
 
@@ -129,7 +134,9 @@ def test_gbrt_plain_skopt_still_fails_here() -> None:
 
 
 def test_maximize_study_is_negated_for_skopt() -> None:
-    sampler = SkoptSampler(seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling"))
+    sampler = SkoptSampler(
+        seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling")
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for x in (0.1, 0.9):
         study.enqueue_trial({"x": x})
@@ -142,10 +149,20 @@ def test_pruned_trials_are_told_with_their_last_report() -> None:
     study = optuna.create_study()
     dist = {"x": FloatDistribution(0.0, 1.0)}
     study.add_trial(optuna.create_trial(params={"x": 0.5}, distributions=dist, value=2.0))
-    study.add_trial(optuna.create_trial(params={"x": 0.2}, distributions=dist, state=TrialState.PRUNED,
-                                        intermediate_values={0: 9.0, 3: 7.0}))
-    study.add_trial(optuna.create_trial(params={"x": 0.3}, distributions=dist, state=TrialState.PRUNED))
-    study.add_trial(optuna.create_trial(params={"x": 0.4}, distributions=dist, state=TrialState.FAIL))
+    study.add_trial(
+        optuna.create_trial(
+            params={"x": 0.2},
+            distributions=dist,
+            state=TrialState.PRUNED,
+            intermediate_values={0: 9.0, 3: 7.0},
+        )
+    )
+    study.add_trial(
+        optuna.create_trial(params={"x": 0.3}, distributions=dist, state=TrialState.PRUNED)
+    )
+    study.add_trial(
+        optuna.create_trial(params={"x": 0.4}, distributions=dist, state=TrialState.FAIL)
+    )
     told = SkoptSampler(seed=0)._observations(study, ["x"], dist)
     assert told == ([[0.5], [0.2]], [2.0, 7.0])
     ignored = SkoptSampler(seed=0, options=SkoptOptions(consider_pruned_trials=False))
@@ -168,7 +185,10 @@ def test_resume_shares_what_is_known() -> None:
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"skopt_estimator": "XGB"}, "unknown --skopt-estimator 'XGB'; choose one of: GP, RF, ET, GBRT"),
+        (
+            {"skopt_estimator": "XGB"},
+            "unknown --skopt-estimator 'XGB'; choose one of: GP, RF, ET, GBRT",
+        ),
         ({"skopt_acq": "UCB"}, "unknown --skopt-acq 'UCB'; choose one of: gp_hedge, EI, PI, LCB"),
     ],
     ids=["estimator", "acq"],
@@ -197,10 +217,18 @@ def test_missing_skopt_names_the_package(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_factory_passes_cli_options_through() -> None:
-    sampler = make_sampler("skopt", SamplerContext(seed=0, n_startup_trials=5,
-                                                   options={"skopt_estimator": "ET", "skopt_acq": "EI"}))
+    sampler = make_sampler(
+        "skopt",
+        SamplerContext(
+            seed=0, n_startup_trials=5, options={"skopt_estimator": "ET", "skopt_acq": "EI"}
+        ),
+    )
     assert isinstance(sampler, SkoptSampler)
-    assert (sampler.options.estimator, sampler.options.acq_func, sampler.options.n_startup_trials) == ("ET", "EI", 5)
+    assert (
+        sampler.options.estimator,
+        sampler.options.acq_func,
+        sampler.options.n_startup_trials,
+    ) == ("ET", "EI", 5)
 
 
 @pytest.mark.parametrize(
@@ -208,16 +236,23 @@ def test_factory_passes_cli_options_through() -> None:
     [
         (["--skopt-estimator", "XGB"], "choose one of: GP, RF, ET, GBRT"),
         (["--skopt-acq", "UCB"], "choose one of: gp_hedge, EI, PI, LCB"),
-        (["--strategy", "tpe", "--skopt-estimator", "RF"], "--skopt-estimator does not apply to --strategy tpe"),
+        (
+            ["--strategy", "tpe", "--skopt-estimator", "RF"],
+            "--skopt-estimator does not apply to --strategy tpe",
+        ),
     ],
     ids=["estimator", "acq", "wrong-strategy"],
 )
-def test_cli_rejects_bad_skopt_options_without_creating_a_study(tmp_path, args: list[str], message: str) -> None:
+def test_cli_rejects_bad_skopt_options_without_creating_a_study(
+    tmp_path, args: list[str], message: str
+) -> None:
     from bnsearch.cli import app
 
     db = tmp_path / "s.db"
     base = ["run", "--strategy", "skopt"] if "--strategy" not in args else ["run"]
-    result = CliRunner().invoke(app, [*base, *args, "--dataset", "digits", "--storage", f"sqlite:///{db}"])
+    result = CliRunner().invoke(
+        app, [*base, *args, "--dataset", "digits", "--storage", f"sqlite:///{db}"]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not db.exists()

@@ -177,6 +177,9 @@ register(
         "skopt",
         _skopt,
         "scikit-optimize Optimizer: GP, RF, ET or GBRT surrogate (--skopt-estimator)",
+        # scikit-optimize is barely maintained and runs on today's numpy/scikit-learn only
+        # through our GBRT shim; a future release of either may break it.
+        experimental=True,
         option_names=("skopt_estimator", "skopt_acq"),
         check_options=lambda options: _skopt_options(options),
     )

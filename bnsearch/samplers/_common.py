@@ -6,7 +6,12 @@ import zlib
 from typing import Any
 
 import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from bnsearch.samplers._moves import CategoricalDomain, Domain, NumericDomain, sample_uniform
 
@@ -16,7 +21,9 @@ def domain_of(dist: BaseDistribution) -> Domain:
     if isinstance(dist, CategoricalDistribution):
         return CategoricalDomain(tuple(dist.choices))
     if isinstance(dist, IntDistribution):
-        return NumericDomain(low=dist.low, high=dist.high, log=dist.log, step=dist.step, integer=True)
+        return NumericDomain(
+            low=dist.low, high=dist.high, log=dist.log, step=dist.step, integer=True
+        )
     if isinstance(dist, FloatDistribution):
         return NumericDomain(low=dist.low, high=dist.high, log=dist.log, step=dist.step)
     raise TypeError(f"unsupported distribution {dist!r}")

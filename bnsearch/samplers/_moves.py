@@ -36,7 +36,9 @@ class NumericDomain:
         if self.high == self.low:
             return 0.0
         if self.log:
-            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+            return (math.log(value) - math.log(self.low)) / (
+                math.log(self.high) - math.log(self.low)
+            )
         return (value - self.low) / (self.high - self.low)
 
     def from_unit(self, u: float) -> float | int:
@@ -135,13 +137,17 @@ class AnnealSchedule:
         span = math.log(self.initial_temperature) - math.log(self.min_temperature)
         if span <= 0:
             return 1.0
-        h = (math.log(max(temperature, self.min_temperature)) - math.log(self.min_temperature)) / span
+        h = (
+            math.log(max(temperature, self.min_temperature)) - math.log(self.min_temperature)
+        ) / span
         return min(1.0, max(0.0, h))
 
     def step_scale(self, temperature: float) -> float:
         """Std of a numeric move in unit space: ``max_step`` hot, ``min_step`` cold (log-linear)."""
         h = self.heat(temperature)
-        return math.exp(math.log(self.min_step) + h * (math.log(self.max_step) - math.log(self.min_step)))
+        return math.exp(
+            math.log(self.min_step) + h * (math.log(self.max_step) - math.log(self.min_step))
+        )
 
     def switch_probability(self, temperature: float) -> float:
         """Chance that a categorical param switches to another choice at ``temperature``."""
@@ -149,7 +155,9 @@ class AnnealSchedule:
         return self.min_switch_prob + h * (self.max_switch_prob - self.min_switch_prob)
 
 
-def move_numeric(value: float, domain: NumericDomain, step_scale: float, rng: np.random.Generator) -> float | int:
+def move_numeric(
+    value: float, domain: NumericDomain, step_scale: float, rng: np.random.Generator
+) -> float | int:
     """A neighbour of ``value``: a normal step of std ``step_scale`` in unit space, reflected at
     the bounds and rounded onto the grid; on a grid it moves at least one grid point."""
     if domain.high == domain.low:
@@ -170,7 +178,9 @@ def move_numeric(value: float, domain: NumericDomain, step_scale: float, rng: np
     return new
 
 
-def move_categorical(value: Value, domain: CategoricalDomain, switch_prob: float, rng: np.random.Generator) -> Value:
+def move_categorical(
+    value: Value, domain: CategoricalDomain, switch_prob: float, rng: np.random.Generator
+) -> Value:
     """``value``, or with probability ``switch_prob`` another choice drawn uniformly."""
     others = [c for c in domain.choices if not _same_choice(c, value)]
     if not others or rng.random() >= switch_prob:
@@ -245,8 +255,9 @@ def _same_value(a: Value, b: Value) -> bool:
     return _same_choice(a, b) if isinstance(a, str | bool) or isinstance(b, str | bool) else a == b
 
 
-def metropolis_accept(candidate: float, current: float, *, temperature: float, scale: float,
-                      u: float, minimize: bool) -> bool:
+def metropolis_accept(
+    candidate: float, current: float, *, temperature: float, scale: float, u: float, minimize: bool
+) -> bool:
     """Metropolis rule: accept a better (or equal) value; a worse one with ``exp(-Δ/(T·scale))``.
 
     Args:
@@ -293,7 +304,9 @@ class AnnealState:
     restarts: int
 
 
-def replay(observations: Sequence[Observation], schedule: AnnealSchedule, *, minimize: bool) -> AnnealState | None:
+def replay(
+    observations: Sequence[Observation], schedule: AnnealSchedule, *, minimize: bool
+) -> AnnealState | None:
     """Rebuild the annealing run from its finished trials, in trial-number order.
 
     The first ``n_startup_trials`` observations are random start-up trials; the best of them
@@ -316,32 +329,59 @@ def replay(observations: Sequence[Observation], schedule: AnnealSchedule, *, min
             if finite and (state is None or _better(obs.value, state.current_value, minimize)):  # type: ignore[arg-type]
                 t0 = schedule.temperature(0, 0)
                 state = AnnealState(
-                    current_params=obs.params, current_value=float(obs.value), current_number=obs.number,  # type: ignore[arg-type]
-                    best_params=obs.params, best_value=float(obs.value), best_number=obs.number,  # type: ignore[arg-type]
-                    temperature=t0, moves=0, moves_since_restart=0, moves_since_best=0, restarts=0,
+                    current_params=obs.params,
+                    current_value=float(obs.value),
+                    current_number=obs.number,  # type: ignore[arg-type]
+                    best_params=obs.params,
+                    best_value=float(obs.value),
+                    best_number=obs.number,  # type: ignore[arg-type]
+                    temperature=t0,
+                    moves=0,
+                    moves_since_restart=0,
+                    moves_since_best=0,
+                    restarts=0,
                 )
             continue
         state = _step(state, obs, schedule, scale=scale, minimize=minimize)
     return state
 
 
-def _step(state: AnnealState, obs: Observation, schedule: AnnealSchedule, *, scale: float, minimize: bool) -> AnnealState:
+def _step(
+    state: AnnealState, obs: Observation, schedule: AnnealSchedule, *, scale: float, minimize: bool
+) -> AnnealState:
     value = obs.value
     finite = value is not None and math.isfinite(value)
     new_best = finite and _better(value, state.best_value, minimize)  # type: ignore[arg-type]
     accepted = finite and metropolis_accept(
-        float(value), state.current_value, temperature=state.temperature, scale=scale,  # type: ignore[arg-type]
-        u=1.0 if obs.u is None else obs.u, minimize=minimize,
+        float(value),
+        state.current_value,
+        temperature=state.temperature,
+        scale=scale,  # type: ignore[arg-type]
+        u=1.0 if obs.u is None else obs.u,
+        minimize=minimize,
     )
-    s = replace(state, moves=state.moves + 1, moves_since_restart=state.moves_since_restart + 1,
-                moves_since_best=0 if new_best else state.moves_since_best + 1)
+    s = replace(
+        state,
+        moves=state.moves + 1,
+        moves_since_restart=state.moves_since_restart + 1,
+        moves_since_best=0 if new_best else state.moves_since_best + 1,
+    )
     if accepted:
-        s = replace(s, current_params=obs.params, current_value=float(value), current_number=obs.number)  # type: ignore[arg-type]
+        s = replace(
+            s, current_params=obs.params, current_value=float(value), current_number=obs.number
+        )  # type: ignore[arg-type]
     if new_best:
         s = replace(s, best_params=obs.params, best_value=float(value), best_number=obs.number)  # type: ignore[arg-type]
     if s.moves_since_best >= schedule.patience:
-        s = replace(s, current_params=s.best_params, current_value=s.best_value, current_number=s.best_number,
-                    moves_since_restart=0, moves_since_best=0, restarts=s.restarts + 1)
+        s = replace(
+            s,
+            current_params=s.best_params,
+            current_value=s.best_value,
+            current_number=s.best_number,
+            moves_since_restart=0,
+            moves_since_best=0,
+            restarts=s.restarts + 1,
+        )
     return replace(s, temperature=schedule.temperature(s.moves_since_restart, s.restarts))
 
 

@@ -121,7 +121,9 @@ class SimulatedAnnealingSampler(BaseSampler):
         if not study._is_multi_objective():
             self._plan(study, trial)
 
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
         if study._is_multi_objective():
             return {}
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -135,10 +137,17 @@ class SimulatedAnnealingSampler(BaseSampler):
         if not search_space:
             return {}
         plan = self._plan(study, trial)
-        return {name: self._value(plan, trial, name, dist) for name, dist in sorted(search_space.items())}
+        return {
+            name: self._value(plan, trial, name, dist)
+            for name, dist in sorted(search_space.items())
+        }
 
     def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
     ) -> Any:
         self._raise_error_if_multi_objective(study)
         return self._value(self._plan(study, trial), trial, param_name, param_distribution)
@@ -172,10 +181,18 @@ class SimulatedAnnealingSampler(BaseSampler):
             parent = next(t for t in finished if t.number == state.current_number)
             domains = {n: domain_of(d) for n, d in parent.distributions.items() if not d.single()}
             proposal = propose_neighbour(
-                state.current_params, domains, state.temperature, self._schedule, self._rng(trial.number, "move")
+                state.current_params,
+                domains,
+                state.temperature,
+                self._schedule,
+                self._rng(trial.number, "move"),
             )
             plan = _Plan(state=state, proposal=proposal)
-            record |= {"temperature": state.temperature, "parent": state.current_number, "restarts": state.restarts}
+            record |= {
+                "temperature": state.temperature,
+                "parent": state.current_number,
+                "restarts": state.restarts,
+            }
         study._storage.set_trial_system_attr(trial._trial_id, ANNEAL_ATTR, record)
         return plan
 
@@ -187,14 +204,23 @@ class SimulatedAnnealingSampler(BaseSampler):
             return plan.proposal[name]
         rng = self._rng(trial.number, "param:" + name)
         state = plan.state
-        if state is None or name not in state.current_params or not dom.contains(state.current_params[name]):
+        if (
+            state is None
+            or name not in state.current_params
+            or not dom.contains(state.current_params[name])
+        ):
             return sample_uniform(dom, rng)
         # The current state has this param but under another range (a dynamic search space).
         if isinstance(dom, CategoricalDomain):
             return move_categorical(
-                state.current_params[name], dom, self._schedule.switch_probability(state.temperature), rng
+                state.current_params[name],
+                dom,
+                self._schedule.switch_probability(state.temperature),
+                rng,
             )
-        return move_numeric(state.current_params[name], dom, self._schedule.step_scale(state.temperature), rng)
+        return move_numeric(
+            state.current_params[name], dom, self._schedule.step_scale(state.temperature), rng
+        )
 
 
 def _observation(trial: FrozenTrial) -> Observation:

@@ -9,7 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.samplers import BaseSampler
 from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
@@ -22,8 +27,18 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
-ESTIMATORS = ("GP", "RF", "ET", "GBRT")  # skopt surrogates: Gaussian process, random forest, extra trees, gradient boosting
-ACQ_FUNCS = ("gp_hedge", "EI", "PI", "LCB")  # skopt acquisition functions (gp_hedge: a portfolio of EI, PI, LCB)
+ESTIMATORS = (
+    "GP",
+    "RF",
+    "ET",
+    "GBRT",
+)  # skopt surrogates: Gaussian process, random forest, extra trees, gradient boosting
+ACQ_FUNCS = (
+    "gp_hedge",
+    "EI",
+    "PI",
+    "LCB",
+)  # skopt acquisition functions (gp_hedge: a portfolio of EI, PI, LCB)
 ACQ_OPTIMIZERS = ("auto", "sampling", "lbfgs")  # how skopt maximises the acquisition
 
 
@@ -34,7 +49,9 @@ class SkoptOptions:
     estimator: str = "GP"  # one of ESTIMATORS
     acq_func: str = "gp_hedge"  # one of ACQ_FUNCS
     acq_optimizer: str = "auto"  # one of ACQ_OPTIMIZERS; lbfgs needs the GP estimator
-    n_startup_trials: int = 10  # random points before the surrogate is used (skopt's n_initial_points)
+    n_startup_trials: int = (
+        10  # random points before the surrogate is used (skopt's n_initial_points)
+    )
     consider_pruned_trials: bool = True  # tell pruned trials with their last reported value
 
     def validate(self) -> None:
@@ -122,7 +139,9 @@ class SkoptSampler(BaseSampler):
             self._seed = secrets.randbits(63)
         return self._seed
 
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
         if study._is_multi_objective():
             return {}
         space = intersection_search_space(
@@ -153,17 +172,28 @@ class SkoptSampler(BaseSampler):
         return {n: from_dimension(search_space[n], x) for n, x in zip(names, point, strict=True)}
 
     def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
     ) -> Any:
         self._raise_error_if_multi_objective(study)
-        return sample_random(param_distribution, trial_rng(self._base_seed(), trial.number, "param:" + param_name))
+        return sample_random(
+            param_distribution, trial_rng(self._base_seed(), trial.number, "param:" + param_name)
+        )
 
     # ---- helpers ---------------------------------------------------------------------------
 
     def _told_trials(self, study: Study) -> list[FrozenTrial]:
-        states = (TrialState.COMPLETE, TrialState.PRUNED) if self._options.consider_pruned_trials else (
-            TrialState.COMPLETE,)
-        return [t for t in study.get_trials(deepcopy=False, states=states) if _objective(t) is not None]
+        states = (
+            (TrialState.COMPLETE, TrialState.PRUNED)
+            if self._options.consider_pruned_trials
+            else (TrialState.COMPLETE,)
+        )
+        return [
+            t for t in study.get_trials(deepcopy=False, states=states) if _objective(t) is not None
+        ]
 
     def _observations(
         self, study: Study, names: Sequence[str], space: Mapping[str, BaseDistribution]
@@ -289,23 +319,30 @@ def make_gbrt(seed: int | None) -> Any:
         import numpy as np
         from skopt.learning import GradientBoostingQuantileRegressor
 
-        class _GBRT(GradientBoostingQuantileRegressor):  # type: ignore[misc]
+        class _GBRT(GradientBoostingQuantileRegressor):
             def __sklearn_tags__(self) -> Any:
                 tags = super().__sklearn_tags__()
                 tags.estimator_type = "regressor"
                 return tags
 
-            def predict(self, X: Any, return_std: bool = False, return_quantiles: bool = False) -> Any:
+            def predict(
+                self, X: Any, return_std: bool = False, return_quantiles: bool = False
+            ) -> Any:
                 if not return_std or return_quantiles:
-                    return super().predict(X, return_std=return_std, return_quantiles=return_quantiles)
+                    return super().predict(
+                        X, return_std=return_std, return_quantiles=return_quantiles
+                    )
                 if not np.all(np.isin([0.16, 0.5, 0.84], self.quantiles)):
                     raise ValueError("return_std needs the quantiles 0.16, 0.5 and 0.84")
-                low, mid, high = (self.regressors_[self.quantiles.index(q)].predict(X) for q in (0.16, 0.5, 0.84))
+                low, mid, high = (
+                    self.regressors_[self.quantiles.index(q)].predict(X) for q in (0.16, 0.5, 0.84)
+                )
                 return mid, (high - low) / 2.0
 
         _GBRT_CLASS = _GBRT
     from sklearn.ensemble import GradientBoostingRegressor
 
     return _GBRT_CLASS(
-        base_estimator=GradientBoostingRegressor(loss="quantile", n_estimators=30), random_state=seed
+        base_estimator=GradientBoostingRegressor(loss="quantile", n_estimators=30),
+        random_state=seed,
     )
