@@ -321,21 +321,20 @@ def replay(
     state: AnnealState | None = None
     values: list[float] = []
     for i, obs in enumerate(sorted(observations, key=lambda o: o.number)):
-        finite = obs.value is not None and math.isfinite(obs.value)
+        value = _finite(obs.value)
         scale = _std(values)  # of the values seen before this one
-        if finite:
-            values.append(float(obs.value))  # type: ignore[arg-type]
+        if value is not None:
+            values.append(value)
         if state is None or i < schedule.n_startup_trials:
-            if finite and (state is None or _better(obs.value, state.current_value, minimize)):  # type: ignore[arg-type]
-                t0 = schedule.temperature(0, 0)
+            if value is not None and (state is None or _better(value, state.current_value, minimize)):
                 state = AnnealState(
                     current_params=obs.params,
-                    current_value=float(obs.value),
-                    current_number=obs.number,  # type: ignore[arg-type]
+                    current_value=value,
+                    current_number=obs.number,
                     best_params=obs.params,
-                    best_value=float(obs.value),
-                    best_number=obs.number,  # type: ignore[arg-type]
-                    temperature=t0,
+                    best_value=value,
+                    best_number=obs.number,
+                    temperature=schedule.temperature(0, 0),
                     moves=0,
                     moves_since_restart=0,
                     moves_since_best=0,
@@ -349,14 +348,13 @@ def replay(
 def _step(
     state: AnnealState, obs: Observation, schedule: AnnealSchedule, *, scale: float, minimize: bool
 ) -> AnnealState:
-    value = obs.value
-    finite = value is not None and math.isfinite(value)
-    new_best = finite and _better(value, state.best_value, minimize)  # type: ignore[arg-type]
-    accepted = finite and metropolis_accept(
-        float(value),
+    value = _finite(obs.value)
+    new_best = value is not None and _better(value, state.best_value, minimize)
+    accepted = value is not None and metropolis_accept(
+        value,
         state.current_value,
         temperature=state.temperature,
-        scale=scale,  # type: ignore[arg-type]
+        scale=scale,
         u=1.0 if obs.u is None else obs.u,
         minimize=minimize,
     )
@@ -366,12 +364,10 @@ def _step(
         moves_since_restart=state.moves_since_restart + 1,
         moves_since_best=0 if new_best else state.moves_since_best + 1,
     )
-    if accepted:
-        s = replace(
-            s, current_params=obs.params, current_value=float(value), current_number=obs.number
-        )  # type: ignore[arg-type]
-    if new_best:
-        s = replace(s, best_params=obs.params, best_value=float(value), best_number=obs.number)  # type: ignore[arg-type]
+    if value is not None and accepted:
+        s = replace(s, current_params=obs.params, current_value=value, current_number=obs.number)
+    if value is not None and new_best:
+        s = replace(s, best_params=obs.params, best_value=value, best_number=obs.number)
     if s.moves_since_best >= schedule.patience:
         s = replace(
             s,
@@ -383,6 +379,10 @@ def _step(
             restarts=s.restarts + 1,
         )
     return replace(s, temperature=schedule.temperature(s.moves_since_restart, s.restarts))
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _better(a: float, b: float, minimize: bool) -> bool:
