@@ -216,6 +216,11 @@ def test_missing_skopt_names_the_package(monkeypatch: pytest.MonkeyPatch) -> Non
         make_sampler("skopt", SamplerContext(seed=0))
 
 
+def test_option_names_are_case_insensitive() -> None:
+    sampler = make_sampler("skopt", SamplerContext(options={"skopt_estimator": "gbrt", "skopt_acq": "ei"}))
+    assert (sampler.options.estimator, sampler.options.acq_func) == ("GBRT", "EI")  # type: ignore[attr-defined]
+
+
 def test_factory_passes_cli_options_through() -> None:
     sampler = make_sampler(
         "skopt",

@@ -148,11 +148,14 @@ def _anneal(ctx: SamplerContext) -> BaseSampler:
 
 
 def _skopt_options(ctx_options: Mapping[str, Any], n_startup_trials: int = 10) -> Any:
-    from bnsearch.samplers.skopt import SkoptOptions
+    from bnsearch.samplers.skopt import ACQ_FUNCS, ESTIMATORS, SkoptOptions
+
+    def canonical(value: str, choices: tuple[str, ...]) -> str:  # --skopt-estimator gbrt → GBRT
+        return next((c for c in choices if c.lower() == str(value).lower()), str(value))
 
     opts = SkoptOptions(
-        estimator=ctx_options.get("skopt_estimator") or "GP",
-        acq_func=ctx_options.get("skopt_acq") or "gp_hedge",
+        estimator=canonical(ctx_options.get("skopt_estimator") or "GP", ESTIMATORS),
+        acq_func=canonical(ctx_options.get("skopt_acq") or "gp_hedge", ACQ_FUNCS),
         n_startup_trials=n_startup_trials,
     )
     opts.validate()
