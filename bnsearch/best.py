@@ -69,13 +69,15 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
     study = load_existing(storage, study_name)
     identity = study.user_attrs.get(keys.STUDY_CONFIG)
     if identity is None:
-        raise StudyError(f"study '{study_name}' was not created by bnsearch; it has no stored dataset and seed")
+        raise StudyError(
+            f"study '{study_name}' was not created by bnsearch; it has no stored dataset and seed"
+        )
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         raise StudyError(
-            f"study '{study_name}' has no complete trial yet ({len(trials)} trials, none complete); "
-            f"run more with: bnsearch run --study-name {study_name}"
+            f"study '{study_name}' has no complete trial yet ({len(trials)} trials, none "
+            f"complete); run more with: bnsearch run --study-name {study_name}"
         )
     best = study.best_trial
     params = best.user_attrs.get(keys.RESOLVED_PARAMS)
@@ -134,16 +136,32 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     splits = split_dataset(dataset, seed=split_seed)
     params = TrialParams(**best.params)
     widths = tuple(ident.get("widths", (32, 64)))
-    seed = best.seed if best.seed is not None else derive_seed(int(ident["seed"]), "trial", best.number)
+    seed = (
+        best.seed
+        if best.seed is not None
+        else derive_seed(int(ident["seed"]), "trial", best.number)
+    )
     data = _train_val_test(splits, dev)
     model = build_model(
-        params, in_shape=splits.in_shape, num_classes=splits.num_classes, seed=seed,
-        cfg=ModelConfig(widths=widths), device=dev,  # type: ignore[arg-type]
+        params,
+        in_shape=splits.in_shape,
+        num_classes=splits.num_classes,
+        seed=seed,
+        cfg=ModelConfig(widths=widths),
+        device=dev,
     )
     t0 = time.perf_counter()
-    result = train(model, data, params, seed=seed, cfg=TrainConfig(decay_bn_params=bool(ident.get("decay_bn_params"))))
+    result = train(
+        model,
+        data,
+        params,
+        seed=seed,
+        cfg=TrainConfig(decay_bn_params=bool(ident.get("decay_bn_params"))),
+    )
     if result.diverged:
-        raise ModelError(f"retraining trial #{best.number} of '{best.study_name}' failed: {result.reason}")
+        raise ModelError(
+            f"retraining trial #{best.number} of '{best.study_name}' failed: {result.reason}"
+        )
     test_acc = evaluate(model, data.test_x, data.test_y, batch_size=_EVAL_BATCH)
     config = {
         "format": MODEL_FORMAT,
@@ -246,9 +264,15 @@ class LoadedModel:
         out = []
         with torch.inference_mode():
             for i in range(0, len(norm), _EVAL_BATCH):
-                xb = torch.from_numpy(np.ascontiguousarray(norm[i : i + _EVAL_BATCH])).to(self.device)
+                xb = torch.from_numpy(np.ascontiguousarray(norm[i : i + _EVAL_BATCH])).to(
+                    self.device
+                )
                 out.append(torch.softmax(self.model(xb), dim=1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.config["classes"])), dtype=np.float32)
+        return (
+            np.concatenate(out)
+            if out
+            else np.zeros((0, len(self.config["classes"])), dtype=np.float32)
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted class labels (N,) for raw images, in the dataset's original labels."""
@@ -291,13 +315,15 @@ def load_model(model_dir: str | Path, *, device: str = "cpu") -> LoadedModel:
     try:
         model = BNCNN(
             TrialParams(**config["params"]),
-            in_shape=tuple(config["in_shape"]),  # type: ignore[arg-type]
+            in_shape=tuple(config["in_shape"]),
             num_classes=int(config["num_classes"]),
-            cfg=ModelConfig(widths=tuple(config["widths"])),  # type: ignore[arg-type]
+            cfg=ModelConfig(widths=tuple(config["widths"])),
         )
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except Exception as e:  # a bad config or weights file fails in many ways; all mean "cannot load"
+    except (
+        Exception
+    ) as e:  # a bad config or weights file fails in many ways; all mean "cannot load"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"cannot load the model in {folder}: {msg}") from None
     model.to(dev).eval()
@@ -317,7 +343,10 @@ def as_model_input(x: np.ndarray, in_shape: Sequence[int]) -> np.ndarray:
     elif x.ndim == 4 and tuple(x.shape[1:]) != tuple(in_shape) and x.shape[3] in (1, 3):
         x = x.transpose(0, 3, 1, 2)
     if x.ndim != 4:
-        raise ModelError(f"images must be (N, H, W) or (N, C, H, W), got shape {x.shape}; the model expects N×{want}")
+        raise ModelError(
+            f"images must be (N, H, W) or (N, C, H, W), got shape {x.shape}; "
+            f"the model expects N×{want}"
+        )
     if tuple(x.shape[1:]) != tuple(in_shape):
         got = "×".join(map(str, x.shape[1:]))
         raise ModelError(f"images are {got} but the model expects {want} (C×H×W)")
@@ -349,7 +378,9 @@ def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     return x, y
 
 
-def predict(model_dir: str | Path | LoadedModel, x: np.ndarray, *, device: str = "cpu") -> np.ndarray:
+def predict(
+    model_dir: str | Path | LoadedModel, x: np.ndarray, *, device: str = "cpu"
+) -> np.ndarray:
     """Predicted labels for raw images ``x`` with the saved model's preprocessing.
 
     Args:
@@ -360,7 +391,9 @@ def predict(model_dir: str | Path | LoadedModel, x: np.ndarray, *, device: str =
     Returns:
         (N,) labels, in the dataset's original label values.
     """
-    loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, device=device)
+    loaded = (
+        model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, device=device)
+    )
     return loaded.predict(x)
 
 
@@ -372,7 +405,9 @@ def write_predictions_csv(path: str | Path, labels: np.ndarray, proba: np.ndarra
         with out.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["index", "label", "confidence"])
-            for i, (lab, p) in enumerate(zip(labels.tolist(), proba.max(axis=1).tolist(), strict=True)):
+            for i, (lab, p) in enumerate(
+                zip(labels.tolist(), proba.max(axis=1).tolist(), strict=True)
+            ):
                 w.writerow([i, lab, f"{p:.6f}" if math.isfinite(p) else "nan"])
     except OSError as e:
         raise ModelError(f"cannot write predictions to {out}: {e.strerror or e}") from None

@@ -228,7 +228,7 @@ def compare(
             storage=storage,
             space_path=space,
             device=device,
-            widths=width_pair,  # type: ignore[arg-type]
+            widths=width_pair,
             prefix=prefix,
             benchmark=benchmark,
             from_studies=tuple(from_study or ()),

@@ -60,7 +60,9 @@ class CompareConfig:
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
         if not self.strategies:
-            raise ConfigError("--strategies is empty; give a comma-separated list, e.g. random,tpe,gp")
+            raise ConfigError(
+                "--strategies is empty; give a comma-separated list, e.g. random,tpe,gp"
+            )
         for name in self.strategies:
             get_strategy(name)
         dupes = sorted({s for s in self.strategies if self.strategies.count(s) > 1})
@@ -121,7 +123,9 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     from optuna.trial import TrialState
 
     done = (TrialState.COMPLETE, TrialState.PRUNED)
-    return sorted((t for t in study.get_trials(deepcopy=False) if t.state in done), key=lambda t: t.number)
+    return sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.state in done), key=lambda t: t.number
+    )
 
 
 def run_from_study(study: optuna.Study, *, strategy: str, seed: int) -> Run:
@@ -135,7 +139,9 @@ def run_from_study(study: optuna.Study, *, strategy: str, seed: int) -> Run:
     values: list[float | None] = []
     times: list[float] = []
     for t in counted_trials(study):
-        values.append(float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else None)
+        values.append(
+            float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else None
+        )
         elapsed = t.duration.total_seconds() if t.duration is not None else 0.0
         times.append(elapsed + float(t.user_attrs.get(keys.SIMULATED_TIME_S, 0.0)))
     return Run(strategy=strategy, seed=seed, values=tuple(values), times_s=tuple(times))
@@ -163,7 +169,9 @@ def _existing_counts(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -
             study = optuna.load_study(study_name=name, storage=storage)
             stored = study.user_attrs.get(keys.STUDY_CONFIG)
             if stored is None:
-                raise StudyError(f"study '{name}' was not created by bnsearch; choose another --prefix")
+                raise StudyError(
+                    f"study '{name}' was not created by bnsearch; choose another --prefix"
+                )
             diff = identity_mismatches(stored, study_identity(run_cfg, load_space(run_cfg)))
             if diff:
                 raise StudyError(
@@ -234,7 +242,9 @@ def _run_real(
                 done = len(counted_trials(setup.study))
                 emit(f"{name}: {'resuming at' if done else 'starting,'} {done}/{cfg.trials} trials")
                 # The study stops at the budget of counted trials; failed ones are retried.
-                stop = optuna.study.MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                stop = optuna.study.MaxTrialsCallback(
+                    cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)
+                )
                 # optimize() caps this call at run_cfg.trials; top-ups need (budget - done).
                 setup = replace(setup, cfg=replace(run_cfg, trials=cfg.trials - done))
                 optimize(setup, callbacks=[*trial_callbacks, stop])
@@ -247,7 +257,8 @@ def _run_real(
         mode="real",
         mode_note=(
             f"REAL mode: every trial trained the CNN on {cfg.dataset} "
-            f"({len(cfg.strategies)} strategies × {cfg.seeds} seeds × {cfg.trials} trials, pruner {cfg.pruner})"
+            f"({len(cfg.strategies)} strategies × {cfg.seeds} seeds × {cfg.trials} trials, "
+            f"pruner {cfg.pruner})"
         ),
     )
     return CompareResult(data=data, study_names=tuple(names), trials_run=ran)

@@ -44,15 +44,47 @@ def _band_figure(bands: dict[str, Band], *, title: str, x_title: str) -> go.Figu
     for i, (strategy, band) in enumerate(sorted(bands.items())):
         color = _COLORS[i % len(_COLORS)]
         x = list(band.x)
-        fig.add_trace(go.Scatter(x=x, y=_pct(band.q75), mode="lines", line={"width": 0}, showlegend=False,
-                                 legendgroup=strategy, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=_pct(band.q25), mode="lines", line={"width": 0}, fill="tonexty",
-                                 fillcolor=_rgba(color, 0.2), showlegend=False, legendgroup=strategy,
-                                 hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=_pct(band.median), mode="lines", name=strategy, legendgroup=strategy,
-                                 line={"color": color, "width": 2}))
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="best validation accuracy so far (%)",
-                      template="plotly_white", hovermode="x unified")
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=_pct(band.q75),
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                legendgroup=strategy,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=_pct(band.q25),
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor=_rgba(color, 0.2),
+                showlegend=False,
+                legendgroup=strategy,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=_pct(band.median),
+                mode="lines",
+                name=strategy,
+                legendgroup=strategy,
+                line={"color": color, "width": 2},
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title="best validation accuracy so far (%)",
+        template="plotly_white",
+        hovermode="x unified",
+    )
     return fig
 
 
@@ -63,29 +95,55 @@ def render_figures(data: CompareData) -> list[go.Figure]:
 
     tag = " [BENCHMARK: surrogate predictions]" if data.mode == "benchmark" else ""
     figs = [
-        _band_figure(data.by_trials, title=f"Best so far vs trials (median, IQR over seeds){tag}",
-                     x_title="trial"),
-        _band_figure(data.by_time, title=f"Best so far vs wall time (median, IQR over seeds){tag}",
-                     x_title="wall time (s, simulated)" if data.mode == "benchmark" else "wall time (s)"),
+        _band_figure(
+            data.by_trials,
+            title=f"Best so far vs trials (median, IQR over seeds){tag}",
+            x_title="trial",
+        ),
+        _band_figure(
+            data.by_time,
+            title=f"Best so far vs wall time (median, IQR over seeds){tag}",
+            x_title="wall time (s, simulated)" if data.mode == "benchmark" else "wall time (s)",
+        ),
     ]
     order = [s.strategy for s in data.ranking]
     colors = {s: _COLORS[i % len(_COLORS)] for i, s in enumerate(sorted(order))}
     box = go.Figure()
     for s in data.ranking:
-        box.add_trace(go.Box(y=_pct(s.final_bests), name=s.strategy, boxpoints="all", jitter=0.3,
-                             marker_color=colors[s.strategy]))
-    box.update_layout(title=f"Final best validation accuracy per seed{tag}", yaxis_title="val accuracy (%)",
-                      template="plotly_white", showlegend=False)
+        box.add_trace(
+            go.Box(
+                y=_pct(s.final_bests),
+                name=s.strategy,
+                boxpoints="all",
+                jitter=0.3,
+                marker_color=colors[s.strategy],
+            )
+        )
+    box.update_layout(
+        title=f"Final best validation accuracy per seed{tag}",
+        yaxis_title="val accuracy (%)",
+        template="plotly_white",
+        showlegend=False,
+    )
     figs.append(box)
     ttt = go.Figure()
     for s in data.ranking:
         reached = [t for t in s.trials_to_target if t is not None]
-        ttt.add_trace(go.Box(y=reached, name=f"{s.strategy} ({s.n_reached}/{len(data.seeds)} reached)",
-                             boxpoints="all", jitter=0.3, marker_color=colors[s.strategy]))
+        ttt.add_trace(
+            go.Box(
+                y=reached,
+                name=f"{s.strategy} ({s.n_reached}/{len(data.seeds)} reached)",
+                boxpoints="all",
+                jitter=0.3,
+                marker_color=colors[s.strategy],
+            )
+        )
     ttt.update_layout(
-        title=f"Trials needed to come within {100 * TARGET_GAP:g} points of the best any strategy found "
-              f"with the same seed{tag}",
-        yaxis_title="trials", template="plotly_white", showlegend=False,
+        title=f"Trials needed to come within {100 * TARGET_GAP:g} points of the best any "
+        f"strategy found with the same seed{tag}",
+        yaxis_title="trials",
+        template="plotly_white",
+        showlegend=False,
     )
     figs.append(ttt)
     return figs
@@ -96,7 +154,9 @@ def _table_html(data: CompareData) -> str:
     if not rows:
         return "<p>no runs</p>"
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

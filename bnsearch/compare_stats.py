@@ -108,7 +108,7 @@ def seed_targets(runs: Sequence[Run], gap: float = TARGET_GAP) -> dict[int, floa
     return out
 
 
-def _band(x: Sequence[float], rows: np.ndarray) -> Band:
+def _band(x: Sequence[float] | np.ndarray, rows: np.ndarray) -> Band:
     # rows: seeds × x; columns where every seed is NaN stay NaN without a warning.
     med, lo, hi = (np.full(rows.shape[1], np.nan) for _ in range(3))
     has = ~np.all(np.isnan(rows), axis=0)
@@ -130,7 +130,7 @@ def curve_by_trials(runs: Sequence[Run], trials: int) -> Band:
     return _band(range(1, trials + 1), rows)
 
 
-def value_at_times(run: Run, grid_s: Sequence[float]) -> np.ndarray:
+def value_at_times(run: Run, grid_s: Sequence[float] | np.ndarray) -> np.ndarray:
     """Best value among the trials finished by each time in ``grid_s`` (NaN before the first)."""
     ends = np.cumsum(run.times_s)
     curve = best_so_far(run.values)
@@ -144,9 +144,11 @@ def time_grid(runs: Sequence[Run], points: int = TIME_GRID_POINTS) -> np.ndarray
     return np.linspace(0.0, longest, points) if longest > 0 else np.zeros(1)
 
 
-def curve_by_time(runs: Sequence[Run], grid_s: Sequence[float]) -> Band:
+def curve_by_time(runs: Sequence[Run], grid_s: Sequence[float] | np.ndarray) -> Band:
     """Best-so-far against wall seconds on ``grid_s``, median and IQR over ``runs``."""
-    rows = np.vstack([value_at_times(r, grid_s) for r in runs]) if runs else np.zeros((0, len(grid_s)))
+    rows = (
+        np.vstack([value_at_times(r, grid_s) for r in runs]) if runs else np.zeros((0, len(grid_s)))
+    )
     return _band(grid_s, rows)
 
 
@@ -204,7 +206,9 @@ def summarize(runs: Sequence[Run], targets: dict[int, float]) -> list[StrategySu
     return sorted(out, key=key)
 
 
-def build_compare_data(runs: Sequence[Run], *, trials: int, mode: str, mode_note: str) -> CompareData:
+def build_compare_data(
+    runs: Sequence[Run], *, trials: int, mode: str, mode_note: str
+) -> CompareData:
     """Curves and ranking of ``runs``, each cut to its first ``trials`` trials (equal budgets)."""
     cut = [Run(r.strategy, r.seed, r.values[:trials], r.times_s[:trials]) for r in runs]
     targets = seed_targets(cut)
@@ -216,7 +220,9 @@ def build_compare_data(runs: Sequence[Run], *, trials: int, mode: str, mode_note
         trials=trials,
         seeds=tuple(sorted({r.seed for r in cut})),
         targets=targets,
-        by_trials={s: curve_by_trials([r for r in cut if r.strategy == s], trials) for s in strategies},
+        by_trials={
+            s: curve_by_trials([r for r in cut if r.strategy == s], trials) for s in strategies
+        },
         by_time={s: curve_by_time([r for r in cut if r.strategy == s], grid) for s in strategies},
         ranking=tuple(summarize(cut, targets)),
     )

@@ -1,4 +1,4 @@
-"""best: the best trial, retrained on train+val, tested once, saved, reloaded and used to predict."""
+"""best: the best trial retrained on train+val, tested once, saved, reloaded, used to predict."""
 
 from __future__ import annotations
 
@@ -23,8 +23,16 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A finished 3-trial search on digits (tiny widths, 2 epochs): (storage URL, study name)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('best') / 's.db'}"
     cfg = RunConfig(
-        strategy="random", trials=3, dataset="digits", epochs=2, pruner="none",
-        storage=url, widths=(4, 8), device="cpu", seed=3, study_name="digits-best",
+        strategy="random",
+        trials=3,
+        dataset="digits",
+        epochs=2,
+        pruner="none",
+        storage=url,
+        widths=(4, 8),
+        device="cpu",
+        seed=3,
+        study_name="digits-best",
     )
     run_search(cfg)
     return url, "digits-best"
@@ -48,7 +56,9 @@ def test_find_best_is_the_studys_best_trial(searched: tuple[str, str]) -> None:
     assert best.identity["dataset"] == "digits" and best.n_complete == 3
 
 
-def test_retrained_weights_reproduce_the_recorded_test_accuracy(model_dir: Path, searched: tuple[str, str]) -> None:
+def test_retrained_weights_reproduce_the_recorded_test_accuracy(
+    model_dir: Path, searched: tuple[str, str]
+) -> None:
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
     assert set(metrics) >= {"val_acc", "test_acc", "epochs", "device", "seed", "versions"}
@@ -63,7 +73,9 @@ def test_retrained_weights_reproduce_the_recorded_test_accuracy(model_dir: Path,
     acc = evaluate(loaded.model, torch.from_numpy(splits.test_x), torch.from_numpy(splits.test_y))
     assert acc == metrics["test_acc"]
     assert metrics["test_examples"] == len(splits.test_y)
-    assert metrics["train_examples"] == len(splits.train_y) + len(splits.val_y)  # trained on train+val
+    assert metrics["train_examples"] == len(splits.train_y) + len(
+        splits.val_y
+    )  # trained on train+val
     assert acc > 0.5  # it learned something in 2 epochs
 
 
@@ -80,7 +92,9 @@ def test_predict_on_raw_images_matches_the_test_accuracy(model_dir: Path, tmp_pa
     assert (predict(model_dir, raw[:, :, :, None]) == labels).all()
 
 
-def test_cli_best_and_predict_round_trip(searched: tuple[str, str], model_dir: Path, tmp_path: Path) -> None:
+def test_cli_best_and_predict_round_trip(
+    searched: tuple[str, str], model_dir: Path, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from bnsearch.cli import app
@@ -107,7 +121,10 @@ def test_cli_best_and_predict_round_trip(searched: tuple[str, str], model_dir: P
     [
         (["best", "--study", "nope"], "no study named 'nope'"),
         (["predict", "--model", "{tmp}/missing", "{tmp}/x.npz"], "not a bnsearch model folder"),
-        (["predict", "--model", "{model}", "{tmp}/wrong.npz"], "images are 1×28×28 but the model expects 1×8×8"),
+        (
+            ["predict", "--model", "{model}", "{tmp}/wrong.npz"],
+            "images are 1×28×28 but the model expects 1×8×8",
+        ),
         (["predict", "--model", "{model}", "{tmp}/absent.npz"], "not a readable .npz"),
     ],
     ids=["unknown-study", "bad-model-dir", "shape-mismatch", "missing-npz"],

@@ -106,7 +106,9 @@ def test_budget_cuts_longer_runs() -> None:
 class _LowestLrSampler(optuna.samplers.RandomSampler):
     """Random search that always picks the smallest learning rate: clearly worse."""
 
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+    def sample_independent(
+        self, study: Any, trial: Any, param_name: str, param_distribution: Any
+    ) -> Any:
         if param_name == "lr":
             return param_distribution.low
         return super().sample_independent(study, trial, param_name, param_distribution)
@@ -114,7 +116,9 @@ class _LowestLrSampler(optuna.samplers.RandomSampler):
 
 @pytest.fixture
 def crippled(monkeypatch: pytest.MonkeyPatch) -> str:
-    strategy = samplers.Strategy("crippled", lambda ctx: _LowestLrSampler(seed=ctx.seed), "test only")
+    strategy = samplers.Strategy(
+        "crippled", lambda ctx: _LowestLrSampler(seed=ctx.seed), "test only"
+    )
     monkeypatch.setitem(samplers._REGISTRY, "crippled", strategy)
     return "crippled"
 
@@ -127,15 +131,26 @@ def _trial_snapshot(url: str, name: str) -> list[tuple[int, str, float | None]]:
     return [(t.number, t.state.name, t.value) for t in study.get_trials(deepcopy=False)]
 
 
-def test_compare_real_runs_resumes_and_benchmark_agrees(sqlite_url: str, tmp_path: Path, crippled: str) -> None:
+def test_compare_real_runs_resumes_and_benchmark_agrees(
+    sqlite_url: str, tmp_path: Path, crippled: str
+) -> None:
     cfg = CompareConfig(
-        strategies=("random", crippled), seeds=2, trials=1, dataset="digits", epochs=1,
-        pruner="none", storage=sqlite_url, widths=(4, 8), device="cpu",
+        strategies=("random", crippled),
+        seeds=2,
+        trials=1,
+        dataset="digits",
+        epochs=1,
+        pruner="none",
+        storage=sqlite_url,
+        widths=(4, 8),
+        device="cpu",
     )
     first = run_compare(cfg)
     assert first.study_names == (
-        "compare-digits-random-s0", "compare-digits-crippled-s0",
-        "compare-digits-random-s1", "compare-digits-crippled-s1",
+        "compare-digits-random-s0",
+        "compare-digits-crippled-s0",
+        "compare-digits-random-s1",
+        "compare-digits-crippled-s1",
     )
     assert first.trials_run == 4
     # An interrupted trial (FAIL) does not use up the budget; the top-up reruns it.
@@ -157,7 +172,9 @@ def test_compare_real_runs_resumes_and_benchmark_agrees(sqlite_url: str, tmp_pat
     third = run_compare(bigger)
     assert third.trials_run == 0
     assert {n: _trial_snapshot(sqlite_url, n) for n in first.study_names} == snapshot
-    assert [s.final_bests for s in third.data.ranking] == [s.final_bests for s in second.data.ranking]
+    assert [s.final_bests for s in third.data.ranking] == [
+        s.final_bests for s in second.data.ranking
+    ]
 
     real_order = [s.strategy for s in third.data.ranking]
     assert real_order == ["random", crippled]
@@ -172,13 +189,23 @@ def test_compare_real_runs_resumes_and_benchmark_agrees(sqlite_url: str, tmp_pat
     assert "BENCHMARK mode" in bench.data.mode_note
     page = write_compare_html(bench.data, tmp_path / "bench.html").read_text(encoding="utf-8")
     assert "BENCHMARK mode" in page
-    assert _trial_snapshot(sqlite_url, "compare-digits-random-s0") == snapshot["compare-digits-random-s0"]
+    assert (
+        _trial_snapshot(sqlite_url, "compare-digits-random-s0")
+        == snapshot["compare-digits-random-s0"]
+    )
 
 
 def test_compare_refuses_a_changed_setting_before_running(sqlite_url: str, crippled: str) -> None:
     cfg = CompareConfig(
-        strategies=("random",), seeds=1, trials=1, dataset="digits", epochs=1,
-        pruner="none", storage=sqlite_url, widths=(4, 8), device="cpu",
+        strategies=("random",),
+        seeds=1,
+        trials=1,
+        dataset="digits",
+        epochs=1,
+        pruner="none",
+        storage=sqlite_url,
+        widths=(4, 8),
+        device="cpu",
     )
     run_compare(cfg)
     with pytest.raises(StudyError, match="compare-digits-random-s0.*different settings.*space"):
@@ -206,7 +233,9 @@ def test_bad_compare_options(kwargs: dict[str, Any], match: str, sqlite_url: str
 
 
 def test_benchmark_without_source_says_what_to_do(sqlite_url: str) -> None:
-    cfg = CompareConfig(strategies=("random",), dataset="digits", storage=sqlite_url, benchmark=True)
+    cfg = CompareConfig(
+        strategies=("random",), dataset="digits", storage=sqlite_url, benchmark=True
+    )
     optuna.create_study(storage=sqlite_url, study_name="unrelated")
     with pytest.raises(ConfigError, match="--from-study NAME"):
         run_compare(cfg)
@@ -226,10 +255,17 @@ def _truth(params: TrialParams) -> Outcome:
 
 def test_surrogate_benchmark_ranks_like_the_objective_it_stands_for(crippled: str) -> None:
     space = SearchSpace.default()
-    source = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    source = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1)
+    )
     source.optimize(StandInObjective(space=space, simulate=_truth), n_trials=40)
     surrogate = fit_surrogate(space, source.get_trials())
-    common = {"strategies": ("random", crippled), "seeds": range(3), "trials": 12, "pruner": "median"}
+    common = {
+        "strategies": ("random", crippled),
+        "seeds": range(3),
+        "trials": 12,
+        "pruner": "median",
+    }
     truth = run_simulated_compare(space, _truth, mode_note="truth", **common)  # type: ignore[arg-type]
     bench = run_simulated_compare(space, surrogate, mode_note="surrogate", **common)  # type: ignore[arg-type]
     assert [s.strategy for s in truth.data.ranking] == ["random", crippled]
@@ -247,3 +283,88 @@ def _sample_params(space: SearchSpace, study: optuna.Study) -> list[TrialParams]
 def test_surrogate_needs_enough_trials() -> None:
     with pytest.raises(StudyError, match="at least 5 finished trials"):
         fit_surrogate(SearchSpace.default(), [])
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_compare_benchmark_says_which_mode_made_the_figures(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from bnsearch.cli import app
+
+    space = SearchSpace.default()
+    source = optuna.create_study(
+        storage=sqlite_url,
+        study_name="src",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    source.set_user_attr(
+        "bnsearch_config", {"dataset": "digits", "space": space.to_dict(), "seed": 0}
+    )
+    source.optimize(StandInObjective(space=space, simulate=_truth), n_trials=12)
+    page = tmp_path / "b.html"
+    res = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--benchmark",
+            "--from-study",
+            "src",
+            "--storage",
+            sqlite_url,
+            "--strategies",
+            "random,tpe",
+            "--seeds",
+            "2",
+            "--trials",
+            "6",
+            "--out",
+            str(page),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "BENCHMARK mode" in res.output and "ranking (benchmark mode" in res.output
+    assert "BENCHMARK mode" in page.read_text(encoding="utf-8")
+    assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == [
+        "src"
+    ]  # runs stay in memory
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--strategies", "random,tpee"], "unknown strategy 'tpee'"),
+        (["--widths", "4"], "--widths must be two integers"),
+        (["--seeds", "0"], "--seeds must be ≥ 1, got 0"),
+    ],
+    ids=["strategy", "widths", "seeds"],
+)
+def test_cli_compare_bad_input_is_one_line_and_writes_nothing(
+    args: list[str], match: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from bnsearch.cli import app
+
+    db = tmp_path / "s.db"
+    res = CliRunner().invoke(
+        app, ["compare", "--dataset", "digits", "--storage", f"sqlite:///{db}", *args]
+    )
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0] and "Traceback" not in res.output
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "best", "predict"])
+def test_cli_help(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from bnsearch.cli import app
+
+    res = CliRunner().invoke(app, [command, "--help"])
+    assert res.exit_code == 0 and "Usage" in res.output
