@@ -186,8 +186,9 @@ def run_simulated_compare(
 ) -> CompareResult:
     """Every strategy × seed as an in-memory Optuna study against ``simulate``.
 
-    Samplers are seeded and configured as in real mode (same registry, same startup count,
-    same pruner), so only the objective differs.
+    Samplers are configured as in real mode (same registry, same startup count, same
+    pruner), so only the objective differs; their seeds differ from the real runs' so that a
+    benchmark over a real compare's own studies explores new trajectories.
     """
     import optuna
 
@@ -201,8 +202,10 @@ def run_simulated_compare(
     names: list[str] = []
     for seed in seeds:
         for strategy in strategies:
+            # Not the real runs' sampler seeds: the surrogate reproduces its training points
+            # exactly, so the same seeds would only replay the real runs it was fitted to.
             ctx = SamplerContext(
-                seed=derive_seed(seed, "sampler", strategy, 0, 0),
+                seed=derive_seed(seed, "benchmark", "sampler", strategy),
                 space=space,
                 n_startup_trials=n_startup_trials(trials),
             )

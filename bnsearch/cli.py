@@ -239,13 +239,13 @@ def compare(
         result = run_compare(cfg, on_event=lambda line: console.print(line, highlight=False))
         data = result.data
         console.print(f"[bold]{data.mode_note}[/]", highlight=False)
-        table = Table(title=f"ranking ({data.mode} mode, {data.trials} trials × {len(data.seeds)} seeds)")
+        console.print(f"ranking ({data.mode} mode, {data.trials} trials × {len(data.seeds)} seeds):", highlight=False)
         rows = ranking_rows(data)
-        for col in rows[0] if rows else ():
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*row.values())
-        console.print(table)
+        if rows:
+            # Plain aligned text: stays readable in logs and pipes, where rich tables get squeezed.
+            widths_ = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+            for line in [dict(zip(rows[0], rows[0], strict=True)), *rows]:
+                console.print("  ".join(line[k].ljust(widths_[k]) for k in widths_).rstrip(), highlight=False)
         path = write_compare_html(data, out or cfg.default_out_path())
         console.print(f"wrote {path} ({result.trials_run} trials run now)", highlight=False)
 

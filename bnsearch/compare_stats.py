@@ -238,12 +238,12 @@ def ranking_rows(data: CompareData) -> list[dict[str, str]]:
             {
                 "rank": str(i),
                 "strategy": s.strategy,
-                "median best val_acc": _pct(s.median_best),
+                "median best": _pct(s.median_best),
                 "IQR": f"{_pct(s.q25_best)}–{_pct(s.q75_best)}",
                 "mean rank": f"{s.mean_rank:.2f}",
-                "reached target": f"{s.n_reached}/{n_seeds}",
-                "median trials to target": ttt,
-                "median run time (s)": f"{s.median_time_s:.1f}",
+                "reached": f"{s.n_reached}/{n_seeds}",
+                "trials to target": ttt,
+                "run time (s)": f"{s.median_time_s:.1f}",
             }
         )
     return rows

@@ -91,7 +91,7 @@ def test_ranking_orders_by_median_best_and_counts_trials_to_target() -> None:
     assert good.mean_rank == 1.0 and bad.mean_rank == 3.0
     assert math.isnan(bad.final_bests[1])
     rows = ranking_rows(data)
-    assert rows[0]["strategy"] == "good" and rows[0]["reached target"] == "2/2"
+    assert rows[0]["strategy"] == "good" and rows[0]["reached"] == "2/2"
 
 
 def test_budget_cuts_longer_runs() -> None:
