@@ -68,7 +68,7 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
     storage = open_storage(storage_url, create=False, heartbeat=False)
     study = load_existing(storage, study_name)
     identity = study.user_attrs.get(keys.STUDY_CONFIG)
-    if identity is None:
+    if not isinstance(identity, dict) or "dataset" not in identity or "seed" not in identity:
         raise StudyError(
             f"study '{study_name}' was not created by bnsearch; it has no stored dataset and seed"
         )
@@ -81,6 +81,10 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
         )
     best = study.best_trial
     params = best.user_attrs.get(keys.RESOLVED_PARAMS)
+    if params is None and "space" not in identity:
+        raise StudyError(
+            f"trial #{best.number} of '{study_name}' has no stored settings to retrain"
+        )
     if params is None:
         from bnsearch.benchmark import space_from_dict
 

@@ -236,7 +236,11 @@ def compare(
         _configure_logging(_opts.verbosity)
         cfg.validate()
         set_threads(threads, 1)
-        result = run_compare(cfg, on_event=lambda line: console.print(line, highlight=False))
+        try:
+            result = run_compare(cfg, on_event=lambda line: console.print(line, highlight=False))
+        except KeyboardInterrupt:
+            typer.echo("interrupted; run the same command again to continue where it stopped", err=True)
+            raise typer.Exit(code=130) from None
         data = result.data
         console.print(f"[bold]{data.mode_note}[/]", highlight=False)
         console.print(f"ranking ({data.mode} mode, {data.trials} trials × {len(data.seeds)} seeds):", highlight=False)

@@ -75,6 +75,21 @@ class CompareConfig:
             raise ConfigError(f"--prefix must be a non-empty name without '/', got {self.prefix!r}")
         if self.from_studies and not self.benchmark:
             raise ConfigError("--from-study only applies with --benchmark")
+        if self.benchmark:
+            given = [
+                o
+                for o, v in (
+                    ("--epochs", self.epochs),
+                    ("--batch-size", self.batch_size),
+                    ("--space", self.space_path),
+                )
+                if v is not None
+            ]
+            if given:
+                raise ConfigError(
+                    f"{given[0]} does not apply with --benchmark: the search space, epochs "
+                    "included, is the one of the studies the surrogate is fitted to"
+                )
         self.run_config(self.strategies[0], self.first_seed).validate()
 
     @property
@@ -103,7 +118,10 @@ class CompareConfig:
         )
 
     def default_out_path(self) -> Path:
+        """``compare-<dataset>.html``; in benchmark mode ``…-benchmark.html``."""
         stem = Path(default_study_name(self.dataset, "x")).name[: -len("-x")]
+        if self.benchmark and self.from_studies:
+            stem = self.from_studies[0]
         return Path(f"{self.prefix}-{stem}{'-benchmark' if self.benchmark else ''}.html")
 
 

@@ -183,7 +183,7 @@ def test_compare_real_runs_resumes_and_benchmark_agrees(
     assert re.search(r"<script[^>]*\ssrc=", page) is None and "Plotly" in page  # plotly.js inlined
 
     # Benchmark mode, surrogate fitted to these studies: the same ranking, labelled as such.
-    bench = run_compare(replace(bigger, benchmark=True, seeds=3, trials=4))
+    bench = run_compare(replace(bigger, benchmark=True, epochs=None, seeds=3, trials=4))
     assert bench.data.mode == "benchmark"
     assert [s.strategy for s in bench.data.ranking] == real_order
     assert "BENCHMARK mode" in bench.data.mode_note
@@ -224,8 +224,18 @@ def test_compare_refuses_a_changed_setting_before_running(sqlite_url: str, cripp
         ({"trials": 0}, "--trials must be ≥ 1, got 0"),
         ({"pruner": "medain"}, "unknown pruner 'medain'"),
         ({"from_studies": ("x",)}, "--from-study only applies with --benchmark"),
+        ({"benchmark": True, "epochs": 2}, "--epochs does not apply with --benchmark"),
     ],
-    ids=["strategy", "empty", "duplicate", "seeds", "trials", "pruner", "from-study"],
+    ids=[
+        "strategy",
+        "empty",
+        "duplicate",
+        "seeds",
+        "trials",
+        "pruner",
+        "from-study",
+        "bench-epochs",
+    ],
 )
 def test_bad_compare_options(kwargs: dict[str, Any], match: str, sqlite_url: str) -> None:
     with pytest.raises(ConfigError, match=match):
