@@ -176,20 +176,16 @@ def summarize(runs: Sequence[Run], targets: dict[int, float]) -> list[StrategySu
         to_target = tuple(trials_to_reach(r.values, targets.get(r.seed, math.nan)) for r in mine)
         reached = [t for t in to_target if t is not None]
 
-        def stat(fn: str, q: float | None = None, arr: np.ndarray = finite) -> float:
-            if not len(arr):
-                return math.nan
-            return float(np.percentile(arr, q)) if q is not None else float(getattr(np, fn)(arr))
-
+        q25, median, q75 = np.percentile(finite, [25, 50, 75]) if len(finite) else (math.nan,) * 3
         out.append(
             StrategySummary(
                 strategy=strategy,
                 n_runs=len(mine),
                 final_bests=tuple(float(b) for b in bests),
-                median_best=stat("median"),
-                q25_best=stat("", 25),
-                q75_best=stat("", 75),
-                mean_best=stat("mean"),
+                median_best=float(median),
+                q25_best=float(q25),
+                q75_best=float(q75),
+                mean_best=float(np.mean(finite)) if len(finite) else math.nan,
                 mean_rank=float(np.mean(ranks.get(strategy, [math.nan]))),
                 trials_to_target=to_target,
                 median_trials_to_target=float(np.median(reached)) if reached else None,

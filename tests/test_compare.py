@@ -89,6 +89,9 @@ def test_ranking_orders_by_median_best_and_counts_trials_to_target() -> None:
     assert slow.trials_to_target == (3, None)
     assert (good.n_reached, slow.n_reached, bad.n_reached) == (2, 1, 0)
     assert good.mean_rank == 1.0 and bad.mean_rank == 3.0
+    assert good.final_bests == (0.96, 0.97)
+    quartiles = (good.q25_best, good.median_best, good.q75_best)
+    assert quartiles == pytest.approx((0.9625, 0.965, 0.9675))
     assert math.isnan(bad.final_bests[1])
     rows = ranking_rows(data)
     assert rows[0]["strategy"] == "good" and rows[0]["reached"] == "2/2"
