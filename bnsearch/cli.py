@@ -202,6 +202,7 @@ def compare(
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads [default: all cores].")] = None,
     widths: Annotated[Optional[str], typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")] = None,
+    workers: Annotated[int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")] = 1,
 ) -> None:
     """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
     with user_errors():
@@ -232,10 +233,12 @@ def compare(
             prefix=prefix,
             benchmark=benchmark,
             from_studies=tuple(from_study or ()),
+            workers=workers,
+            threads=threads,
         )
         _configure_logging(_opts.verbosity)
         cfg.validate()
-        set_threads(threads, 1)
+        set_threads(threads, workers)
         try:
             result = run_compare(cfg, on_event=lambda line: console.print(line, highlight=False))
         except KeyboardInterrupt:

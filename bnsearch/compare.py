@@ -56,6 +56,8 @@ class CompareConfig:
     prefix: str = DEFAULT_PREFIX  # first part of every run's study name
     benchmark: bool = False  # stand-in objective instead of training
     from_studies: tuple[str, ...] = ()  # benchmark: studies whose trials fit the surrogate
+    workers: int = 1  # real mode: runs topped up at the same time, each in its own process
+    threads: int | None = None  # torch threads per worker process; default: cores / workers
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -68,7 +70,11 @@ class CompareConfig:
         dupes = sorted({s for s in self.strategies if self.strategies.count(s) > 1})
         if dupes:
             raise ConfigError(f"--strategies names {dupes[0]} twice; list each strategy once")
-        for opt, value in (("--seeds", self.seeds), ("--trials", self.trials)):
+        for opt, value in (
+            ("--seeds", self.seeds),
+            ("--trials", self.trials),
+            ("--workers", self.workers),
+        ):
             if value < 1:
                 raise ConfigError(f"{opt} must be ≥ 1, got {value}")
         if not self.prefix.strip() or "/" in self.prefix:
@@ -115,6 +121,7 @@ class CompareConfig:
             seed=seed,
             device=self.device,
             widths=self.widths,
+            threads=self.threads,
         )
 
     def default_out_path(self) -> Path:
@@ -227,6 +234,75 @@ def run_compare(
     return _run_real(cfg, on_event=on_event, trial_callbacks=trial_callbacks)
 
 
+def top_up_run(
+    cfg: CompareConfig,
+    strategy: str,
+    seed: int,
+    *,
+    trial_callbacks: Sequence[StudyCallback] = (),
+    on_event: Callable[[str], None] | None = None,
+) -> int:
+    """Bring one run's study to ``cfg.trials`` counted trials; return how many this call added."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from bnsearch.search import optimize, prepare_search
+
+    run_cfg = cfg.run_config(strategy, seed)
+    setup = prepare_search(run_cfg)
+    done = len(counted_trials(setup.study))
+    if done >= cfg.trials:
+        return 0
+    if on_event is not None:
+        verb = "resuming at" if done else "starting,"
+        on_event(f"{setup.study.study_name}: {verb} {done}/{cfg.trials} trials")
+    # The study stops at the budget of counted trials; failed ones are retried.
+    stop = optuna.study.MaxTrialsCallback(
+        cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)
+    )
+    # optimize() caps this call at run_cfg.trials; a top-up needs (budget - done).
+    setup = replace(setup, cfg=replace(run_cfg, trials=cfg.trials - done))
+    optimize(setup, callbacks=[*trial_callbacks, stop])
+    return len(counted_trials(setup.study)) - done
+
+
+def _top_up_in_worker(job: tuple[CompareConfig, str, int, int]) -> tuple[str, int]:
+    """Entry point of a ``--workers`` process: its torch threads, a quiet Optuna, one run."""
+    import optuna
+    import torch
+
+    cfg, strategy, seed, threads = job
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return cfg.study_name(strategy, seed), top_up_run(cfg, strategy, seed)
+
+
+def _top_up_parallel(
+    cfg: CompareConfig, pending: list[tuple[int, str]], emit: Callable[[str], None]
+) -> int:
+    """Run the pending runs in ``cfg.workers`` processes, one whole run per task."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    n_workers = min(cfg.workers, len(pending))
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
+    emit(f"{len(pending)} runs to top up in {n_workers} worker processes ({threads} threads each)")
+    ran = 0
+    # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks).
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+        jobs = [
+            pool.submit(_top_up_in_worker, (cfg, strategy, seed, threads))
+            for seed, strategy in pending
+        ]
+        for job in as_completed(jobs):
+            name, added = job.result()
+            emit(f"{name}: {added} trials run")
+            ran += added
+    return ran
+
+
 def _run_real(
     cfg: CompareConfig,
     *,
@@ -234,41 +310,35 @@ def _run_real(
     trial_callbacks: Sequence[StudyCallback],
 ) -> CompareResult:
     import optuna
-    from optuna.trial import TrialState
 
-    from bnsearch.search import optimize, prepare_search
     from bnsearch.study import open_storage
 
     storage = open_storage(cfg.storage)
     counts = _existing_counts(cfg, storage)
     emit = on_event or (lambda _line: None)
-    runs: list[Run] = []
-    names: list[str] = []
-    ran = 0
     # Seeds outside, strategies inside: an interrupted compare has balanced partial results.
-    for seed in cfg.seed_list:
-        for strategy in cfg.strategies:
-            run_cfg = cfg.run_config(strategy, seed)
-            name = run_cfg.resolved_study_name
-            names.append(name)
-            done = counts.get(name, 0)
-            if done >= cfg.trials:
-                emit(f"{name}: {done}/{cfg.trials} trials already done")
-                study = optuna.load_study(study_name=name, storage=storage)
-            else:
-                setup = prepare_search(run_cfg)
-                done = len(counted_trials(setup.study))
-                emit(f"{name}: {'resuming at' if done else 'starting,'} {done}/{cfg.trials} trials")
-                # The study stops at the budget of counted trials; failed ones are retried.
-                stop = optuna.study.MaxTrialsCallback(
-                    cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)
-                )
-                # optimize() caps this call at run_cfg.trials; top-ups need (budget - done).
-                setup = replace(setup, cfg=replace(run_cfg, trials=cfg.trials - done))
-                optimize(setup, callbacks=[*trial_callbacks, stop])
-                ran += len(counted_trials(setup.study)) - done
-                study = setup.study
-            runs.append(run_from_study(study, strategy=strategy, seed=seed))
+    pairs = [(seed, strategy) for seed in cfg.seed_list for strategy in cfg.strategies]
+    pending = []
+    for seed, strategy in pairs:
+        name = cfg.study_name(strategy, seed)
+        if counts.get(name, 0) >= cfg.trials:
+            emit(f"{name}: {counts[name]}/{cfg.trials} trials already done")
+        else:
+            pending.append((seed, strategy))
+    ran = 0
+    if cfg.workers > 1 and len(pending) > 1:
+        ran = _top_up_parallel(cfg, pending, emit)
+    else:
+        for seed, strategy in pending:
+            ran += top_up_run(cfg, strategy, seed, trial_callbacks=trial_callbacks, on_event=emit)
+    runs = [
+        run_from_study(
+            optuna.load_study(study_name=cfg.study_name(strategy, seed), storage=storage),
+            strategy=strategy,
+            seed=seed,
+        )
+        for seed, strategy in pairs
+    ]
     data = build_compare_data(
         runs,
         trials=cfg.trials,
@@ -279,4 +349,5 @@ def _run_real(
             f"pruner {cfg.pruner})"
         ),
     )
-    return CompareResult(data=data, study_names=tuple(names), trials_run=ran)
+    names = tuple(cfg.study_name(strategy, seed) for seed, strategy in pairs)
+    return CompareResult(data=data, study_names=names, trials_run=ran)

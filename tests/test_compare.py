@@ -224,6 +224,7 @@ def test_compare_refuses_a_changed_setting_before_running(sqlite_url: str, cripp
         ({"strategies": ()}, "--strategies is empty"),
         ({"strategies": ("random", "random")}, "names random twice"),
         ({"seeds": 0}, "--seeds must be ≥ 1, got 0"),
+        ({"workers": 0}, "--workers must be ≥ 1, got 0"),
         ({"trials": 0}, "--trials must be ≥ 1, got 0"),
         ({"pruner": "medain"}, "unknown pruner 'medain'"),
         ({"from_studies": ("x",)}, "--from-study only applies with --benchmark"),
@@ -234,6 +235,7 @@ def test_compare_refuses_a_changed_setting_before_running(sqlite_url: str, cripp
         "empty",
         "duplicate",
         "seeds",
+        "workers",
         "trials",
         "pruner",
         "from-study",
@@ -381,3 +383,28 @@ def test_cli_help(command: str) -> None:
 
     res = CliRunner().invoke(app, [command, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output
+
+
+@pytest.mark.slow
+def test_compare_with_workers_tops_up_every_run_in_processes(sqlite_url: str) -> None:
+    cfg = CompareConfig(
+        strategies=("random", "tpe"),
+        seeds=1,
+        trials=2,
+        dataset="digits",
+        epochs=1,
+        pruner="none",
+        storage=sqlite_url,
+        widths=(4, 8),
+        device="cpu",
+        workers=2,
+        threads=1,
+    )
+    events: list[str] = []
+    first = run_compare(cfg, on_event=events.append)
+    assert first.trials_run == 4
+    assert any("2 worker processes" in e for e in events)
+    for name in first.study_names:
+        study = optuna.load_study(study_name=name, storage=sqlite_url)
+        assert len(counted_trials(study)) == 2
+    assert run_compare(cfg).trials_run == 0
