@@ -239,8 +239,16 @@ def compare(
         _configure_logging(_opts.verbosity)
         cfg.validate()
         set_threads(threads, workers)
+        def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            value = f" val_acc {trial.value:.4f}" if trial.value is not None else ""
+            console.print(f"  {study.study_name} #{trial.number} {trial.state.name.lower()}{value}", highlight=False)
+
         try:
-            result = run_compare(cfg, on_event=lambda line: console.print(line, highlight=False))
+            result = run_compare(
+                cfg,
+                on_event=lambda line: console.print(line, highlight=False),
+                trial_callbacks=[trial_line] if _opts.verbosity >= 0 else [],
+            )
         except KeyboardInterrupt:
             typer.echo("interrupted; run the same command again to continue where it stopped", err=True)
             raise typer.Exit(code=130) from None
