@@ -185,3 +185,149 @@ def _print_summary(study: optuna.Study, *, elapsed_s: float) -> None:
 def main() -> None:
     """Console entry point."""
     app(prog_name="bnsearch")
+
+
+@app.command()
+def compare(
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies to compare, e.g. random,tpe,gp.")] = "random,tpe,gp",
+    seeds: Annotated[int, typer.Option(help="Runs per strategy (root seeds --first-seed, --first-seed+1, ...).")] = 5,
+    trials: Annotated[int, typer.Option(help="Finished trials per run (the same budget for every run).")] = 40,
+    dataset: Annotated[str, typer.Option(help="digits, mnist5k, or a dataset path (as for run).")] = DEFAULT_DATASET,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (fixes the space's batch_size).")] = None,
+    pruner: Annotated[str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")] = "median",
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL holding every run's study.")] = DEFAULT_STORAGE,
+    space: Annotated[Optional[str], typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="HTML page to write [default: compare-<dataset>[-benchmark].html].")] = None,
+    benchmark: Annotated[bool, typer.Option("--benchmark", help="Run against a surrogate of finished trials instead of training (seconds, not hours).")] = False,
+    from_study: Annotated[Optional[list[str]], typer.Option(help="With --benchmark: study whose trials fit the surrogate (repeatable) [default: this dataset's compare studies].")] = None,
+    first_seed: Annotated[int, typer.Option(help="Root seed of each strategy's first run.")] = 0,
+    prefix: Annotated[str, typer.Option(help="First part of the run studies' names: <prefix>-<dataset>-<strategy>-s<seed>.")] = "compare",
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    widths: Annotated[Optional[str], typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")] = None,
+    workers: Annotated[int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")] = 1,
+) -> None:
+    """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
+    with user_errors():
+        from bnsearch.compare import CompareConfig, run_compare
+        from bnsearch.compare_report import write_compare_html
+        from bnsearch.compare_stats import ranking_rows
+        from bnsearch.errors import ConfigError
+
+        try:
+            width_pair = tuple(int(w) for w in widths.split(",")) if widths else (32, 64)
+        except ValueError:
+            raise ConfigError(f"--widths must be two integers like 32,64, got {widths!r}") from None
+        if len(width_pair) != 2:
+            raise ConfigError(f"--widths must be two integers like 32,64, got {widths!r}")
+        cfg = CompareConfig(
+            strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+            seeds=seeds,
+            first_seed=first_seed,
+            trials=trials,
+            dataset=dataset,
+            epochs=epochs,
+            batch_size=batch_size,
+            pruner=pruner,
+            storage=storage,
+            space_path=space,
+            device=device,
+            widths=width_pair,
+            prefix=prefix,
+            benchmark=benchmark,
+            from_studies=tuple(from_study or ()),
+            workers=workers,
+            threads=threads,
+        )
+        _configure_logging(_opts.verbosity)
+        cfg.validate()
+        set_threads(threads, workers)
+        def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            value = f" val_acc {trial.value:.4f}" if trial.value is not None else ""
+            console.print(f"  {study.study_name} #{trial.number} {trial.state.name.lower()}{value}", highlight=False)
+
+        try:
+            result = run_compare(
+                cfg,
+                on_event=lambda line: console.print(line, highlight=False),
+                trial_callbacks=[trial_line] if _opts.verbosity >= 0 else [],
+            )
+        except KeyboardInterrupt:
+            typer.echo("interrupted; run the same command again to continue where it stopped", err=True)
+            raise typer.Exit(code=130) from None
+        data = result.data
+        console.print(f"[bold]{data.mode_note}[/]", highlight=False)
+        console.print(f"ranking ({data.mode} mode, {data.trials} trials × {len(data.seeds)} seeds):", highlight=False)
+        rows = ranking_rows(data)
+        if rows:
+            # Plain aligned text: stays readable in logs and pipes, where rich tables get squeezed.
+            widths_ = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+            for line in [dict(zip(rows[0], rows[0], strict=True)), *rows]:
+                console.print("  ".join(line[k].ljust(widths_[k]) for k in widths_).rstrip(), highlight=False)
+        path = write_compare_html(data, out or cfg.default_out_path())
+        console.print(f"wrote {path} ({result.trials_run} trials run now)", highlight=False)
+
+
+@app.command()
+def best(
+    study: Annotated[str, typer.Option(help="Study whose best trial to show (and retrain).")],
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model.")] = False,
+    out: Annotated[Optional[str], typer.Option(help="Model folder for --retrain [default: models/<study>].")] = None,
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+) -> None:
+    """Show a study's best trial; with --retrain, retrain it and write model.pt, config.json, metrics.json."""
+    with user_errors():
+        from bnsearch.best import find_best, retrain_best
+
+        found = find_best(storage, study)
+        table = Table(title=f"best trial #{found.number} of {study}: val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)")
+        table.add_column("param")
+        table.add_column("value")
+        for name in sorted(found.params):
+            value = found.params[name]
+            table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+        if found.wall_time_s is not None:
+            table.add_row("wall_time_s", f"{found.wall_time_s:.1f}")
+        console.print(table)
+        if not retrain:
+            return
+        set_threads(threads, 1)
+        folder = out or f"models/{study}"
+        console.print(f"retraining on train+validation for {found.params['epochs']} epochs ...", highlight=False)
+        res = retrain_best(found, folder, device=device)
+        console.print(
+            f"test accuracy {res.test_acc:.4f} (validation in the search {found.val_acc:.4f}); "
+            f"wrote {res.out_dir}/model.pt, config.json, metrics.json\n"
+            f"load it with: bnsearch.best.load_model({str(res.out_dir)!r})",
+            highlight=False,
+        )
+
+
+@app.command()
+def predict(
+    images: Annotated[str, typer.Argument(help=".npz file with x: raw images (N,H,W), (N,C,H,W) or (N,H,W,C); y optional.")],
+    model: Annotated[str, typer.Option(help="Model folder written by bnsearch best --retrain.")],
+    out: Annotated[Optional[str], typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
+) -> None:
+    """Predict labels for new images with a saved model (same normalisation as in training)."""
+    with user_errors():
+        from bnsearch.best import load_model, read_images, write_predictions_csv
+
+        loaded = load_model(model, device=device)
+        x, y = read_images(images)
+        proba = loaded.predict_proba(x)
+        labels = loaded.predict(x)
+        if out is None:
+            typer.echo("index,label,confidence")
+            for i, (lab, p) in enumerate(zip(labels.tolist(), proba.max(axis=1).tolist(), strict=True)):
+                typer.echo(f"{i},{lab},{p:.6f}")
+        else:
+            path = write_predictions_csv(out, labels, proba)
+            console.print(f"wrote {len(labels)} predictions to {path}", highlight=False)
+        if y is not None:
+            # Printed to stderr so that stdout stays a clean CSV.
+            err_console.print(f"accuracy against y in {images}: {float((labels == y).mean()):.4f}", highlight=False)

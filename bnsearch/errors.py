@@ -28,3 +28,7 @@ class MissingDependencyError(BnsearchError):
 
     def __init__(self, package: str, feature: str) -> None:
         super().__init__(f"{feature} needs the package '{package}'; install it with: pip install {package}")
+
+
+class ModelError(BnsearchError):
+    """A saved model folder, or the images given to it, cannot be used."""
