@@ -193,19 +193,19 @@ def compare(
     seeds: Annotated[int, typer.Option(help="Runs per strategy (root seeds --first-seed, --first-seed+1, ...).")] = 5,
     trials: Annotated[int, typer.Option(help="Finished trials per run (the same budget for every run).")] = 40,
     dataset: Annotated[str, typer.Option(help="digits, mnist5k, or a dataset path (as for run).")] = DEFAULT_DATASET,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (fixes the space's batch_size).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size).")] = None,
     pruner: Annotated[str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")] = "median",
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL holding every run's study.")] = DEFAULT_STORAGE,
-    space: Annotated[Optional[str], typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
-    out: Annotated[Optional[str], typer.Option(help="HTML page to write [default: compare-<dataset>[-benchmark].html].")] = None,
+    space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
+    out: Annotated[str | None, typer.Option(help="HTML page to write [default: compare-<dataset>[-benchmark].html].")] = None,
     benchmark: Annotated[bool, typer.Option("--benchmark", help="Run against a surrogate of finished trials instead of training (seconds, not hours).")] = False,
-    from_study: Annotated[Optional[list[str]], typer.Option(help="With --benchmark: study whose trials fit the surrogate (repeatable) [default: this dataset's compare studies].")] = None,
+    from_study: Annotated[list[str] | None, typer.Option(help="With --benchmark: study whose trials fit the surrogate (repeatable) [default: this dataset's compare studies].")] = None,
     first_seed: Annotated[int, typer.Option(help="Root seed of each strategy's first run.")] = 0,
     prefix: Annotated[str, typer.Option(help="First part of the run studies' names: <prefix>-<dataset>-<strategy>-s<seed>.")] = "compare",
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads [default: all cores].")] = None,
-    widths: Annotated[Optional[str], typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    widths: Annotated[str | None, typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")] = None,
     workers: Annotated[int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")] = 1,
 ) -> None:
     """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
@@ -274,9 +274,9 @@ def best(
     study: Annotated[str, typer.Option(help="Study whose best trial to show (and retrain).")],
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model.")] = False,
-    out: Annotated[Optional[str], typer.Option(help="Model folder for --retrain [default: models/<study>].")] = None,
+    out: Annotated[str | None, typer.Option(help="Model folder for --retrain [default: models/<study>].")] = None,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
 ) -> None:
     """Show a study's best trial; with --retrain, retrain it and write model.pt, config.json, metrics.json."""
     with user_errors():
@@ -310,7 +310,7 @@ def best(
 def predict(
     images: Annotated[str, typer.Argument(help=".npz file with x: raw images (N,H,W), (N,C,H,W) or (N,H,W,C); y optional.")],
     model: Annotated[str, typer.Option(help="Model folder written by bnsearch best --retrain.")],
-    out: Annotated[Optional[str], typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")] = None,
+    out: Annotated[str | None, typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
 ) -> None:
     """Predict labels for new images with a saved model (same normalisation as in training)."""
