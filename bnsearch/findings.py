@@ -1,0 +1,358 @@
+"""The BN findings: each claim of the source article tested on a study's own trials.
+
+Input is the DataFrame of ``analysis.load_trials``; output is plain ``Finding`` dataclasses
+(claim, verdict, a sentence in plain words, the groups compared, the effect size and the
+figure that shows it). Nothing here imports Optuna.
+
+Which trials count (the same rules for every finding):
+- **Outcome accuracy** is a trial's final validation accuracy when it COMPLETED, and 0.0
+  when its loss diverged (NaN/inf): a diverged run gave no usable model, and leaving it
+  out would flatter the settings that diverge. Trials stopped by the pruner are left out
+  of outcome comparisons (they were cut short on purpose); failed and running trials too.
+- **Convergence** uses the validation accuracy after epoch 1, which every trial that ran
+  an epoch has (pruned ones included), so pruning cannot bias it.
+- **Gap** is final train accuracy − final validation accuracy of complete trials.
+- A trial **trains** when its outcome accuracy is at least ``TRAINS_FRACTION`` of the
+  study's best outcome accuracy.
+
+Verdicts: ``supported``, ``contradicted``, ``no clear difference`` or ``not enough data``.
+A group needs at least ``MIN_TRIALS`` trials, else the finding says "not enough data". A
+difference between two groups is clear when Cliff's delta (the probability that a trial
+of one group beats one of the other, minus the reverse) is at least ``MIN_CLIFFS_DELTA``
+in size (a "medium" effect by Romano et al.'s thresholds) and the medians differ by at
+least ``MIN_DIFF`` (accuracy, 0..1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MIN_TRIALS = 5  # trials per group below which a finding says "not enough data"
+MIN_CLIFFS_DELTA = 0.33  # |Cliff's delta| from which a difference counts as clear
+MIN_DIFF = 0.01  # difference of medians (accuracy 0..1) from which a difference counts
+TRAINS_FRACTION = 0.5  # a trial "trains" at ≥ this fraction of the study's best accuracy
+LR_FACTOR = 2.0  # highest training lr of one group must be ≥ this × the other's to count
+MIN_RANGE_DIFF = 0.05  # spread of per-activation medians (accuracy) that counts as different
+
+SUPPORTED = "supported"
+CONTRADICTED = "contradicted"
+NO_CLEAR_DIFFERENCE = "no clear difference"
+NOT_ENOUGH_DATA = "not enough data"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    """One group of trials a finding compares."""
+
+    label: str  # e.g. "with BN"
+    n: int  # trials in the group
+    median: float | None  # median of the finding's metric (None when n == 0)
+    note: str = ""  # extra evidence, e.g. "3 of 6 never trained"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """A claim, its verdict on this study's trials, and the evidence."""
+
+    key: str  # stable id, e.g. "bn_accuracy" or "gamma_zero_relu"
+    claim: str  # what the article (or common lore) claims
+    verdict: str  # SUPPORTED, CONTRADICTED, NO_CLEAR_DIFFERENCE or NOT_ENOUGH_DATA
+    summary: str  # the verdict in plain words with its numbers
+    metric: str  # what was compared, e.g. "final val_acc of complete trials"
+    groups: tuple[Group, ...]
+    effect: float | None  # effect size (see effect_label); None without enough data
+    effect_label: str  # what ``effect`` measures
+    figure: str  # key of the report figure that shows it
+
+
+def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+    """P(x > y) − P(x < y) for x from ``a`` and y from ``b``; in [-1, 1], 0 when equal."""
+    if not a or not b:
+        return 0.0
+    gt = sum(1 for x in a for y in b if x > y)
+    lt = sum(1 for x in a for y in b if x < y)
+    return (gt - lt) / (len(a) * len(b))
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    s = sorted(xs)
+    if not s:
+        return None
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _magnitude(delta: float) -> str:
+    d = abs(delta)
+    return "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def outcome_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Trials with an outcome accuracy (complete, or diverged = 0.0) in column ``outcome``."""
+    keep = (df["state"] == "COMPLETE") | ((df["state"] == "PRUNED") & df["diverged"])
+    out = df[keep].copy()
+    out["outcome"] = out["final_val_acc"].where(out["state"] == "COMPLETE", 0.0).astype("float64")
+    return out[out["outcome"].notna() & out["has_bn"].notna()]
+
+
+def _values(frame: pd.DataFrame, column: str) -> list[float]:
+    return [float(v) for v in frame[column].dropna()]
+
+
+def _two_groups(
+    *, key: str, claim: str, metric: str, figure: str, a_label: str, a: list[float],
+    b_label: str, b: list[float], claim_kind: str, notes: tuple[str, str] = ("", ""),
+) -> Finding:
+    """Compare group ``a`` with group ``b`` on one metric.
+
+    ``claim_kind`` says what the claim states about ``a``: ``higher`` or ``lower`` than
+    ``b`` (a clear difference the other way contradicts it, no clear difference gives
+    NO_CLEAR_DIFFERENCE), or ``not higher`` / ``not lower`` (only a clear difference the
+    wrong way contradicts it).
+    """
+    groups = (
+        Group(label=a_label, n=len(a), median=_median(a), note=notes[0]),
+        Group(label=b_label, n=len(b), median=_median(b), note=notes[1]),
+    )
+    counts = f"n = {len(a)} {a_label}, n = {len(b)} {b_label}"
+    if len(a) < MIN_TRIALS or len(b) < MIN_TRIALS:
+        return Finding(
+            key=key, claim=claim, verdict=NOT_ENOUGH_DATA, metric=metric, figure=figure,
+            summary=f"Not enough data: {counts}; each group needs at least {MIN_TRIALS}.",
+            groups=groups, effect=None, effect_label="Cliff's delta",
+        )
+    delta = cliffs_delta(a, b)
+    ma, mb = groups[0].median, groups[1].median
+    assert ma is not None and mb is not None
+    diff = ma - mb
+    direction = "none"
+    if abs(delta) >= MIN_CLIFFS_DELTA and abs(diff) >= MIN_DIFF:
+        direction = "higher" if diff > 0 else "lower"
+    if claim_kind in ("higher", "lower"):
+        verdict = NO_CLEAR_DIFFERENCE if direction == "none" else (
+            SUPPORTED if direction == claim_kind else CONTRADICTED)
+    else:  # "not higher" / "not lower"
+        verdict = CONTRADICTED if f"not {direction}" == claim_kind else SUPPORTED
+    words = "no clear difference" if direction == "none" else f"{a_label} is clearly {direction}"
+    summary = (
+        f"{verdict.capitalize()}: {words}; median {metric} {_pct(ma)} {a_label} vs {_pct(mb)} "
+        f"{b_label} ({diff:+.3f}; Cliff's delta {delta:+.2f}, {_magnitude(delta)}; {counts})."
+    )
+    if verdict == NO_CLEAR_DIFFERENCE:
+        summary = summary.replace("No clear difference: no clear difference;", "No clear difference:", 1)
+    return Finding(
+        key=key, claim=claim, verdict=verdict, summary=summary, metric=metric, figure=figure,
+        groups=groups, effect=delta, effect_label="Cliff's delta",
+    )
+
+
+def bn_accuracy(df: pd.DataFrame) -> Finding:
+    """Does BN improve the final validation accuracy?"""
+    o = outcome_frame(df)
+    return _two_groups(
+        key="bn_accuracy", claim="BN improves validation accuracy.",
+        metric="outcome val_acc", figure="findings_bn",
+        a_label="with BN", a=_values(o[o["has_bn"]], "outcome"),
+        b_label="without BN", b=_values(o[~o["has_bn"]], "outcome"), claim_kind="higher",
+    )
+
+
+def bn_convergence(df: pd.DataFrame) -> Finding:
+    """Does BN speed up convergence (higher validation accuracy after one epoch)?"""
+    ran = df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()].copy()
+    # A run that diverged in its first epoch has no epoch-1 accuracy: it did not converge.
+    ran["epoch1"] = ran["val_acc_epoch1"].where(~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0)
+    return _two_groups(
+        key="bn_convergence", claim="BN speeds up convergence.",
+        metric="val_acc after epoch 1", figure="findings_convergence",
+        a_label="with BN", a=_values(ran[ran["has_bn"]], "epoch1"),
+        b_label="without BN", b=_values(ran[~ran["has_bn"]], "epoch1"), claim_kind="higher",
+    )
+
+
+def bn_gap(df: pd.DataFrame) -> Finding:
+    """Does BN reduce overfitting (a smaller train − validation accuracy gap)?"""
+    c = df[(df["state"] == "COMPLETE") & df["has_bn"].notna()]
+    return _two_groups(
+        key="bn_gap", claim="BN reduces overfitting (a smaller train–validation gap).",
+        metric="train−val accuracy gap", figure="findings_gap",
+        a_label="with BN", a=_values(c[c["has_bn"]], "train_val_gap"),
+        b_label="without BN", b=_values(c[~c["has_bn"]], "train_val_gap"), claim_kind="lower",
+    )
+
+
+def bn_placement(df: pd.DataFrame) -> Finding:
+    """Before or after the activation: which placement gives higher accuracy?"""
+    o = outcome_frame(df)
+    return _two_groups(
+        key="bn_placement", claim="BN works better before the activation than after it.",
+        metric="outcome val_acc", figure="findings_placement",
+        a_label="before activation", a=_values(o[o["bn_placement"] == "before_activation"], "outcome"),
+        b_label="after activation", b=_values(o[o["bn_placement"] == "after_activation"], "outcome"),
+        claim_kind="higher",
+    )
+
+
+def bn_classifier(df: pd.DataFrame) -> Finding:
+    """Does BN before the classifier add anything (the article says it should not be there)?"""
+    o = outcome_frame(df)
+    return _two_groups(
+        key="bn_classifier",
+        claim="BN belongs between the conv layers, not before the classifier: BN1d there does not help.",
+        metric="outcome val_acc", figure="findings_placement",
+        a_label="BN before classifier", a=_values(o[o["bn_classifier"].eq(True)], "outcome"),
+        b_label="no BN before classifier", b=_values(o[o["bn_classifier"].eq(False)], "outcome"),
+        claim_kind="not higher",
+    )
+
+
+def _trains_threshold(o: pd.DataFrame) -> float:
+    return TRAINS_FRACTION * float(o["outcome"].max()) if len(o) else math.inf
+
+
+def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
+    """Gamma initialised to 0 vs 1 with one activation; says when gamma 0 kills the signal."""
+    o = outcome_frame(df)
+    threshold = _trains_threshold(o)
+    bn = o[o["has_bn"] & (o["activation"] == activation)]
+    zeros, ones = bn[bn["gamma_init"] == "zeros"], bn[bn["gamma_init"] == "ones"]
+    dead_z = int((zeros["outcome"] < threshold).sum())
+    dead_o = int((ones["outcome"] < threshold).sum())
+    f = _two_groups(
+        key=f"gamma_zero_{activation}",
+        claim=f"Initialising BN's gamma to 0 (as the article suggests) trains as well as gamma = 1 ({activation}).",
+        metric="outcome val_acc", figure="findings_gamma",
+        a_label="gamma = 0", a=_values(zeros, "outcome"),
+        b_label="gamma = 1", b=_values(ones, "outcome"), claim_kind="not lower",
+        notes=(f"{dead_z} of {len(zeros)} did not train", f"{dead_o} of {len(ones)} did not train"),
+    )
+    if f.verdict != NOT_ENOUGH_DATA and dead_z * 2 >= len(zeros) and dead_o * 2 < len(ones):
+        dies = (
+            f"With {activation} and gamma = 0 the signal dies: {dead_z} of {len(zeros)} trials never "
+            f"trained (outcome val_acc below {threshold:.3f}) against {dead_o} of {len(ones)} with "
+            "gamma = 1. "
+        )
+        return replace(f, summary=dies + f.summary)
+    return f
+
+
+def _highest_training_lr(g: pd.DataFrame, threshold: float) -> tuple[float | None, bool]:
+    """Highest lr that trained, and whether some trial above it was tried and failed."""
+    trained = g[g["outcome"] >= threshold]
+    top = float(trained["lr"].max()) if len(trained) else None
+    failed = g[g["outcome"] < threshold]
+    tested_above = bool(len(failed)) and (top is None or float(failed["lr"].max()) > top)
+    return top, tested_above
+
+
+def bn_learning_rate(df: pd.DataFrame) -> Finding:
+    """Does BN let higher learning rates train?"""
+    o = outcome_frame(df)
+    o = o[o["lr"].notna()]
+    threshold = _trains_threshold(o)
+    groups_df = {"with BN": o[o["has_bn"]], "without BN": o[~o["has_bn"]]}
+    tops = {k: _highest_training_lr(g, threshold) for k, g in groups_df.items()}
+    groups = tuple(
+        Group(label=k, n=len(g), median=tops[k][0],
+              note=f"{int((g['outcome'] >= threshold).sum())} of {len(g)} trained")
+        for k, g in groups_df.items()
+    )
+    base = dict(
+        key="bn_learning_rate", claim="BN lets higher learning rates train.",
+        metric="highest lr that trains", figure="findings_lr", groups=groups,
+        effect_label="ratio of the highest training lr, with BN / without",
+    )
+    n_bn, n_no = len(groups_df["with BN"]), len(groups_df["without BN"])
+    if min(n_bn, n_no) < MIN_TRIALS:
+        return Finding(verdict=NOT_ENOUGH_DATA, effect=None, summary=(
+            f"Not enough data: {n_bn} trials with BN vs {n_no} without; each group needs at least {MIN_TRIALS}."
+        ), **base)  # type: ignore[arg-type]
+    (top_bn, above_bn), (top_no, above_no) = tops["with BN"], tops["without BN"]
+    desc = (f"highest lr that trains {_lr(top_bn)} with BN vs {_lr(top_no)} without "
+            f"(trains = outcome val_acc ≥ {threshold:.3f}; {n_bn} vs {n_no} trials)")
+    ratio = None if top_bn is None or top_no is None else top_bn / top_no
+    bn_higher = top_bn is not None and (top_no is None or top_bn >= LR_FACTOR * top_no)
+    no_higher = top_no is not None and (top_bn is None or top_no >= LR_FACTOR * top_bn)
+    if bn_higher and above_no:
+        verdict, words = SUPPORTED, "BN trains at higher learning rates"
+    elif no_higher and above_bn:
+        verdict, words = CONTRADICTED, "nets without BN train at higher learning rates"
+    elif (bn_higher and not above_no) or (no_higher and not above_bn):
+        return Finding(verdict=NOT_ENOUGH_DATA, effect=ratio, summary=(
+            f"Not enough data: {desc}, but no trial {'without' if bn_higher else 'with'} BN was tried "
+            "at a higher lr, so its limit is unknown."
+        ), **base)  # type: ignore[arg-type]
+    else:
+        verdict, words = NO_CLEAR_DIFFERENCE, f"no clear difference (less than {LR_FACTOR:g}×)"
+    return Finding(verdict=verdict, effect=ratio, summary=f"{verdict.capitalize()}: {words} — {desc}.",
+                   **base)  # type: ignore[arg-type]
+
+
+def _lr(x: float | None) -> str:
+    return "none" if x is None else f"{x:.3g}"
+
+
+def activation_interaction(df: pd.DataFrame) -> Finding:
+    """Does the activation matter less with BN (smaller spread of per-activation medians)?"""
+    o = outcome_frame(df)
+    acts = sorted(str(a) for a in o["activation"].dropna().unique())
+    groups: list[Group] = []
+    med: dict[bool, dict[str, float]] = {True: {}, False: {}}
+    for bn in (True, False):
+        for a in acts:
+            vals = _values(o[(o["has_bn"] == bn) & (o["activation"] == a)], "outcome")
+            groups.append(Group(label=f"{a}, {'with' if bn else 'without'} BN", n=len(vals), median=_median(vals)))
+            if len(vals) >= MIN_TRIALS:
+                med[bn][a] = _median(vals)  # type: ignore[assignment]
+    usable = sorted(set(med[True]) & set(med[False]))
+    base = dict(
+        key="activation_bn", claim="With BN, the choice of activation matters less.",
+        metric="spread (max − min) of per-activation median outcome val_acc", figure="findings_activation",
+        groups=tuple(groups), effect_label="spread without BN − spread with BN",
+    )
+    if len(usable) < 2:
+        return Finding(verdict=NOT_ENOUGH_DATA, effect=None, summary=(
+            f"Not enough data: needs at least 2 activations with {MIN_TRIALS}+ trials both with and "
+            f"without BN; {len(usable)} have that."
+        ), **base)  # type: ignore[arg-type]
+    spread = {bn: max(med[bn][a] for a in usable) - min(med[bn][a] for a in usable) for bn in (True, False)}
+    effect = spread[False] - spread[True]
+    if effect >= MIN_RANGE_DIFF:
+        verdict = SUPPORTED
+    elif effect <= -MIN_RANGE_DIFF:
+        verdict = CONTRADICTED
+    else:
+        verdict = NO_CLEAR_DIFFERENCE
+    best = {bn: max(usable, key=lambda a, bn=bn: med[bn][a]) for bn in (True, False)}
+    summary = (
+        f"{verdict.capitalize()}: across {', '.join(usable)} the median outcome val_acc spans "
+        f"{spread[True]:.3f} with BN vs {spread[False]:.3f} without (difference {effect:+.3f}; "
+        f"counts as a difference from {MIN_RANGE_DIFF:.2f}). Best activation: {best[True]} with BN, "
+        f"{best[False]} without."
+    )
+    return Finding(verdict=verdict, effect=effect, summary=summary, **base)  # type: ignore[arg-type]
+
+
+def all_findings(df: pd.DataFrame) -> tuple[Finding, ...]:
+    """Every finding, in report order; gamma findings for each activation in the study."""
+    acts = sorted(str(a) for a in df["activation"].dropna().unique())
+    return (
+        bn_accuracy(df),
+        bn_convergence(df),
+        bn_learning_rate(df),
+        bn_gap(df),
+        bn_placement(df),
+        bn_classifier(df),
+        *(gamma_zero(df, a) for a in acts),
+        activation_interaction(df),
+    )
