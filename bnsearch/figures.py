@@ -193,7 +193,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
     df = _trials(data)
     o = outcome_frame(df)
     bn = {True: o[o["has_bn"] == True], False: o[o["has_bn"] == False]}  # noqa: E712
-    figs: dict[str, go.Figure] = {}
+    figs: dict[str, Any] = {}
 
     fig = go.Figure([_box(go, bn[b], "outcome", "with BN" if b else "without BN", BN_COLORS[b]) for b in (True, False)])
     fig.update_layout(title="Outcome val_acc with vs without BN (diverged = 0)", yaxis_title="val_acc")

@@ -333,7 +333,7 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
         verdict = CONTRADICTED
     else:
         verdict = NO_CLEAR_DIFFERENCE
-    best = {bn: max(usable, key=lambda a, bn=bn: med[bn][a]) for bn in (True, False)}
+    best = {bn: max(usable, key=med[bn].__getitem__) for bn in (True, False)}
     summary = (
         f"{verdict.capitalize()}: across {', '.join(usable)} the median outcome val_acc spans "
         f"{spread[True]:.3f} with BN vs {spread[False]:.3f} without (difference {effect:+.3f}; "

@@ -11,7 +11,7 @@ import html
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,7 +206,7 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
 
     main = [fig_div(k, f) for k, f in figures.items() if not k.startswith("findings_")]
     extra = [fig_div(k, f) for k, f in figures.items() if k.startswith("findings_")]
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc = (
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
         f"<title>bnsearch report: {html.escape(data.study_name)}</title><style>{_CSS}</style>"
