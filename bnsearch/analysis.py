@@ -29,8 +29,16 @@ if TYPE_CHECKING:
 
 # The model's settings, in the order the DataFrame shows them (all of TrialParams).
 PARAM_COLUMNS = (
-    "lr", "weight_decay", "momentum", "batch_size", "epochs",
-    "activation", "bn_placement", "bn_classifier", "gamma_init", "beta_init",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "batch_size",
+    "epochs",
+    "activation",
+    "bn_placement",
+    "bn_classifier",
+    "gamma_init",
+    "beta_init",
 )
 CURVE_COLUMNS = (keys.VAL_ACC_CURVE, keys.TRAIN_ACC_CURVE, keys.TRAIN_LOSS_CURVE)
 EXPORT_FORMATS = ("csv", "parquet", "json")
@@ -94,7 +102,9 @@ def _trial_row(t: optuna.trial.FrozenTrial, include_curves: bool) -> dict[str, A
     for name in PARAM_COLUMNS:
         row[name] = resolved.get(name)
     placement = resolved.get("bn_placement")
-    row["has_bn"] = None if placement is None else (placement != "none" or bool(resolved.get("bn_classifier")))
+    row["has_bn"] = (
+        None if placement is None else (placement != "none" or bool(resolved.get("bn_classifier")))
+    )
     row["final_val_acc"] = _last(val)
     row["best_val_acc"] = max(val) if val else math.nan
     row["final_train_acc"] = _last(train_acc)
@@ -115,14 +125,34 @@ def _trial_row(t: optuna.trial.FrozenTrial, include_curves: bool) -> dict[str, A
 
 
 _DTYPES = {
-    "number": "int64", "state": "string", "value": "float64", "duration_s": "float64",
-    "wall_time_s": "float64", "epochs_run": "Int64", "lr": "float64", "weight_decay": "float64",
-    "momentum": "float64", "batch_size": "Int64", "epochs": "Int64", "activation": "string",
-    "bn_placement": "string", "bn_classifier": "boolean", "gamma_init": "string",
-    "beta_init": "string", "has_bn": "boolean", "final_val_acc": "float64",
-    "best_val_acc": "float64", "final_train_acc": "float64", "final_train_loss": "float64",
-    "train_val_gap": "float64", "val_acc_epoch1": "float64", "diverged": "bool",
-    "prune_reason": "string", "fail_reason": "string", "device": "string", "worker": "string",
+    "number": "int64",
+    "state": "string",
+    "value": "float64",
+    "duration_s": "float64",
+    "wall_time_s": "float64",
+    "epochs_run": "Int64",
+    "lr": "float64",
+    "weight_decay": "float64",
+    "momentum": "float64",
+    "batch_size": "Int64",
+    "epochs": "Int64",
+    "activation": "string",
+    "bn_placement": "string",
+    "bn_classifier": "boolean",
+    "gamma_init": "string",
+    "beta_init": "string",
+    "has_bn": "boolean",
+    "final_val_acc": "float64",
+    "best_val_acc": "float64",
+    "final_train_acc": "float64",
+    "final_train_loss": "float64",
+    "train_val_gap": "float64",
+    "val_acc_epoch1": "float64",
+    "diverged": "bool",
+    "prune_reason": "string",
+    "fail_reason": "string",
+    "device": "string",
+    "worker": "string",
     "seed": "Int64",
 }
 
@@ -182,15 +212,31 @@ def learning_curves(study: str | optuna.Study, storage: str | None = None) -> pd
     for r in trials.itertuples(index=False):
         tl, ta = r.train_loss_curve, r.train_acc_curve
         for i, v in enumerate(r.val_acc_curve):
-            rows.append({
-                "trial": r.number, "epoch": i + 1, "val_acc": v,
-                "train_loss": tl[i] if i < len(tl) else math.nan,
-                "train_acc": ta[i] if i < len(ta) else math.nan,
-                "state": r.state, "has_bn": r.has_bn,
-            })
-    df = pd.DataFrame(rows, columns=["trial", "epoch", "val_acc", "train_loss", "train_acc", "state", "has_bn"])
-    return df.astype({"trial": "int64", "epoch": "int64", "val_acc": "float64", "train_loss": "float64",
-                      "train_acc": "float64", "state": "string", "has_bn": "boolean"})
+            rows.append(
+                {
+                    "trial": r.number,
+                    "epoch": i + 1,
+                    "val_acc": v,
+                    "train_loss": tl[i] if i < len(tl) else math.nan,
+                    "train_acc": ta[i] if i < len(ta) else math.nan,
+                    "state": r.state,
+                    "has_bn": r.has_bn,
+                }
+            )
+    df = pd.DataFrame(
+        rows, columns=["trial", "epoch", "val_acc", "train_loss", "train_acc", "state", "has_bn"]
+    )
+    return df.astype(
+        {
+            "trial": "int64",
+            "epoch": "int64",
+            "val_acc": "float64",
+            "train_loss": "float64",
+            "train_acc": "float64",
+            "state": "string",
+            "has_bn": "boolean",
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,18 +270,22 @@ def study_summaries(storage: str | None = None) -> list[StudySummary]:
         trials = rdb.get_all_trials(s._study_id, deepcopy=False)
         counts = {st: sum(t.state == st for t in trials) for st in TrialState}
         done = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        times = [d for t in trials for d in (t.datetime_start, t.datetime_complete) if d is not None]
-        out.append(StudySummary(
-            name=s.study_name,
-            strategy=s.user_attrs.get(keys.STUDY_STRATEGY),
-            dataset=s.user_attrs.get(keys.STUDY_DATASET),
-            n_complete=counts[TrialState.COMPLETE],
-            n_pruned=counts[TrialState.PRUNED],
-            n_failed=counts[TrialState.FAIL],
-            n_running=counts[TrialState.RUNNING],
-            best_value=max(done) if done else None,
-            last_update=max(times) if times else None,
-        ))
+        times = [
+            d for t in trials for d in (t.datetime_start, t.datetime_complete) if d is not None
+        ]
+        out.append(
+            StudySummary(
+                name=s.study_name,
+                strategy=s.user_attrs.get(keys.STUDY_STRATEGY),
+                dataset=s.user_attrs.get(keys.STUDY_DATASET),
+                n_complete=counts[TrialState.COMPLETE],
+                n_pruned=counts[TrialState.PRUNED],
+                n_failed=counts[TrialState.FAIL],
+                n_running=counts[TrialState.RUNNING],
+                best_value=max(done) if done else None,
+                last_update=max(times) if times else None,
+            )
+        )
     return out
 
 
@@ -258,11 +308,15 @@ def export_trials(
         MissingDependencyError: Parquet without pyarrow.
     """
     if fmt not in EXPORT_FORMATS:
-        raise ConfigError(f"unknown export format '{fmt}'; choose one of: {', '.join(EXPORT_FORMATS)}")
+        raise ConfigError(
+            f"unknown export format '{fmt}'; choose one of: {', '.join(EXPORT_FORMATS)}"
+        )
     df = load_trials(study, storage, include_curves=True)
     path = Path(out) if out is not None else Path(f"{df.attrs['study_name']}.{fmt}")
     if path.is_dir():
-        raise ConfigError(f"--out {path} is a folder; give a file name like {path / ('trials.' + fmt)}")
+        raise ConfigError(
+            f"--out {path} is a folder; give a file name like {path / ('trials.' + fmt)}"
+        )
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401

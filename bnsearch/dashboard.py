@@ -44,7 +44,9 @@ def make_app(storage: str | None = None) -> Callable[..., Any]:
     return optuna_dashboard.wsgi(rdb)
 
 
-def make_server(storage: str | None = None, *, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
+def make_server(
+    storage: str | None = None, *, host: str = "127.0.0.1", port: int = 8080
+) -> WSGIServer:
     """Bind optuna-dashboard on ``host:port``; call ``serve_forever()`` on the result.
 
     Args:
@@ -62,7 +64,9 @@ def make_server(storage: str | None = None, *, host: str = "127.0.0.1", port: in
     try:
         return _wsgiref_server(host, port, app, handler_class=_QuietHandler)
     except OSError as e:
-        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port"
+        ) from None
 
 
 def server_url(server: WSGIServer, host: str) -> str:
@@ -71,4 +75,3 @@ def server_url(server: WSGIServer, host: str) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{server.server_port}/dashboard/"
-

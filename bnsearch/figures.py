@@ -40,8 +40,12 @@ def _go() -> Any:
 def _empty(title: str, note: str) -> go.Figure:
     go = _go()
     fig = go.Figure()
-    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False},
-                      annotations=[{"text": note, "showarrow": False, "font": {"size": 14}}])
+    fig.update_layout(
+        title=title,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        annotations=[{"text": note, "showarrow": False, "font": {"size": 14}}],
+    )
     return fig
 
 
@@ -57,11 +61,20 @@ def render_history(data: ReportData) -> go.Figure:
     if not data.history:
         return _empty(title, "no complete trial yet")
     x = [h.number for h in data.history]
-    fig = go.Figure([
-        go.Scatter(x=x, y=[h.value for h in data.history], mode="markers", name="trial val_acc"),
-        go.Scatter(x=x, y=[h.best_so_far for h in data.history], mode="lines", name="best so far",
-                   line={"shape": "hv"}),
-    ])
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=x, y=[h.value for h in data.history], mode="markers", name="trial val_acc"
+            ),
+            go.Scatter(
+                x=x,
+                y=[h.best_so_far for h in data.history],
+                mode="lines",
+                name="best so far",
+                line={"shape": "hv"},
+            ),
+        ]
+    )
     fig.update_layout(title=title, xaxis_title="trial", yaxis_title="validation accuracy")
     return fig
 
@@ -79,37 +92,64 @@ def render_learning_curves(data: ReportData) -> go.Figure:
     for trial, g in curves.groupby("trial", sort=True):
         state = str(g["state"].iloc[0])
         dash, color = _STATE_STYLE.get(state, ("solid", "grey"))
-        fig.add_trace(go.Scatter(
-            x=g["epoch"], y=g["val_acc"], mode="lines", name=state.lower(), legendgroup=state,
-            showlegend=state not in shown, line={"dash": dash, "color": color, "width": 1.5},
-            hovertemplate=f"trial {trial} ({state.lower()})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=g["epoch"],
+                y=g["val_acc"],
+                mode="lines",
+                name=state.lower(),
+                legendgroup=state,
+                showlegend=state not in shown,
+                line={"dash": dash, "color": color, "width": 1.5},
+                hovertemplate=f"trial {trial} ({state.lower()})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+            )
+        )
         shown.add(state)
         if state == "PRUNED":
-            fig.add_trace(go.Scatter(
-                x=[g["epoch"].iloc[-1]], y=[g["val_acc"].iloc[-1]], mode="markers", legendgroup=state,
-                showlegend=False, marker={"symbol": "x", "color": color, "size": 8},
-                hovertemplate=f"trial {trial} pruned here<extra></extra>",
-            ))
-    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="validation accuracy",
-                      legend_title="trial state")
+            fig.add_trace(
+                go.Scatter(
+                    x=[g["epoch"].iloc[-1]],
+                    y=[g["val_acc"].iloc[-1]],
+                    mode="markers",
+                    legendgroup=state,
+                    showlegend=False,
+                    marker={"symbol": "x", "color": color, "size": 8},
+                    hovertemplate=f"trial {trial} pruned here<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title=title,
+        xaxis_title="epoch",
+        yaxis_title="validation accuracy",
+        legend_title="trial state",
+    )
     return fig
 
 
 def _axis_values(series: pd.Series, name: str) -> tuple[list[float], dict[str, Any]]:
     """Numeric values for a param column, plus axis settings (ticks for categories, log)."""
     non_null = series.dropna()
-    numeric = len(non_null) > 0 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in non_null)
+    numeric = len(non_null) > 0 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in non_null
+    )
     if numeric and series.notna().all():
         vals = [float(v) for v in series]
         if name in _LOG_PARAMS and min(vals) > 0:
             return [math.log10(v) for v in vals], {"label": f"log10 {name}"}
         return vals, {"label": name}
-    labels = [_MISSING if v is None or (isinstance(v, float) and math.isnan(v)) or v is _pd_na() else str(v)
-              for v in series.astype(object)]
+    labels = [
+        _MISSING
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is _pd_na()
+        else str(v)
+        for v in series.astype(object)
+    ]
     cats = sorted(set(labels))
     index = {c: i for i, c in enumerate(cats)}
-    return [float(index[v]) for v in labels], {"label": name, "tickvals": list(range(len(cats))), "ticktext": cats}
+    return [float(index[v]) for v in labels], {
+        "label": name,
+        "tickvals": list(range(len(cats))),
+        "ticktext": cats,
+    }
 
 
 def _pd_na() -> Any:
@@ -131,10 +171,16 @@ def render_parallel(data: ReportData) -> go.Figure:
         vals, axis = _axis_values(done[name], name)
         dims.append({"values": vals, **axis})
     dims.append({"values": [float(v) for v in done["value"]], "label": "val_acc"})
-    fig = go.Figure(go.Parcoords(
-        line={"color": [float(v) for v in done["value"]], "colorscale": "Viridis", "showscale": True},
-        dimensions=dims,
-    ))
+    fig = go.Figure(
+        go.Parcoords(
+            line={
+                "color": [float(v) for v in done["value"]],
+                "colorscale": "Viridis",
+                "showscale": True,
+            },
+            dimensions=dims,
+        )
+    )
     fig.update_layout(title=title)
     return fig
 
@@ -165,13 +211,30 @@ def render_slices(data: ReportData) -> go.Figure:
     fig = make_subplots(rows=1, cols=n, shared_yaxes=True, subplot_titles=list(data.searchable))
     for i, name in enumerate(data.searchable, start=1):
         col = done[name].astype(object)
-        x = [_MISSING if v is None or v is _pd_na() else (v if isinstance(v, int | float) and not isinstance(v, bool) else str(v)) for v in col]
-        fig.add_trace(go.Scatter(
-            x=x, y=done["value"], mode="markers", showlegend=False,
-            marker={"color": done["number"], "colorscale": "Blues", "size": 6,
-                    "showscale": i == n, "colorbar": {"title": "trial"}},
-            hovertemplate=f"{name}=%{{x}}<br>val_acc %{{y:.4f}}<extra></extra>",
-        ), row=1, col=i)
+        x = [
+            _MISSING
+            if v is None or v is _pd_na()
+            else (v if isinstance(v, int | float) and not isinstance(v, bool) else str(v))
+            for v in col
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=done["value"],
+                mode="markers",
+                showlegend=False,
+                marker={
+                    "color": done["number"],
+                    "colorscale": "Blues",
+                    "size": 6,
+                    "showscale": i == n,
+                    "colorbar": {"title": "trial"},
+                },
+                hovertemplate=f"{name}=%{{x}}<br>val_acc %{{y:.4f}}<extra></extra>",
+            ),
+            row=1,
+            col=i,
+        )
         if name in _LOG_PARAMS and all(isinstance(v, float) and v > 0 for v in x):
             fig.update_xaxes(type="log", row=1, col=i)
         elif not all(isinstance(v, int | float) for v in x):
@@ -181,8 +244,15 @@ def render_slices(data: ReportData) -> go.Figure:
 
 
 def _box(go: Any, frame: pd.DataFrame, column: str, name: str, color: str | None = None) -> Any:
-    return go.Box(y=frame[column], name=name, boxpoints="all", jitter=0.4, pointpos=0,
-                  marker_color=color, hovertext=[f"trial {n}" for n in frame["number"]])
+    return go.Box(
+        y=frame[column],
+        name=name,
+        boxpoints="all",
+        jitter=0.4,
+        pointpos=0,
+        marker_color=color,
+        hovertext=[f"trial {n}" for n in frame["number"]],
+    )
 
 
 def render_findings(data: ReportData) -> dict[str, go.Figure]:
@@ -195,8 +265,15 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
     bn = {True: o[o["has_bn"] == True], False: o[o["has_bn"] == False]}  # noqa: E712
     figs: dict[str, Any] = {}
 
-    fig = go.Figure([_box(go, bn[b], "outcome", "with BN" if b else "without BN", BN_COLORS[b]) for b in (True, False)])
-    fig.update_layout(title="Outcome val_acc with vs without BN (diverged = 0)", yaxis_title="val_acc")
+    fig = go.Figure(
+        [
+            _box(go, bn[b], "outcome", "with BN" if b else "without BN", BN_COLORS[b])
+            for b in (True, False)
+        ]
+    )
+    fig.update_layout(
+        title="Outcome val_acc with vs without BN (diverged = 0)", yaxis_title="val_acc"
+    )
     figs["findings_bn"] = fig
 
     ran = df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()]
@@ -206,54 +283,114 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
         c = curves[curves["trial"].isin(ran["number"])]
         for b in (True, False):
             g = c[c["has_bn"] == b].groupby("epoch")["val_acc"].median()
-            fig.add_trace(go.Scatter(x=list(g.index), y=list(g.values), mode="lines+markers",
-                                     name="with BN" if b else "without BN", line={"color": BN_COLORS[b]}))
-    fig.update_layout(title="Median val_acc per epoch with vs without BN (convergence)",
-                      xaxis_title="epoch", yaxis_title="median val_acc")
+            fig.add_trace(
+                go.Scatter(
+                    x=list(g.index),
+                    y=list(g.values),
+                    mode="lines+markers",
+                    name="with BN" if b else "without BN",
+                    line={"color": BN_COLORS[b]},
+                )
+            )
+    fig.update_layout(
+        title="Median val_acc per epoch with vs without BN (convergence)",
+        xaxis_title="epoch",
+        yaxis_title="median val_acc",
+    )
     figs["findings_convergence"] = fig
 
     fig = go.Figure()
     for b in (True, False):
         g = bn[b]
-        fig.add_trace(go.Scatter(x=g["lr"], y=g["outcome"], mode="markers", name="with BN" if b else "without BN",
-                                 marker={"color": BN_COLORS[b], "symbol": ["x" if d else "circle" for d in g["diverged"]]},
-                                 hovertext=[f"trial {n}" for n in g["number"]]))
-    fig.update_layout(title="Learning rate vs outcome val_acc (✕ = diverged)", xaxis_type="log",
-                      xaxis_title="lr", yaxis_title="val_acc")
+        fig.add_trace(
+            go.Scatter(
+                x=g["lr"],
+                y=g["outcome"],
+                mode="markers",
+                name="with BN" if b else "without BN",
+                marker={
+                    "color": BN_COLORS[b],
+                    "symbol": ["x" if d else "circle" for d in g["diverged"]],
+                },
+                hovertext=[f"trial {n}" for n in g["number"]],
+            )
+        )
+    fig.update_layout(
+        title="Learning rate vs outcome val_acc (✕ = diverged)",
+        xaxis_type="log",
+        xaxis_title="lr",
+        yaxis_title="val_acc",
+    )
     figs["findings_lr"] = fig
 
     done = df[(df["state"] == "COMPLETE") & df["has_bn"].notna()]
-    fig = go.Figure([_box(go, done[done["has_bn"] == b], "train_val_gap", "with BN" if b else "without BN",
-                          BN_COLORS[b]) for b in (True, False)])
+    fig = go.Figure(
+        [
+            _box(
+                go,
+                done[done["has_bn"] == b],
+                "train_val_gap",
+                "with BN" if b else "without BN",
+                BN_COLORS[b],
+            )
+            for b in (True, False)
+        ]
+    )
     fig.update_layout(title="Train − validation accuracy gap (complete trials)", yaxis_title="gap")
     figs["findings_gap"] = fig
 
     fig = go.Figure()
-    for label, sel in (("before activation", o["bn_placement"] == "before_activation"),
-                       ("after activation", o["bn_placement"] == "after_activation"),
-                       ("no conv BN", o["bn_placement"] == "none"),
-                       ("BN before classifier", o["bn_classifier"].eq(True)),
-                       ("no BN before classifier", o["bn_classifier"].eq(False))):
+    for label, sel in (
+        ("before activation", o["bn_placement"] == "before_activation"),
+        ("after activation", o["bn_placement"] == "after_activation"),
+        ("no conv BN", o["bn_placement"] == "none"),
+        ("BN before classifier", o["bn_classifier"].eq(True)),
+        ("no BN before classifier", o["bn_classifier"].eq(False)),
+    ):
         fig.add_trace(_box(go, o[sel.fillna(False)], "outcome", label))
-    fig.update_layout(title="Where BN goes: outcome val_acc", yaxis_title="val_acc", showlegend=False)
+    fig.update_layout(
+        title="Where BN goes: outcome val_acc", yaxis_title="val_acc", showlegend=False
+    )
     figs["findings_placement"] = fig
 
     fig = go.Figure()
     with_bn = bn[True]
     for gamma in ("zeros", "ones"):
         g = with_bn[with_bn["gamma_init"] == gamma]
-        fig.add_trace(go.Box(x=g["activation"], y=g["outcome"], name=f"gamma = {'0' if gamma == 'zeros' else '1'}",
-                             boxpoints="all", jitter=0.4, pointpos=0))
-    fig.update_layout(title="gamma init 0 vs 1 per activation (nets with BN)", boxmode="group",
-                      yaxis_title="val_acc")
+        fig.add_trace(
+            go.Box(
+                x=g["activation"],
+                y=g["outcome"],
+                name=f"gamma = {'0' if gamma == 'zeros' else '1'}",
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+            )
+        )
+    fig.update_layout(
+        title="gamma init 0 vs 1 per activation (nets with BN)",
+        boxmode="group",
+        yaxis_title="val_acc",
+    )
     figs["findings_gamma"] = fig
 
     fig = go.Figure()
     for b in (True, False):
         g = bn[b]
-        fig.add_trace(go.Box(x=g["activation"], y=g["outcome"], name="with BN" if b else "without BN",
-                             marker_color=BN_COLORS[b], boxpoints="all", jitter=0.4, pointpos=0))
-    fig.update_layout(title="Activation × BN: outcome val_acc", boxmode="group", yaxis_title="val_acc")
+        fig.add_trace(
+            go.Box(
+                x=g["activation"],
+                y=g["outcome"],
+                name="with BN" if b else "without BN",
+                marker_color=BN_COLORS[b],
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+            )
+        )
+    fig.update_layout(
+        title="Activation × BN: outcome val_acc", boxmode="group", yaxis_title="val_acc"
+    )
     figs["findings_activation"] = fig
     return figs
 

@@ -90,7 +90,9 @@ def _median(xs: Sequence[float]) -> float | None:
 
 def _magnitude(delta: float) -> str:
     d = abs(delta)
-    return "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
+    return (
+        "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
+    )
 
 
 def _pct(x: float | None) -> str:
@@ -110,8 +112,17 @@ def _values(frame: pd.DataFrame, column: str) -> list[float]:
 
 
 def _two_groups(
-    *, key: str, claim: str, metric: str, figure: str, a_label: str, a: list[float],
-    b_label: str, b: list[float], claim_kind: str, notes: tuple[str, str] = ("", ""),
+    *,
+    key: str,
+    claim: str,
+    metric: str,
+    figure: str,
+    a_label: str,
+    a: list[float],
+    b_label: str,
+    b: list[float],
+    claim_kind: str,
+    notes: tuple[str, str] = ("", ""),
 ) -> Finding:
     """Compare group ``a`` with group ``b`` on one metric.
 
@@ -127,9 +138,15 @@ def _two_groups(
     counts = f"n = {len(a)} {a_label}, n = {len(b)} {b_label}"
     if len(a) < MIN_TRIALS or len(b) < MIN_TRIALS:
         return Finding(
-            key=key, claim=claim, verdict=NOT_ENOUGH_DATA, metric=metric, figure=figure,
+            key=key,
+            claim=claim,
+            verdict=NOT_ENOUGH_DATA,
+            metric=metric,
+            figure=figure,
             summary=f"Not enough data: {counts}; each group needs at least {MIN_TRIALS}.",
-            groups=groups, effect=None, effect_label="Cliff's delta",
+            groups=groups,
+            effect=None,
+            effect_label="Cliff's delta",
         )
     delta = cliffs_delta(a, b)
     ma, mb = groups[0].median, groups[1].median
@@ -139,8 +156,11 @@ def _two_groups(
     if abs(delta) >= MIN_CLIFFS_DELTA and abs(diff) >= MIN_DIFF:
         direction = "higher" if diff > 0 else "lower"
     if claim_kind in ("higher", "lower"):
-        verdict = NO_CLEAR_DIFFERENCE if direction == "none" else (
-            SUPPORTED if direction == claim_kind else CONTRADICTED)
+        verdict = (
+            NO_CLEAR_DIFFERENCE
+            if direction == "none"
+            else (SUPPORTED if direction == claim_kind else CONTRADICTED)
+        )
     else:  # "not higher" / "not lower"
         verdict = CONTRADICTED if f"not {direction}" == claim_kind else SUPPORTED
     words = "no clear difference" if direction == "none" else f"{a_label} is clearly {direction}"
@@ -149,10 +169,19 @@ def _two_groups(
         f"{b_label} ({diff:+.3f}; Cliff's delta {delta:+.2f}, {_magnitude(delta)}; {counts})."
     )
     if verdict == NO_CLEAR_DIFFERENCE:
-        summary = summary.replace("No clear difference: no clear difference;", "No clear difference:", 1)
+        summary = summary.replace(
+            "No clear difference: no clear difference;", "No clear difference:", 1
+        )
     return Finding(
-        key=key, claim=claim, verdict=verdict, summary=summary, metric=metric, figure=figure,
-        groups=groups, effect=delta, effect_label="Cliff's delta",
+        key=key,
+        claim=claim,
+        verdict=verdict,
+        summary=summary,
+        metric=metric,
+        figure=figure,
+        groups=groups,
+        effect=delta,
+        effect_label="Cliff's delta",
     )
 
 
@@ -160,10 +189,15 @@ def bn_accuracy(df: pd.DataFrame) -> Finding:
     """Does BN improve the final validation accuracy?"""
     o = outcome_frame(df)
     return _two_groups(
-        key="bn_accuracy", claim="BN improves validation accuracy.",
-        metric="outcome val_acc", figure="findings_bn",
-        a_label="with BN", a=_values(o[o["has_bn"]], "outcome"),
-        b_label="without BN", b=_values(o[~o["has_bn"]], "outcome"), claim_kind="higher",
+        key="bn_accuracy",
+        claim="BN improves validation accuracy.",
+        metric="outcome val_acc",
+        figure="findings_bn",
+        a_label="with BN",
+        a=_values(o[o["has_bn"]], "outcome"),
+        b_label="without BN",
+        b=_values(o[~o["has_bn"]], "outcome"),
+        claim_kind="higher",
     )
 
 
@@ -171,12 +205,19 @@ def bn_convergence(df: pd.DataFrame) -> Finding:
     """Does BN speed up convergence (higher validation accuracy after one epoch)?"""
     ran = df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()].copy()
     # A run that diverged in its first epoch has no epoch-1 accuracy: it did not converge.
-    ran["epoch1"] = ran["val_acc_epoch1"].where(~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0)
+    ran["epoch1"] = ran["val_acc_epoch1"].where(
+        ~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0
+    )
     return _two_groups(
-        key="bn_convergence", claim="BN speeds up convergence.",
-        metric="val_acc after epoch 1", figure="findings_convergence",
-        a_label="with BN", a=_values(ran[ran["has_bn"]], "epoch1"),
-        b_label="without BN", b=_values(ran[~ran["has_bn"]], "epoch1"), claim_kind="higher",
+        key="bn_convergence",
+        claim="BN speeds up convergence.",
+        metric="val_acc after epoch 1",
+        figure="findings_convergence",
+        a_label="with BN",
+        a=_values(ran[ran["has_bn"]], "epoch1"),
+        b_label="without BN",
+        b=_values(ran[~ran["has_bn"]], "epoch1"),
+        claim_kind="higher",
     )
 
 
@@ -184,10 +225,15 @@ def bn_gap(df: pd.DataFrame) -> Finding:
     """Does BN reduce overfitting (a smaller train − validation accuracy gap)?"""
     c = df[(df["state"] == "COMPLETE") & df["has_bn"].notna()]
     return _two_groups(
-        key="bn_gap", claim="BN reduces overfitting (a smaller train–validation gap).",
-        metric="train−val accuracy gap", figure="findings_gap",
-        a_label="with BN", a=_values(c[c["has_bn"]], "train_val_gap"),
-        b_label="without BN", b=_values(c[~c["has_bn"]], "train_val_gap"), claim_kind="lower",
+        key="bn_gap",
+        claim="BN reduces overfitting (a smaller train–validation gap).",
+        metric="train−val accuracy gap",
+        figure="findings_gap",
+        a_label="with BN",
+        a=_values(c[c["has_bn"]], "train_val_gap"),
+        b_label="without BN",
+        b=_values(c[~c["has_bn"]], "train_val_gap"),
+        claim_kind="lower",
     )
 
 
@@ -195,10 +241,14 @@ def bn_placement(df: pd.DataFrame) -> Finding:
     """Before or after the activation: which placement gives higher accuracy?"""
     o = outcome_frame(df)
     return _two_groups(
-        key="bn_placement", claim="BN works better before the activation than after it.",
-        metric="outcome val_acc", figure="findings_placement",
-        a_label="before activation", a=_values(o[o["bn_placement"] == "before_activation"], "outcome"),
-        b_label="after activation", b=_values(o[o["bn_placement"] == "after_activation"], "outcome"),
+        key="bn_placement",
+        claim="BN works better before the activation than after it.",
+        metric="outcome val_acc",
+        figure="findings_placement",
+        a_label="before activation",
+        a=_values(o[o["bn_placement"] == "before_activation"], "outcome"),
+        b_label="after activation",
+        b=_values(o[o["bn_placement"] == "after_activation"], "outcome"),
         claim_kind="higher",
     )
 
@@ -209,9 +259,12 @@ def bn_classifier(df: pd.DataFrame) -> Finding:
     return _two_groups(
         key="bn_classifier",
         claim="BN belongs between the conv layers, not before the classifier: BN1d there does not help.",
-        metric="outcome val_acc", figure="findings_placement",
-        a_label="BN before classifier", a=_values(o[o["bn_classifier"].eq(True)], "outcome"),
-        b_label="no BN before classifier", b=_values(o[o["bn_classifier"].eq(False)], "outcome"),
+        metric="outcome val_acc",
+        figure="findings_placement",
+        a_label="BN before classifier",
+        a=_values(o[o["bn_classifier"].eq(True)], "outcome"),
+        b_label="no BN before classifier",
+        b=_values(o[o["bn_classifier"].eq(False)], "outcome"),
         claim_kind="not higher",
     )
 
@@ -231,9 +284,13 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
     f = _two_groups(
         key=f"gamma_zero_{activation}",
         claim=f"Initialising BN's gamma to 0 (as the article suggests) trains as well as gamma = 1 ({activation}).",
-        metric="outcome val_acc", figure="findings_gamma",
-        a_label="gamma = 0", a=_values(zeros, "outcome"),
-        b_label="gamma = 1", b=_values(ones, "outcome"), claim_kind="not lower",
+        metric="outcome val_acc",
+        figure="findings_gamma",
+        a_label="gamma = 0",
+        a=_values(zeros, "outcome"),
+        b_label="gamma = 1",
+        b=_values(ones, "outcome"),
+        claim_kind="not lower",
         notes=(f"{dead_z} of {len(zeros)} did not train", f"{dead_o} of {len(ones)} did not train"),
     )
     if f.verdict != NOT_ENOUGH_DATA and dead_z * 2 >= len(zeros) and dead_o * 2 < len(ones):
@@ -263,23 +320,37 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
     groups_df = {"with BN": o[o["has_bn"]], "without BN": o[~o["has_bn"]]}
     tops = {k: _highest_training_lr(g, threshold) for k, g in groups_df.items()}
     groups = tuple(
-        Group(label=k, n=len(g), median=tops[k][0],
-              note=f"{int((g['outcome'] >= threshold).sum())} of {len(g)} trained")
+        Group(
+            label=k,
+            n=len(g),
+            median=tops[k][0],
+            note=f"{int((g['outcome'] >= threshold).sum())} of {len(g)} trained",
+        )
         for k, g in groups_df.items()
     )
     base = dict(
-        key="bn_learning_rate", claim="BN lets higher learning rates train.",
-        metric="highest lr that trains", figure="findings_lr", groups=groups,
+        key="bn_learning_rate",
+        claim="BN lets higher learning rates train.",
+        metric="highest lr that trains",
+        figure="findings_lr",
+        groups=groups,
         effect_label="ratio of the highest training lr, with BN / without",
     )
     n_bn, n_no = len(groups_df["with BN"]), len(groups_df["without BN"])
     if min(n_bn, n_no) < MIN_TRIALS:
-        return Finding(verdict=NOT_ENOUGH_DATA, effect=None, summary=(
-            f"Not enough data: {n_bn} trials with BN vs {n_no} without; each group needs at least {MIN_TRIALS}."
-        ), **base)  # type: ignore[arg-type]
+        return Finding(
+            verdict=NOT_ENOUGH_DATA,
+            effect=None,
+            summary=(
+                f"Not enough data: {n_bn} trials with BN vs {n_no} without; each group needs at least {MIN_TRIALS}."
+            ),
+            **base,
+        )  # type: ignore[arg-type]
     (top_bn, above_bn), (top_no, above_no) = tops["with BN"], tops["without BN"]
-    desc = (f"highest lr that trains {_lr(top_bn)} with BN vs {_lr(top_no)} without "
-            f"(trains = outcome val_acc ≥ {threshold:.3f}; {n_bn} vs {n_no} trials)")
+    desc = (
+        f"highest lr that trains {_lr(top_bn)} with BN vs {_lr(top_no)} without "
+        f"(trains = outcome val_acc ≥ {threshold:.3f}; {n_bn} vs {n_no} trials)"
+    )
     ratio = None if top_bn is None or top_no is None else top_bn / top_no
     bn_higher = top_bn is not None and (top_no is None or top_bn >= LR_FACTOR * top_no)
     no_higher = top_no is not None and (top_bn is None or top_no >= LR_FACTOR * top_bn)
@@ -288,14 +359,20 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
     elif no_higher and above_bn:
         verdict, words = CONTRADICTED, "nets without BN train at higher learning rates"
     elif (bn_higher and not above_no) or (no_higher and not above_bn):
-        return Finding(verdict=NOT_ENOUGH_DATA, effect=ratio, summary=(
-            f"Not enough data: {desc}, but no trial {'without' if bn_higher else 'with'} BN was tried "
-            "at a higher lr, so its limit is unknown."
-        ), **base)  # type: ignore[arg-type]
+        return Finding(
+            verdict=NOT_ENOUGH_DATA,
+            effect=ratio,
+            summary=(
+                f"Not enough data: {desc}, but no trial {'without' if bn_higher else 'with'} BN was tried "
+                "at a higher lr, so its limit is unknown."
+            ),
+            **base,
+        )  # type: ignore[arg-type]
     else:
         verdict, words = NO_CLEAR_DIFFERENCE, f"no clear difference (less than {LR_FACTOR:g}×)"
-    return Finding(verdict=verdict, effect=ratio, summary=f"{verdict.capitalize()}: {words} — {desc}.",
-                   **base)  # type: ignore[arg-type]
+    return Finding(
+        verdict=verdict, effect=ratio, summary=f"{verdict.capitalize()}: {words} — {desc}.", **base
+    )  # type: ignore[arg-type]
 
 
 def _lr(x: float | None) -> str:
@@ -311,21 +388,38 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
     for bn in (True, False):
         for a in acts:
             vals = _values(o[(o["has_bn"] == bn) & (o["activation"] == a)], "outcome")
-            groups.append(Group(label=f"{a}, {'with' if bn else 'without'} BN", n=len(vals), median=_median(vals)))
+            groups.append(
+                Group(
+                    label=f"{a}, {'with' if bn else 'without'} BN",
+                    n=len(vals),
+                    median=_median(vals),
+                )
+            )
             if len(vals) >= MIN_TRIALS:
                 med[bn][a] = _median(vals)  # type: ignore[assignment]
     usable = sorted(set(med[True]) & set(med[False]))
     base = dict(
-        key="activation_bn", claim="With BN, the choice of activation matters less.",
-        metric="spread (max − min) of per-activation median outcome val_acc", figure="findings_activation",
-        groups=tuple(groups), effect_label="spread without BN − spread with BN",
+        key="activation_bn",
+        claim="With BN, the choice of activation matters less.",
+        metric="spread (max − min) of per-activation median outcome val_acc",
+        figure="findings_activation",
+        groups=tuple(groups),
+        effect_label="spread without BN − spread with BN",
     )
     if len(usable) < 2:
-        return Finding(verdict=NOT_ENOUGH_DATA, effect=None, summary=(
-            f"Not enough data: needs at least 2 activations with {MIN_TRIALS}+ trials both with and "
-            f"without BN; {len(usable)} have that."
-        ), **base)  # type: ignore[arg-type]
-    spread = {bn: max(med[bn][a] for a in usable) - min(med[bn][a] for a in usable) for bn in (True, False)}
+        return Finding(
+            verdict=NOT_ENOUGH_DATA,
+            effect=None,
+            summary=(
+                f"Not enough data: needs at least 2 activations with {MIN_TRIALS}+ trials both with and "
+                f"without BN; {len(usable)} have that."
+            ),
+            **base,
+        )  # type: ignore[arg-type]
+    spread = {
+        bn: max(med[bn][a] for a in usable) - min(med[bn][a] for a in usable)
+        for bn in (True, False)
+    }
     effect = spread[False] - spread[True]
     if effect >= MIN_RANGE_DIFF:
         verdict = SUPPORTED

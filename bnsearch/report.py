@@ -84,7 +84,10 @@ def _importances(study: optuna.Study, n_complete: int) -> tuple[dict[str, float]
     except (ValueError, RuntimeError, ZeroDivisionError) as e:
         return None, f"parameter importances could not be computed: {e}"
     if not imp:
-        return None, "no parameter was searched in every complete trial, so there is nothing to rank"
+        return (
+            None,
+            "no parameter was searched in every complete trial, so there is nothing to rank",
+        )
     return {k: float(v) for k, v in imp.items()}, (
         "fANOVA importances (Optuna) over the parameters every complete trial has"
     )
@@ -158,7 +161,11 @@ def _findings_html(findings: tuple[Finding, ...]) -> str:
             f"<td>{'' if g.median is None else f'{g.median:.4g}'}</td><td>{html.escape(g.note)}</td></tr>"
             for g in f.groups
         )
-        effect = "" if f.effect is None else f"<br>effect: {html.escape(f.effect_label)} = {f.effect:+.3g}"
+        effect = (
+            ""
+            if f.effect is None
+            else f"<br>effect: {html.escape(f.effect_label)} = {f.effect:+.3g}"
+        )
         parts.append(
             f'<div class="finding" id="finding-{html.escape(f.key)}"><p><b>Claim:</b> {html.escape(f.claim)}</p>'
             f'<p class="verdict {cls}">Verdict: {html.escape(f.verdict)}</p><p>{html.escape(f.summary)}</p>'
@@ -172,7 +179,10 @@ def _summary_html(data: ReportData) -> str:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in data.counts.items()) or "no trials"
     best = "no trial completed yet"
     if data.best_number is not None and data.best_value is not None:
-        settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(data.best_params.items()))
+        settings = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in sorted(data.best_params.items())
+        )
         best = f"best trial #{data.best_number}: val_acc {data.best_value:.4f} ({html.escape(settings)})"
     return (
         f"<p>strategy: {html.escape(str(data.strategy))} · dataset: {html.escape(str(data.dataset))} · "
@@ -200,17 +210,21 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
     js = _plotly_js()
 
     def fig_div(key: str, fig: go.Figure) -> str:
-        body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}",
-                           config={"displaylogo": False})
+        body = fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"fig-{key}",
+            config={"displaylogo": False},
+        )
         return f'<section id="{html.escape(key)}">{body}</section>'
 
     main = [fig_div(k, f) for k, f in figures.items() if not k.startswith("findings_")]
     extra = [fig_div(k, f) for k, f in figures.items() if k.startswith("findings_")]
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc = (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>bnsearch report: {html.escape(data.study_name)}</title><style>{_CSS}</style>"
-        f"<script type=\"text/javascript\">{js}</script></head><body>"
+        f'<script type="text/javascript">{js}</script></head><body>'
         f"<h1>bnsearch report: {html.escape(data.study_name)}</h1><p><small>written {created}</small></p>"
         f"{_summary_html(data)}<h2>Search</h2>{''.join(main)}"
         f"<p><small>{html.escape(data.importance_note)}</small></p>"
@@ -221,7 +235,9 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
     return path
 
 
-def write_report(study: str | optuna.Study, storage: str | None = None, *, out: str | Path | None = None) -> Path:
+def write_report(
+    study: str | optuna.Study, storage: str | None = None, *, out: str | Path | None = None
+) -> Path:
     """Build, render and write the report of ``study``; default file ``<study>-report.html``.
 
     Raises:

@@ -31,8 +31,12 @@ def make_trial(
 ) -> optuna.trial.FrozenTrial:
     """A trial as bnsearch's objective would have written it (val/train: per-epoch accuracy)."""
     has_bn = bn_placement != "none" or bn_classifier
-    params: dict[str, Any] = {"activation": activation, "bn_placement": bn_placement,
-                              "bn_classifier": bn_classifier, "lr": lr}
+    params: dict[str, Any] = {
+        "activation": activation,
+        "bn_placement": bn_placement,
+        "bn_classifier": bn_classifier,
+        "lr": lr,
+    }
     dists: dict[str, Any] = {
         "activation": CategoricalDistribution(ACTIVATIONS),
         "bn_placement": CategoricalDistribution(BN_PLACEMENTS),
@@ -41,9 +45,18 @@ def make_trial(
     }
     if has_bn:
         params.update(gamma_init=gamma_init, beta_init="zeros")
-        dists.update(gamma_init=CategoricalDistribution(GAMMA_INITS), beta_init=CategoricalDistribution(BETA_INITS))
+        dists.update(
+            gamma_init=CategoricalDistribution(GAMMA_INITS),
+            beta_init=CategoricalDistribution(BETA_INITS),
+        )
     train = train if train is not None else tuple(min(1.0, v + 0.02) for v in val)
-    resolved = {**params, "weight_decay": 1e-4, "momentum": 0.9, "batch_size": 128, "epochs": len(val)}
+    resolved = {
+        **params,
+        "weight_decay": 1e-4,
+        "momentum": 0.9,
+        "batch_size": 128,
+        "epochs": len(val),
+    }
     if not has_bn:
         resolved.update(gamma_init=None, beta_init=None)
     attrs: dict[str, Any] = {
@@ -66,7 +79,9 @@ def make_trial(
         state=state,
         value=val[-1] if state == TrialState.COMPLETE else None,
         datetime_start=start,
-        datetime_complete=start + dt.timedelta(seconds=len(val)) if state != TrialState.RUNNING else None,
+        datetime_complete=start + dt.timedelta(seconds=len(val))
+        if state != TrialState.RUNNING
+        else None,
         params=params,
         distributions=dists,
         user_attrs=attrs,
@@ -77,7 +92,9 @@ def make_trial(
     return trial
 
 
-def make_study(specs: list[dict[str, Any]], *, storage: str | None = None, name: str = "synth") -> optuna.Study:
+def make_study(
+    specs: list[dict[str, Any]], *, storage: str | None = None, name: str = "synth"
+) -> optuna.Study:
     """A maximize study holding one trial per spec (``make_trial`` keyword arguments)."""
     study = optuna.create_study(direction="maximize", storage=storage, study_name=name)
     study.set_user_attr(keys.STUDY_STRATEGY, "random")
@@ -93,10 +110,24 @@ def mixed_specs() -> list[dict[str, Any]]:
     return [
         {"val": (0.6, 0.9)},
         {"bn_placement": "none", "val": (0.4, 0.8)},
-        {"bn_placement": "after_activation", "gamma_init": "zeros", "activation": "tanh", "val": (0.5, 0.85)},
-        {"val": (0.2,), "state": TrialState.PRUNED, "prune_reason": "pruned by MedianPruner after epoch 1"},
-        {"bn_placement": "none", "lr": 3.0, "val": (), "state": TrialState.PRUNED,
-         "prune_reason": "diverged: training loss became NaN or infinite in epoch 1 (by step 16)"},
+        {
+            "bn_placement": "after_activation",
+            "gamma_init": "zeros",
+            "activation": "tanh",
+            "val": (0.5, 0.85),
+        },
+        {
+            "val": (0.2,),
+            "state": TrialState.PRUNED,
+            "prune_reason": "pruned by MedianPruner after epoch 1",
+        },
+        {
+            "bn_placement": "none",
+            "lr": 3.0,
+            "val": (),
+            "state": TrialState.PRUNED,
+            "prune_reason": "diverged: training loss became NaN or infinite in epoch 1 (by step 16)",
+        },
         {"val": (0.3,), "state": TrialState.FAIL, "fail_reason": "RuntimeError: boom"},
         {"bn_classifier": True, "bn_placement": "none", "val": (0.7, 0.95)},
     ]

@@ -13,17 +13,24 @@ from bnsearch.analysis import export_trials, learning_curves, load_trials, study
 from bnsearch.errors import ConfigError, StudyError
 
 
-@pytest.fixture
-def stored(sqlite_url: str) -> str:
-    study = make_study(mixed_specs(), storage=sqlite_url, name="mixed")
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 's.db'}"
+    study = make_study(mixed_specs(), storage=url, name="mixed")
     study.ask()  # a RUNNING trial without params
-    return sqlite_url
+    return url
 
 
 def test_load_trials_one_typed_row_per_trial(stored: str) -> None:
     df = load_trials("mixed", stored)
     assert list(df["number"]) == list(range(8))
-    assert list(df["state"]) == ["COMPLETE"] * 3 + ["PRUNED", "PRUNED", "FAIL", "COMPLETE", "RUNNING"]
+    assert list(df["state"]) == ["COMPLETE"] * 3 + [
+        "PRUNED",
+        "PRUNED",
+        "FAIL",
+        "COMPLETE",
+        "RUNNING",
+    ]
     assert df["value"].dtype == "float64" and df["has_bn"].dtype == "boolean"
     assert df["epochs_run"].dtype == "Int64" and df["activation"].dtype == "string"
     # Fixed settings come from resolved_params; gamma/beta are missing for nets without BN.
@@ -35,12 +42,27 @@ def test_load_trials_one_typed_row_per_trial(stored: str) -> None:
     assert df.loc[0, "train_val_gap"] == pytest.approx(0.02)
     assert df.loc[0, "final_val_acc"] == 0.9 and df.loc[0, "val_acc_epoch1"] == 0.6
     assert pd.isna(df.loc[7, "has_bn"]) and df.loc[7, "duration_s"] >= 0
-    assert df.attrs["searchable"] == ["activation", "beta_init", "bn_classifier", "bn_placement", "gamma_init", "lr"]
+    assert df.attrs["searchable"] == [
+        "activation",
+        "beta_init",
+        "bn_classifier",
+        "bn_placement",
+        "gamma_init",
+        "lr",
+    ]
 
 
 def test_learning_curves_long_format(stored: str) -> None:
     lc = learning_curves("mixed", stored)
-    assert list(lc.columns) == ["trial", "epoch", "val_acc", "train_loss", "train_acc", "state", "has_bn"]
+    assert list(lc.columns) == [
+        "trial",
+        "epoch",
+        "val_acc",
+        "train_loss",
+        "train_acc",
+        "state",
+        "has_bn",
+    ]
     t0 = lc[lc["trial"] == 0]
     assert list(t0["epoch"]) == [1, 2] and list(t0["val_acc"]) == [0.6, 0.9]
     assert set(lc[lc["state"] == "PRUNED"]["trial"]) == {3}  # the diverged trial ran no epoch
@@ -74,11 +96,13 @@ def test_export_round_trips(stored: str, tmp_path: Path, fmt: str) -> None:
 
 
 def test_missing_study_and_database_raise_without_creating(tmp_path: Path, stored: str) -> None:
-    with pytest.raises(StudyError, match="no study named 'nope'.*existing studies: mixed"):
+    with pytest.raises(StudyError, match="no study named 'nope'.*existing studies: .*mixed"):
         load_trials("nope", stored)
     missing = tmp_path / "missing.db"
     with pytest.raises(StudyError, match="no study database at"):
         load_trials("mixed", f"sqlite:///{missing}")
     assert not missing.exists()
-    with pytest.raises(ConfigError, match="unknown export format 'xlsx'; choose one of: csv, parquet, json"):
+    with pytest.raises(
+        ConfigError, match="unknown export format 'xlsx'; choose one of: csv, parquet, json"
+    ):
         export_trials("mixed", stored, fmt="xlsx")

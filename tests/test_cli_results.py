@@ -36,7 +36,9 @@ def test_studies_lists_one_line_per_study(stored: str) -> None:
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("mixed  strategy=random  dataset=digits  complete=4 pruned=2 failed=1  best=0.9500")
+    assert lines[0].startswith(
+        "mixed  strategy=random  dataset=digits  complete=4 pruned=2 failed=1  best=0.9500"
+    )
     assert "last_update=2026-01-01 12:01:02" in lines[0]
     assert lines[1].startswith("single ")
 
@@ -48,13 +50,28 @@ def test_report_and_export_write_files(stored: str, tmp_path: Path) -> None:
     assert f"wrote {out}" in r.output and out.stat().st_size > 1_000_000
     for fmt in ("csv", "parquet", "json"):
         target = tmp_path / f"t.{fmt}"
-        r = runner.invoke(app, ["export", "--study", "mixed", "--storage", stored, "--format", fmt, "--out", str(target)])
+        r = runner.invoke(
+            app,
+            [
+                "export",
+                "--study",
+                "mixed",
+                "--storage",
+                stored,
+                "--format",
+                fmt,
+                "--out",
+                str(target),
+            ],
+        )
         assert r.exit_code == 0, r.output
         assert target.exists()
     assert len(pd.read_csv(tmp_path / "t.csv")) == 7
 
 
-def test_export_default_file_name(stored: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_default_file_name(
+    stored: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["export", "--study", "single", "--storage", stored, "--format", "json"])
     assert r.exit_code == 0, r.output
@@ -64,7 +81,10 @@ def test_export_default_file_name(stored: str, tmp_path: Path, monkeypatch: pyte
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["report", "--study", "nope"], "error: no study named 'nope' in this storage; existing studies: mixed, single"),
+        (
+            ["report", "--study", "nope"],
+            "error: no study named 'nope' in this storage; existing studies: mixed, single",
+        ),
         (["export", "--study", "nope"], "error: no study named 'nope'"),
         (["export", "--study", "mixed", "--format", "xlsx"], "error: unknown export format 'xlsx'"),
         (["dashboard", "--port", "70000"], "error: --port must be between 0 and 65535, got 70000"),
@@ -81,7 +101,9 @@ def test_bad_input_exits_2_with_one_line(stored: str, args: list[str], message: 
 @pytest.mark.parametrize("command", ["studies", "report", "export", "dashboard"])
 def test_missing_database_is_an_error_and_is_not_created(tmp_path: Path, command: str) -> None:
     db = tmp_path / "none.db"
-    args = [command, "--storage", f"sqlite:///{db}"] + (["--study", "x"] if command in ("report", "export") else [])
+    args = [command, "--storage", f"sqlite:///{db}"] + (
+        ["--study", "x"] if command in ("report", "export") else []
+    )
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and r.output.startswith("error: no study database at")
     assert not db.exists()
@@ -89,7 +111,9 @@ def test_missing_database_is_an_error_and_is_not_created(tmp_path: Path, command
 
 def test_preset_values_and_explicit_override() -> None:
     p = presets.load_preset("findings")
-    assert p.run["strategy"] == "grid" and p.run["pruner"] == "none" and p.run["dataset"] == "digits"
+    assert (
+        p.run["strategy"] == "grid" and p.run["pruner"] == "none" and p.run["dataset"] == "digits"
+    )
     assert Path(p.run["space"]).is_file()
     got = presets.resolve("findings", {"trials": 30}, trials=None, dataset="mnist5k", strategy=None)
     assert got == {"trials": 240, "dataset": "mnist5k", "strategy": "grid"}
@@ -109,7 +133,9 @@ def test_findings_preset_grid_gives_every_group_enough_trials() -> None:
     for values in grid.values():
         n *= len(values)
     assert n == p.run["trials"]
-    per_act_no_bn = len(grid["lr"]) * len(grid["gamma_init"])  # no BN: placement none, no classifier
+    per_act_no_bn = len(grid["lr"]) * len(
+        grid["gamma_init"]
+    )  # no BN: placement none, no classifier
     per_act_gamma = len(grid["lr"]) * (len(grid["bn_placement"]) * len(grid["bn_classifier"]) - 1)
     assert min(per_act_no_bn, per_act_gamma) >= MIN_TRIALS
 
@@ -136,10 +162,15 @@ def test_dashboard_serves_the_study_in_process(stored: str) -> None:
     try:
         base = f"http://127.0.0.1:{server.server_port}"
         assert server_url(server, "127.0.0.1") == f"{base}/dashboard/"
-        summaries = {s["study_name"]: s for s in _get_json(f"{base}/api/studies")["study_summaries"]}
+        summaries = {
+            s["study_name"]: s for s in _get_json(f"{base}/api/studies")["study_summaries"]
+        }
         assert set(summaries) == {"mixed", "single"}
         detail = _get_json(f"{base}/api/studies/{summaries['mixed']['study_id']}")
-        assert sorted(t["state"] for t in detail["trials"]) == ["Complete"] * 4 + ["Fail"] + ["Pruned"] * 2
+        assert (
+            sorted(t["state"] for t in detail["trials"])
+            == ["Complete"] * 4 + ["Fail"] + ["Pruned"] * 2
+        )
         assert detail["best_trials"][0]["number"] == 6
     finally:
         server.shutdown()
@@ -155,7 +186,10 @@ def test_dashboard_command_serves_then_stops_on_ctrl_c(stored: str) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bnsearch", "dashboard", "--storage", stored, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
     )
     try:
         assert proc.stdout is not None
@@ -178,3 +212,29 @@ def test_dashboard_command_serves_then_stops_on_ctrl_c(stored: str) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_run_with_findings_preset_then_report(tmp_path: Path) -> None:
+    """A real (tiny) search with the preset; explicit --trials/--epochs override it."""
+    import optuna
+
+    from bnsearch import keys
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    r = runner.invoke(
+        app, ["run", "--preset", "findings", "--trials", "3", "--epochs", "1", "--storage", url, "--threads", "1"]
+    )
+    assert r.exit_code == 0, r.output
+    study = optuna.load_study(study_name="digits-findings", storage=url)
+    assert study.user_attrs[keys.STUDY_STRATEGY] == "grid"
+    assert study.user_attrs[keys.STUDY_PRUNER] == "none"
+    space = study.user_attrs[keys.STUDY_CONFIG]["space"]
+    assert space["epochs"] == {"value": 1} and space["lr"] == {"choices": [0.01, 0.03, 0.1, 0.3, 1.0]}
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in trials)
+    r = runner.invoke(app, ["studies", "--storage", url])
+    assert r.output.startswith("digits-findings  strategy=grid  dataset=digits  complete=3")
+    out = tmp_path / "p.html"
+    r = runner.invoke(app, ["report", "--study", "digits-findings", "--storage", url, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.exists()

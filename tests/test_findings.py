@@ -14,7 +14,9 @@ from bnsearch.analysis import load_trials
 DIVERGED = "diverged: training loss became NaN or infinite in epoch 1 (by step 16)"
 
 
-def group(n: int, final: float, *, spread: float = 0.01, epoch1: float | None = None, **spec: Any) -> list[dict[str, Any]]:
+def group(
+    n: int, final: float, *, spread: float = 0.01, epoch1: float | None = None, **spec: Any
+) -> list[dict[str, Any]]:
     """``n`` complete trials with final val_acc near ``final`` (distinct values, ``spread`` apart)."""
     out = []
     for i in range(n):
@@ -33,7 +35,11 @@ def frame(specs: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("bn_final", "no_final", "verdict"),
-    [(0.95, 0.70, fd.SUPPORTED), (0.70, 0.95, fd.CONTRADICTED), (0.90, 0.90, fd.NO_CLEAR_DIFFERENCE)],
+    [
+        (0.95, 0.70, fd.SUPPORTED),
+        (0.70, 0.95, fd.CONTRADICTED),
+        (0.90, 0.90, fd.NO_CLEAR_DIFFERENCE),
+    ],
     ids=["bn-better", "bn-worse", "equal"],
 )
 def test_bn_accuracy(bn_final: float, no_final: float, verdict: str) -> None:
@@ -57,7 +63,9 @@ def test_not_enough_data_below_min_trials() -> None:
 
 
 def test_pruned_trials_are_left_out_but_diverged_ones_count_as_zero() -> None:
-    pruned = [{**BN, "val": (0.1,), "state": TrialState.PRUNED, "prune_reason": "pruned by MedianPruner"}] * 6
+    pruned = [
+        {**BN, "val": (0.1,), "state": TrialState.PRUNED, "prune_reason": "pruned by MedianPruner"}
+    ] * 6
     diverged = [{**NO_BN, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED}] * 3
     f = fd.bn_accuracy(frame(group(5, 0.9, **BN) + pruned + group(3, 0.9, **NO_BN) + diverged))
     assert [g.n for g in f.groups] == [5, 6]
@@ -85,7 +93,9 @@ def _lr_study(no_bn_lrs: list[float], no_bn_diverge_from: float) -> list[dict[st
     specs = [{**BN, "lr": lr, "val": (0.5, 0.9)} for lr in (0.01, 0.03, 0.1, 0.3, 1.0)]
     for lr in no_bn_lrs:
         if lr >= no_bn_diverge_from:
-            specs.append({**NO_BN, "lr": lr, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED})
+            specs.append(
+                {**NO_BN, "lr": lr, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED}
+            )
         else:
             specs.append({**NO_BN, "lr": lr, "val": (0.5, 0.9)})
     return specs
@@ -100,7 +110,9 @@ def test_highest_training_lr_with_bn() -> None:
 
 
 def test_highest_lr_not_enough_data_when_no_bn_never_tried_high() -> None:
-    f = fd.bn_learning_rate(frame(_lr_study([0.01, 0.02, 0.03, 0.04, 0.05], no_bn_diverge_from=10.0)))
+    f = fd.bn_learning_rate(
+        frame(_lr_study([0.01, 0.02, 0.03, 0.04, 0.05], no_bn_diverge_from=10.0))
+    )
     assert f.verdict == fd.NOT_ENOUGH_DATA
     assert "no trial without BN was tried at a higher lr" in f.summary
 
@@ -113,7 +125,9 @@ def test_placement_and_classifier() -> None:
     assert fd.bn_placement(df).verdict == fd.SUPPORTED
     # BN before the classifier: 5 trials at 0.80 vs 10 without (5×0.95, 5×0.80): no gain.
     assert fd.bn_classifier(df).verdict == fd.SUPPORTED
-    better_cls = frame(before + after + group(5, 0.99, bn_placement="after_activation", bn_classifier=True))
+    better_cls = frame(
+        before + after + group(5, 0.99, bn_placement="after_activation", bn_classifier=True)
+    )
     assert fd.bn_classifier(better_cls).verdict == fd.CONTRADICTED
 
 
@@ -138,12 +152,16 @@ def test_gamma_zero_kills_relu_but_not_tanh() -> None:
 
 
 @pytest.mark.parametrize(
-    ("no_bn_sigmoid", "verdict"), [(0.2, fd.SUPPORTED), (0.93, fd.NO_CLEAR_DIFFERENCE)], ids=["spread", "flat"]
+    ("no_bn_sigmoid", "verdict"),
+    [(0.2, fd.SUPPORTED), (0.93, fd.NO_CLEAR_DIFFERENCE)],
+    ids=["spread", "flat"],
 )
 def test_activation_interaction(no_bn_sigmoid: float, verdict: str) -> None:
     specs = (
-        group(5, 0.95, activation="relu", **BN) + group(5, 0.94, activation="sigmoid", **BN)
-        + group(5, 0.93, activation="relu", **NO_BN) + group(5, no_bn_sigmoid, activation="sigmoid", **NO_BN)
+        group(5, 0.95, activation="relu", **BN)
+        + group(5, 0.94, activation="sigmoid", **BN)
+        + group(5, 0.93, activation="relu", **NO_BN)
+        + group(5, no_bn_sigmoid, activation="sigmoid", **NO_BN)
     )
     f = fd.activation_interaction(frame(specs))
     assert f.verdict == verdict

@@ -26,7 +26,10 @@ def test_report_data_of_a_mixed_study(mixed) -> None:  # type: ignore[no-untyped
     assert (data.best_number, data.best_value) == (6, 0.95)
     assert data.best_params["bn_classifier"] is True and data.best_params["momentum"] == 0.9
     assert [(h.number, h.value, h.best_so_far) for h in data.history] == [
-        (0, 0.9, 0.9), (1, 0.8, 0.9), (2, 0.85, 0.9), (6, 0.95, 0.95)
+        (0, 0.9, 0.9),
+        (1, 0.8, 0.9),
+        (2, 0.85, 0.9),
+        (6, 0.95, 0.95),
     ]
     # Conditional gamma/beta are searchable but not in every complete trial: not ranked.
     assert "gamma_init" in data.searchable
@@ -66,6 +69,13 @@ def test_html_is_self_contained(mixed, tmp_path: Path) -> None:  # type: ignore[
     assert not re.search(r"<script[^>]*\bsrc\s*=", text, flags=re.I)
     assert not re.search(r"<link[^>]*href\s*=\s*[\"']?https?:", text, flags=re.I)
     assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js is inline
-    for key in ("history", "learning_curves", "parallel", "importances", "slices", "findings_gamma"):
+    for key in (
+        "history",
+        "learning_curves",
+        "parallel",
+        "importances",
+        "slices",
+        "findings_gamma",
+    ):
         assert f'id="{key}"' in text
     assert 'id="finding-bn_accuracy"' in text and "not enough data" in text
