@@ -196,11 +196,16 @@ def main() -> None:
 
 # ---- results: dashboard, studies, report, export (issue 5) ----
 
+_STORAGE_HELP = "SQLAlchemy URL of the study database."
+_STUDY_HELP = "Name of the study (see `bnsearch studies`)."
+StorageOpt = Annotated[str, typer.Option(help=_STORAGE_HELP)]
+StudyOpt = Annotated[str, typer.Option(help=_STUDY_HELP)]
+
 
 @app.command()
 def dashboard(
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
-    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    storage: StorageOpt = DEFAULT_STORAGE,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8080,
 ) -> None:
     """Browse the studies with optuna-dashboard (in this process; Ctrl-C stops it)."""
@@ -209,7 +214,8 @@ def dashboard(
         from bnsearch.dashboard import make_server, server_url
 
         server = make_server(storage, host=host, port=port)
-        console.print(f"optuna-dashboard on {storage}: {server_url(server, host)}  (Ctrl-C to stop)", highlight=False)
+        url = server_url(server, host)
+        console.print(f"optuna-dashboard on {storage}: {url}  (Ctrl-C to stop)", highlight=False)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -220,7 +226,7 @@ def dashboard(
 
 @app.command()
 def studies(
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
+    storage: StorageOpt = DEFAULT_STORAGE,
 ) -> None:
     """List the studies in a storage: strategy, dataset, trial counts, best value, last update."""
     with user_errors():
@@ -243,9 +249,11 @@ def studies(
 
 @app.command()
 def report(
-    study: Annotated[str, typer.Option(help="Name of the study (see `bnsearch studies`).")],
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
-    out: Annotated[Optional[str], typer.Option(help="HTML file to write [default: <study>-report.html].")] = None,
+    study: StudyOpt,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    out: Annotated[
+        str | None, typer.Option(help="HTML file to write [default: <study>-report.html].")
+    ] = None,
 ) -> None:
     """Write one self-contained HTML report (figures and BN findings; opens offline)."""
     with user_errors():
@@ -257,14 +265,16 @@ def report(
 
 @app.command()
 def export(
-    study: Annotated[str, typer.Option(help="Name of the study (see `bnsearch studies`).")],
-    format: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",  # noqa: A002
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
-    out: Annotated[Optional[str], typer.Option(help="File to write [default: <study>.<format>].")] = None,
+    study: StudyOpt,
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    storage: StorageOpt = DEFAULT_STORAGE,
+    out: Annotated[
+        str | None, typer.Option(help="File to write [default: <study>.<format>].")
+    ] = None,
 ) -> None:
     """Export one row per trial: settings, state, value, duration and per-epoch curves."""
     with user_errors():
         from bnsearch.analysis import export_trials
 
-        path = export_trials(study, storage, fmt=format, out=out)
+        path = export_trials(study, storage, fmt=fmt, out=out)
         console.print(f"wrote {path}", highlight=False, markup=False)

@@ -101,7 +101,9 @@ def render_learning_curves(data: ReportData) -> go.Figure:
                 legendgroup=state,
                 showlegend=state not in shown,
                 line={"dash": dash, "color": color, "width": 1.5},
-                hovertemplate=f"trial {trial} ({state.lower()})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+                hovertemplate=(
+                    f"trial {trial} ({state.lower()})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"
+                ),
             )
         )
         shown.add(state)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -258,7 +258,10 @@ def bn_classifier(df: pd.DataFrame) -> Finding:
     o = outcome_frame(df)
     return _two_groups(
         key="bn_classifier",
-        claim="BN belongs between the conv layers, not before the classifier: BN1d there does not help.",
+        claim=(
+            "BN belongs between the conv layers, not before the classifier: "
+            "BN1d there does not help."
+        ),
         metric="outcome val_acc",
         figure="findings_placement",
         a_label="BN before classifier",
@@ -283,7 +286,10 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
     dead_o = int((ones["outcome"] < threshold).sum())
     f = _two_groups(
         key=f"gamma_zero_{activation}",
-        claim=f"Initialising BN's gamma to 0 (as the article suggests) trains as well as gamma = 1 ({activation}).",
+        claim=(
+            "Initialising BN's gamma to 0 (as the article suggests) trains as well as "
+            f"gamma = 1 ({activation})."
+        ),
         metric="outcome val_acc",
         figure="findings_gamma",
         a_label="gamma = 0",
@@ -295,9 +301,9 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
     )
     if f.verdict != NOT_ENOUGH_DATA and dead_z * 2 >= len(zeros) and dead_o * 2 < len(ones):
         dies = (
-            f"With {activation} and gamma = 0 the signal dies: {dead_z} of {len(zeros)} trials never "
-            f"trained (outcome val_acc below {threshold:.3f}) against {dead_o} of {len(ones)} with "
-            "gamma = 1. "
+            f"With {activation} and gamma = 0 the signal dies: {dead_z} of {len(zeros)} "
+            f"trials never trained (outcome val_acc below {threshold:.3f}) against {dead_o} "
+            f"of {len(ones)} with gamma = 1. "
         )
         return replace(f, summary=dies + f.summary)
     return f
@@ -328,7 +334,7 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
         )
         for k, g in groups_df.items()
     )
-    base = dict(
+    base: dict[str, Any] = dict(
         key="bn_learning_rate",
         claim="BN lets higher learning rates train.",
         metric="highest lr that trains",
@@ -342,10 +348,11 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
             verdict=NOT_ENOUGH_DATA,
             effect=None,
             summary=(
-                f"Not enough data: {n_bn} trials with BN vs {n_no} without; each group needs at least {MIN_TRIALS}."
+                f"Not enough data: n = {n_bn} with BN, n = {n_no} without BN; "
+                f"each group needs at least {MIN_TRIALS}."
             ),
             **base,
-        )  # type: ignore[arg-type]
+        )
     (top_bn, above_bn), (top_no, above_no) = tops["with BN"], tops["without BN"]
     desc = (
         f"highest lr that trains {_lr(top_bn)} with BN vs {_lr(top_no)} without "
@@ -363,16 +370,16 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
             verdict=NOT_ENOUGH_DATA,
             effect=ratio,
             summary=(
-                f"Not enough data: {desc}, but no trial {'without' if bn_higher else 'with'} BN was tried "
-                "at a higher lr, so its limit is unknown."
+                f"Not enough data: {desc}, but no trial {'without' if bn_higher else 'with'} "
+                "BN was tried at a higher lr, so its limit is unknown."
             ),
             **base,
-        )  # type: ignore[arg-type]
+        )
     else:
         verdict, words = NO_CLEAR_DIFFERENCE, f"no clear difference (less than {LR_FACTOR:g}×)"
     return Finding(
         verdict=verdict, effect=ratio, summary=f"{verdict.capitalize()}: {words} — {desc}.", **base
-    )  # type: ignore[arg-type]
+    )
 
 
 def _lr(x: float | None) -> str:
@@ -398,7 +405,7 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
             if len(vals) >= MIN_TRIALS:
                 med[bn][a] = _median(vals)  # type: ignore[assignment]
     usable = sorted(set(med[True]) & set(med[False]))
-    base = dict(
+    base: dict[str, Any] = dict(
         key="activation_bn",
         claim="With BN, the choice of activation matters less.",
         metric="spread (max − min) of per-activation median outcome val_acc",
@@ -411,11 +418,11 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
             verdict=NOT_ENOUGH_DATA,
             effect=None,
             summary=(
-                f"Not enough data: needs at least 2 activations with {MIN_TRIALS}+ trials both with and "
-                f"without BN; {len(usable)} have that."
+                f"Not enough data: needs at least 2 activations with {MIN_TRIALS}+ trials "
+                f"both with and without BN; {len(usable)} have that."
             ),
             **base,
-        )  # type: ignore[arg-type]
+        )
     spread = {
         bn: max(med[bn][a] for a in usable) - min(med[bn][a] for a in usable)
         for bn in (True, False)
@@ -431,10 +438,10 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
     summary = (
         f"{verdict.capitalize()}: across {', '.join(usable)} the median outcome val_acc spans "
         f"{spread[True]:.3f} with BN vs {spread[False]:.3f} without (difference {effect:+.3f}; "
-        f"counts as a difference from {MIN_RANGE_DIFF:.2f}). Best activation: {best[True]} with BN, "
-        f"{best[False]} without."
+        f"counts as a difference from {MIN_RANGE_DIFF:.2f}). "
+        f"Best activation: {best[True]} with BN, {best[False]} without."
     )
-    return Finding(verdict=verdict, effect=effect, summary=summary, **base)  # type: ignore[arg-type]
+    return Finding(verdict=verdict, effect=effect, summary=summary, **base)
 
 
 def all_findings(df: pd.DataFrame) -> tuple[Finding, ...]:

@@ -145,7 +145,8 @@ def _plotly_js() -> str:
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 .verdict{font-weight:bold}.supported{color:#1a7f37}.contradicted{color:#b42318}
 .no-clear-difference{color:#7a5c00}.not-enough-data{color:#666}
 .finding{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
@@ -158,7 +159,8 @@ def _findings_html(findings: tuple[Finding, ...]) -> str:
         cls = f.verdict.replace(" ", "-")
         rows = "".join(
             f"<tr><td>{html.escape(g.label)}</td><td>{g.n}</td>"
-            f"<td>{'' if g.median is None else f'{g.median:.4g}'}</td><td>{html.escape(g.note)}</td></tr>"
+            f"<td>{'' if g.median is None else f'{g.median:.4g}'}</td>"
+            f"<td>{html.escape(g.note)}</td></tr>"
             for g in f.groups
         )
         effect = (
@@ -167,9 +169,11 @@ def _findings_html(findings: tuple[Finding, ...]) -> str:
             else f"<br>effect: {html.escape(f.effect_label)} = {f.effect:+.3g}"
         )
         parts.append(
-            f'<div class="finding" id="finding-{html.escape(f.key)}"><p><b>Claim:</b> {html.escape(f.claim)}</p>'
-            f'<p class="verdict {cls}">Verdict: {html.escape(f.verdict)}</p><p>{html.escape(f.summary)}</p>'
-            f"<table><tr><th>group</th><th>trials</th><th>{html.escape(f.metric)} (median)</th><th>note</th></tr>"
+            f'<div class="finding" id="finding-{html.escape(f.key)}">'
+            f"<p><b>Claim:</b> {html.escape(f.claim)}</p>"
+            f'<p class="verdict {cls}">Verdict: {html.escape(f.verdict)}</p>'
+            f"<p>{html.escape(f.summary)}</p><table><tr><th>group</th><th>trials</th>"
+            f"<th>{html.escape(f.metric)} (median)</th><th>note</th></tr>"
             f"{rows}</table><small>figure: {html.escape(f.figure)}{effect}</small></div>"
         )
     return "\n".join(parts)
@@ -183,10 +187,13 @@ def _summary_html(data: ReportData) -> str:
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in sorted(data.best_params.items())
         )
-        best = f"best trial #{data.best_number}: val_acc {data.best_value:.4f} ({html.escape(settings)})"
+        best = (
+            f"best trial #{data.best_number}: val_acc {data.best_value:.4f} "
+            f"({html.escape(settings)})"
+        )
     return (
-        f"<p>strategy: {html.escape(str(data.strategy))} · dataset: {html.escape(str(data.dataset))} · "
-        f"trials: {counts}</p><p>{best}</p>"
+        f"<p>strategy: {html.escape(str(data.strategy))} · "
+        f"dataset: {html.escape(str(data.dataset))} · trials: {counts}</p><p>{best}</p>"
     )
 
 
@@ -225,7 +232,8 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>bnsearch report: {html.escape(data.study_name)}</title><style>{_CSS}</style>"
         f'<script type="text/javascript">{js}</script></head><body>'
-        f"<h1>bnsearch report: {html.escape(data.study_name)}</h1><p><small>written {created}</small></p>"
+        f"<h1>bnsearch report: {html.escape(data.study_name)}</h1>"
+        f"<p><small>written {created}</small></p>"
         f"{_summary_html(data)}<h2>Search</h2>{''.join(main)}"
         f"<p><small>{html.escape(data.importance_note)}</small></p>"
         f"<h2>Findings</h2>{_findings_html(data.findings)}{''.join(extra)}</body></html>"

@@ -126,7 +126,7 @@ def mixed_specs() -> list[dict[str, Any]]:
             "lr": 3.0,
             "val": (),
             "state": TrialState.PRUNED,
-            "prune_reason": "diverged: training loss became NaN or infinite in epoch 1 (by step 16)",
+            "prune_reason": "diverged: training loss became NaN or infinite in epoch 1",
         },
         {"val": (0.3,), "state": TrialState.FAIL, "fail_reason": "RuntimeError: boom"},
         {"bn_classifier": True, "bn_placement": "none", "val": (0.7, 0.95)},

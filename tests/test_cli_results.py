@@ -222,19 +222,36 @@ def test_run_with_findings_preset_then_report(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
     r = runner.invoke(
-        app, ["run", "--preset", "findings", "--trials", "3", "--epochs", "1", "--storage", url, "--threads", "1"]
+        app,
+        [
+            "run",
+            "--preset",
+            "findings",
+            "--trials",
+            "3",
+            "--epochs",
+            "1",
+            "--storage",
+            url,
+            "--threads",
+            "1",
+        ],
     )
     assert r.exit_code == 0, r.output
     study = optuna.load_study(study_name="digits-findings", storage=url)
     assert study.user_attrs[keys.STUDY_STRATEGY] == "grid"
     assert study.user_attrs[keys.STUDY_PRUNER] == "none"
     space = study.user_attrs[keys.STUDY_CONFIG]["space"]
-    assert space["epochs"] == {"value": 1} and space["lr"] == {"choices": [0.01, 0.03, 0.1, 0.3, 1.0]}
+    assert space["epochs"] == {"value": 1} and space["lr"] == {
+        "choices": [0.01, 0.03, 0.1, 0.3, 1.0]
+    }
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in trials)
     r = runner.invoke(app, ["studies", "--storage", url])
     assert r.output.startswith("digits-findings  strategy=grid  dataset=digits  complete=3")
     out = tmp_path / "p.html"
-    r = runner.invoke(app, ["report", "--study", "digits-findings", "--storage", url, "--out", str(out)])
+    r = runner.invoke(
+        app, ["report", "--study", "digits-findings", "--storage", url, "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert out.exists()

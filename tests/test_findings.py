@@ -17,7 +17,7 @@ DIVERGED = "diverged: training loss became NaN or infinite in epoch 1 (by step 1
 def group(
     n: int, final: float, *, spread: float = 0.01, epoch1: float | None = None, **spec: Any
 ) -> list[dict[str, Any]]:
-    """``n`` complete trials with final val_acc near ``final`` (distinct values, ``spread`` apart)."""
+    """``n`` complete trials, final val_acc near ``final`` (distinct, ``spread`` apart)."""
     out = []
     for i in range(n):
         v = round(final + spread * (i - n / 2) / n, 4)
