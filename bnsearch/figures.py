@@ -259,11 +259,12 @@ def _box(go: Any, frame: pd.DataFrame, column: str, name: str, color: str | None
 
 def render_findings(data: ReportData) -> dict[str, go.Figure]:
     """The figures the Findings section refers to (``Finding.figure`` keys)."""
-    from bnsearch.findings import outcome_frame
+    from bnsearch.findings import outcome_frame, standard_init
 
     go = _go()
     df = _trials(data)
-    o = outcome_frame(df)
+    every = outcome_frame(df)  # all inits: for the gamma figure
+    o = standard_init(every)  # BN nets with gamma ≈ 1, as the findings count them
     bn = {True: o[o["has_bn"] == True], False: o[o["has_bn"] == False]}  # noqa: E712
     figs: dict[str, Any] = {}
 
@@ -278,7 +279,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
     )
     figs["findings_bn"] = fig
 
-    ran = df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()]
+    ran = standard_init(df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()])
     curves = data.curves
     fig = go.Figure()
     if curves is not None and not curves.empty:
@@ -325,7 +326,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
     )
     figs["findings_lr"] = fig
 
-    done = df[(df["state"] == "COMPLETE") & df["has_bn"].notna()]
+    done = standard_init(df[(df["state"] == "COMPLETE") & df["has_bn"].notna()])
     fig = go.Figure(
         [
             _box(
@@ -356,7 +357,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
     figs["findings_placement"] = fig
 
     fig = go.Figure()
-    with_bn = bn[True]
+    with_bn = every[every["has_bn"] == True]  # noqa: E712
     for gamma in ("zeros", "ones"):
         g = with_bn[with_bn["gamma_init"] == gamma]
         fig.add_trace(

@@ -14,6 +14,10 @@ Which trials count (the same rules for every finding):
 - **Gap** is final train accuracy − final validation accuracy of complete trials.
 - A trial **trains** when its outcome accuracy is at least ``TRAINS_FRACTION`` of the
   study's best outcome accuracy.
+- Nets **with BN count only with gamma initialised near 1** (``STANDARD_GAMMA_INITS``,
+  PyTorch's default) in every finding except the gamma-init one. Gamma = 0 in every BN
+  layer can stop a whole net from training; pooling those nets in would turn "does BN
+  help" into "does gamma = 0 hurt", which the gamma finding answers on its own.
 
 Verdicts: ``supported``, ``contradicted``, ``no clear difference`` or ``not enough data``.
 A group needs at least ``MIN_TRIALS`` trials, else the finding says "not enough data". A
@@ -39,6 +43,8 @@ MIN_DIFF = 0.01  # difference of medians (accuracy 0..1) from which a difference
 TRAINS_FRACTION = 0.5  # a trial "trains" at ≥ this fraction of the study's best accuracy
 LR_FACTOR = 2.0  # highest training lr of one group must be ≥ this × the other's to count
 MIN_RANGE_DIFF = 0.05  # spread of per-activation medians (accuracy) that counts as different
+
+STANDARD_GAMMA_INITS = ("ones", "normal")  # gamma inits near 1 (normal: N(1, 0.1²))
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
@@ -105,6 +111,12 @@ def outcome_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = df[keep].copy()
     out["outcome"] = out["final_val_acc"].where(out["state"] == "COMPLETE", 0.0).astype("float64")
     return out[out["outcome"].notna() & out["has_bn"].notna()]
+
+
+def standard_init(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nets without BN, and nets with BN whose gamma starts near 1 (see the module notes)."""
+    keep = frame["has_bn"].eq(False) | frame["gamma_init"].isin(STANDARD_GAMMA_INITS).fillna(False)
+    return frame[keep.fillna(False).astype(bool)]
 
 
 def _values(frame: pd.DataFrame, column: str) -> list[float]:
@@ -187,7 +199,7 @@ def _two_groups(
 
 def bn_accuracy(df: pd.DataFrame) -> Finding:
     """Does BN improve the final validation accuracy?"""
-    o = outcome_frame(df)
+    o = standard_init(outcome_frame(df))
     return _two_groups(
         key="bn_accuracy",
         claim="BN improves validation accuracy.",
@@ -203,7 +215,7 @@ def bn_accuracy(df: pd.DataFrame) -> Finding:
 
 def bn_convergence(df: pd.DataFrame) -> Finding:
     """Does BN speed up convergence (higher validation accuracy after one epoch)?"""
-    ran = df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()].copy()
+    ran = standard_init(df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()]).copy()
     # A run that diverged in its first epoch has no epoch-1 accuracy: it did not converge.
     ran["epoch1"] = ran["val_acc_epoch1"].where(
         ~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0
@@ -223,7 +235,7 @@ def bn_convergence(df: pd.DataFrame) -> Finding:
 
 def bn_gap(df: pd.DataFrame) -> Finding:
     """Does BN reduce overfitting (a smaller train − validation accuracy gap)?"""
-    c = df[(df["state"] == "COMPLETE") & df["has_bn"].notna()]
+    c = standard_init(df[(df["state"] == "COMPLETE") & df["has_bn"].notna()])
     return _two_groups(
         key="bn_gap",
         claim="BN reduces overfitting (a smaller train–validation gap).",
@@ -239,7 +251,7 @@ def bn_gap(df: pd.DataFrame) -> Finding:
 
 def bn_placement(df: pd.DataFrame) -> Finding:
     """Before or after the activation: which placement gives higher accuracy?"""
-    o = outcome_frame(df)
+    o = standard_init(outcome_frame(df))
     return _two_groups(
         key="bn_placement",
         claim="BN works better before the activation than after it.",
@@ -255,7 +267,7 @@ def bn_placement(df: pd.DataFrame) -> Finding:
 
 def bn_classifier(df: pd.DataFrame) -> Finding:
     """Does BN before the classifier add anything (the article says it should not be there)?"""
-    o = outcome_frame(df)
+    o = standard_init(outcome_frame(df))
     return _two_groups(
         key="bn_classifier",
         claim=(
@@ -310,17 +322,26 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
 
 
 def _highest_training_lr(g: pd.DataFrame, threshold: float) -> tuple[float | None, bool]:
-    """Highest lr that trained, and whether some trial above it was tried and failed."""
-    trained = g[g["outcome"] >= threshold]
-    top = float(trained["lr"].max()) if len(trained) else None
-    failed = g[g["outcome"] < threshold]
-    tested_above = bool(len(failed)) and (top is None or float(failed["lr"].max()) > top)
-    return top, tested_above
+    """Highest lr at which most trials train, and whether a higher lr was tried and failed.
+
+    Trials are binned by lr in half-decades (…, 0.01, 0.03, 0.1, 0.3, 1, …); a bin "trains"
+    when at least half its trials do, so one lucky run does not set the limit. Returns the
+    highest lr of a training trial in the highest training bin (None if no bin trains), and
+    whether a higher bin exists (where, by definition, most trials did not train).
+    """
+    lr_bin = (g["lr"].astype(float).map(math.log10) * 2).round()
+    frac = (g["outcome"] >= threshold).groupby(lr_bin).mean()
+    good = frac[frac >= 0.5]
+    if good.empty:
+        return None, bool(len(frac))
+    top_bin = float(good.index.max())
+    in_bin = g[(lr_bin == top_bin) & (g["outcome"] >= threshold)]
+    return float(in_bin["lr"].max()), bool((frac.index > top_bin).any())
 
 
 def bn_learning_rate(df: pd.DataFrame) -> Finding:
     """Does BN let higher learning rates train?"""
-    o = outcome_frame(df)
+    o = standard_init(outcome_frame(df))
     o = o[o["lr"].notna()]
     threshold = _trains_threshold(o)
     groups_df = {"with BN": o[o["has_bn"]], "without BN": o[~o["has_bn"]]}
@@ -337,7 +358,7 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
     base: dict[str, Any] = dict(
         key="bn_learning_rate",
         claim="BN lets higher learning rates train.",
-        metric="highest lr that trains",
+        metric="highest lr at which most trials train",
         figure="findings_lr",
         groups=groups,
         effect_label="ratio of the highest training lr, with BN / without",
@@ -355,9 +376,11 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
         )
     (top_bn, above_bn), (top_no, above_no) = tops["with BN"], tops["without BN"]
     desc = (
-        f"highest lr that trains {_lr(top_bn)} with BN vs {_lr(top_no)} without "
+        f"highest lr at which most trials train {_lr(top_bn, above_bn)} with BN vs "
+        f"{_lr(top_no, above_no)} without "
         f"(trains = outcome val_acc ≥ {threshold:.3f}; {n_bn} vs {n_no} trials)"
     )
+
     ratio = None if top_bn is None or top_no is None else top_bn / top_no
     bn_higher = top_bn is not None and (top_no is None or top_bn >= LR_FACTOR * top_no)
     no_higher = top_no is not None and (top_bn is None or top_no >= LR_FACTOR * top_bn)
@@ -375,6 +398,16 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
             ),
             **base,
         )
+    elif not above_bn and not above_no:
+        return Finding(
+            verdict=NOT_ENOUGH_DATA,
+            effect=ratio,
+            summary=(
+                f"Not enough data: {desc}; both train at the highest lr tried, so neither "
+                "limit is known. Widen the lr range."
+            ),
+            **base,
+        )
     else:
         verdict, words = NO_CLEAR_DIFFERENCE, f"no clear difference (less than {LR_FACTOR:g}×)"
     return Finding(
@@ -382,13 +415,15 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
     )
 
 
-def _lr(x: float | None) -> str:
-    return "none" if x is None else f"{x:.3g}"
+def _lr(x: float | None, tested_above: bool = True) -> str:
+    if x is None:
+        return "none"
+    return f"{x:.3g}" if tested_above else f"{x:.3g} (the highest tried)"
 
 
 def activation_interaction(df: pd.DataFrame) -> Finding:
     """Does the activation matter less with BN (smaller spread of per-activation medians)?"""
-    o = outcome_frame(df)
+    o = standard_init(outcome_frame(df))
     acts = sorted(str(a) for a in o["activation"].dropna().unique())
     groups: list[Group] = []
     med: dict[bool, dict[str, float]] = {True: {}, False: {}}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bnsearch import keys
 from bnsearch.analysis import learning_curves, load_trials, open_study
 from bnsearch.errors import ConfigError, MissingDependencyError
-from bnsearch.findings import Finding, all_findings
+from bnsearch.findings import MIN_CLIFFS_DELTA, MIN_DIFF, MIN_TRIALS, Finding, all_findings
 
 if TYPE_CHECKING:
     import optuna
@@ -153,6 +153,16 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 """
 
 
+_FINDINGS_INTRO = (
+    "Each claim of the source article, tested on this study's trials. Outcome accuracy is the "
+    "final validation accuracy of complete trials; trials whose loss diverged count as 0 and "
+    "trials stopped by the pruner are left out. Nets with BN count only with gamma initialised "
+    "near 1 (ones or normal), except in the gamma findings. A group needs at least "
+    f"{MIN_TRIALS} trials; a difference counts when |Cliff's delta| ≥ {MIN_CLIFFS_DELTA} and the "
+    f"medians differ by ≥ {MIN_DIFF}."
+)
+
+
 def _findings_html(findings: tuple[Finding, ...]) -> str:
     parts = []
     for f in findings:
@@ -236,7 +246,8 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
         f"<p><small>written {created}</small></p>"
         f"{_summary_html(data)}<h2>Search</h2>{''.join(main)}"
         f"<p><small>{html.escape(data.importance_note)}</small></p>"
-        f"<h2>Findings</h2>{_findings_html(data.findings)}{''.join(extra)}</body></html>"
+        f"<h2>Findings</h2><p>{_FINDINGS_INTRO}</p>{_findings_html(data.findings)}"
+        f"{''.join(extra)}</body></html>"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(doc, encoding="utf-8")

@@ -177,3 +177,31 @@ def test_cliffs_delta() -> None:
     assert fd.cliffs_delta([3, 4], [1, 2]) == 1.0
     assert fd.cliffs_delta([1, 2], [3, 4]) == -1.0
     assert fd.cliffs_delta([1, 2], [1, 2]) == 0.0
+
+
+def test_bn_comparisons_count_only_nets_with_gamma_near_one() -> None:
+    """Dead gamma = 0 nets don't turn "does BN help" into "does gamma = 0 hurt"."""
+    specs = (
+        group(5, 0.95, gamma_init="ones", **BN)
+        + group(5, 0.10, gamma_init="zeros", **BN)
+        + group(5, 0.80, **NO_BN)
+    )
+    f = fd.bn_accuracy(frame(specs))
+    assert f.verdict == fd.SUPPORTED
+    assert [g.n for g in f.groups] == [5, 5]
+
+
+def test_lr_limit_needs_most_trials_of_a_bin_to_train() -> None:
+    """One lucky run at a high lr does not set the limit; both at the top → unknown."""
+    lucky = _lr_study([0.01, 0.03, 0.1, 0.3, 1.0], no_bn_diverge_from=0.3)
+    lucky += [{**NO_BN, "lr": 1.0, "val": (0.5, 0.9)}]  # 1 of 2 at lr 1.0: a tie, still trains
+    lucky += [
+        {**NO_BN, "lr": 1.0, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED}
+    ] * 2
+    f = fd.bn_learning_rate(frame(lucky))
+    assert f.verdict == fd.SUPPORTED and f.groups[1].median == pytest.approx(0.1)
+    both_top = fd.bn_learning_rate(
+        frame(_lr_study([0.01, 0.03, 0.1, 0.3, 1.0], no_bn_diverge_from=9))
+    )
+    assert both_top.verdict == fd.NOT_ENOUGH_DATA
+    assert "both train at the highest lr tried" in both_top.summary
