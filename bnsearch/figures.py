@@ -275,7 +275,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
         ]
     )
     fig.update_layout(
-        title="Outcome val_acc with vs without BN (diverged = 0)", yaxis_title="val_acc"
+        title="Outcome val_acc with BN (gamma ≈ 1) vs without (diverged = 0)", yaxis_title="val_acc"
     )
     figs["findings_bn"] = fig
 
@@ -296,7 +296,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
                 )
             )
     fig.update_layout(
-        title="Median val_acc per epoch with vs without BN (convergence)",
+        title="Median val_acc per epoch, BN (gamma ≈ 1) vs none (convergence)",
         xaxis_title="epoch",
         yaxis_title="median val_acc",
     )
@@ -319,7 +319,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
             )
         )
     fig.update_layout(
-        title="Learning rate vs outcome val_acc (✕ = diverged)",
+        title="Learning rate vs outcome val_acc, BN at gamma ≈ 1 (✕ = diverged)",
         xaxis_type="log",
         xaxis_title="lr",
         yaxis_title="val_acc",
@@ -339,7 +339,10 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
             for b in (True, False)
         ]
     )
-    fig.update_layout(title="Train − validation accuracy gap (complete trials)", yaxis_title="gap")
+    fig.update_layout(
+        title="Train − validation accuracy gap, BN at gamma ≈ 1 (complete trials)",
+        yaxis_title="gap",
+    )
     figs["findings_gap"] = fig
 
     fig = go.Figure()
@@ -352,7 +355,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
     ):
         fig.add_trace(_box(go, o[sel.fillna(False)], "outcome", label))
     fig.update_layout(
-        title="Where BN goes: outcome val_acc", yaxis_title="val_acc", showlegend=False
+        title="Where BN goes: outcome val_acc (gamma ≈ 1)", yaxis_title="val_acc", showlegend=False
     )
     figs["findings_placement"] = fig
 
@@ -392,7 +395,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
             )
         )
     fig.update_layout(
-        title="Activation × BN: outcome val_acc", boxmode="group", yaxis_title="val_acc"
+        title="Activation × BN (gamma ≈ 1): outcome val_acc", boxmode="group", yaxis_title="val_acc"
     )
     figs["findings_activation"] = fig
     return figs
