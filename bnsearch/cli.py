@@ -121,10 +121,10 @@ def run(
             preset,
             {"strategy": "tpe", "trials": DEFAULT_TRIALS, "dataset": DEFAULT_DATASET, "pruner": "median"},
             strategy=strategy, trials=trials, dataset=dataset, pruner=pruner, epochs=epochs,
-            study_name=study_name, space=space,
+            study_name=study_name, space=space, threads=threads,
         )
         strategy, trials, dataset, pruner = chosen["strategy"], chosen["trials"], chosen["dataset"], chosen["pruner"]
-        epochs, study_name, space = chosen["epochs"], chosen["study_name"], chosen["space"]
+        epochs, study_name, space, threads = chosen["epochs"], chosen["study_name"], chosen["space"], chosen["threads"]
         cfg = RunConfig(
             strategy=strategy,
             trials=trials,

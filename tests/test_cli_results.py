@@ -114,6 +114,7 @@ def test_preset_values_and_explicit_override() -> None:
     assert (
         p.run["strategy"] == "grid" and p.run["pruner"] == "none" and p.run["dataset"] == "digits"
     )
+    assert p.run["threads"] == 1
     assert Path(p.run["space"]).is_file()
     got = presets.resolve("findings", {"trials": 30}, trials=None, dataset="mnist5k", strategy=None)
     assert got == {"trials": 240, "dataset": "mnist5k", "strategy": "grid"}
@@ -233,11 +234,10 @@ def test_run_with_findings_preset_then_report(tmp_path: Path) -> None:
             "1",
             "--storage",
             url,
-            "--threads",
-            "1",
         ],
     )
     assert r.exit_code == 0, r.output
+    assert "(1 threads)" in r.output  # the preset's threads
     study = optuna.load_study(study_name="digits-findings", storage=url)
     assert study.user_attrs[keys.STUDY_STRATEGY] == "grid"
     assert study.user_attrs[keys.STUDY_PRUNER] == "none"

@@ -1,7 +1,7 @@
 """Named presets for ``bnsearch run --preset NAME``: run settings plus a space file.
 
 A preset is ``bnsearch/presets/<name>.toml`` with a ``[run]`` table (dataset, strategy,
-pruner, trials, study_name, and ``space``: a space file next to it). Options given on the
+pruner, trials, epochs, threads, study_name, and ``space``: a space file next to it). Options given on the
 command line override the preset's values, which override the built-in defaults.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from bnsearch.errors import ConfigError
 
-_RUN_KEYS = ("dataset", "strategy", "pruner", "trials", "epochs", "study_name", "space")
+_RUN_KEYS = ("dataset", "strategy", "pruner", "trials", "epochs", "study_name", "space", "threads")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
