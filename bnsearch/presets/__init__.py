@@ -1,8 +1,9 @@
 """Named presets for ``bnsearch run --preset NAME``: run settings plus a space file.
 
 A preset is ``bnsearch/presets/<name>.toml`` with a ``[run]`` table (dataset, strategy,
-pruner, trials, epochs, threads, study_name, and ``space``: a space file next to it). Options given on the
-command line override the preset's values, which override the built-in defaults.
+pruner, trials, epochs, threads, study_name, and ``space``: a space file next to it).
+Options given on the command line override the preset's values, which override the
+built-in defaults.
 """
 
 from __future__ import annotations
