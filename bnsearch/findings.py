@@ -30,79 +30,46 @@ least ``MIN_DIFF`` (accuracy, 0..1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from bnsearch.verdicts import (
+    CONTRADICTED,
+    MIN_CLIFFS_DELTA,
+    MIN_DIFF,
+    MIN_TRIALS,
+    NO_CLEAR_DIFFERENCE,
+    NOT_ENOUGH_DATA,
+    SUPPORTED,
+    Finding,
+    Group,
+    cliffs_delta,
+    compare_groups,
+    median,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MIN_TRIALS = 5  # trials per group below which a finding says "not enough data"
-MIN_CLIFFS_DELTA = 0.33  # |Cliff's delta| from which a difference counts as clear
-MIN_DIFF = 0.01  # difference of medians (accuracy 0..1) from which a difference counts
 TRAINS_FRACTION = 0.5  # a trial "trains" at ≥ this fraction of the study's best accuracy
 LR_FACTOR = 2.0  # highest training lr of one group must be ≥ this × the other's to count
 MIN_RANGE_DIFF = 0.05  # spread of per-activation medians (accuracy) that counts as different
 
 STANDARD_GAMMA_INITS = ("ones", "normal")  # gamma inits near 1 (normal: N(1, 0.1²))
 
-SUPPORTED = "supported"
-CONTRADICTED = "contradicted"
-NO_CLEAR_DIFFERENCE = "no clear difference"
-NOT_ENOUGH_DATA = "not enough data"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Group:
-    """One group of trials a finding compares."""
-
-    label: str  # e.g. "with BN"
-    n: int  # trials in the group
-    median: float | None  # median of the finding's metric (None when n == 0)
-    note: str = ""  # extra evidence, e.g. "3 of 6 never trained"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    """A claim, its verdict on this study's trials, and the evidence."""
-
-    key: str  # stable id, e.g. "bn_accuracy" or "gamma_zero_relu"
-    claim: str  # what the article (or common lore) claims
-    verdict: str  # SUPPORTED, CONTRADICTED, NO_CLEAR_DIFFERENCE or NOT_ENOUGH_DATA
-    summary: str  # the verdict in plain words with its numbers
-    metric: str  # what was compared, e.g. "final val_acc of complete trials"
-    groups: tuple[Group, ...]
-    effect: float | None  # effect size (see effect_label); None without enough data
-    effect_label: str  # what ``effect`` measures
-    figure: str  # key of the report figure that shows it
-
-
-def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
-    """P(x > y) − P(x < y) for x from ``a`` and y from ``b``; in [-1, 1], 0 when equal."""
-    if not a or not b:
-        return 0.0
-    gt = sum(1 for x in a for y in b if x > y)
-    lt = sum(1 for x in a for y in b if x < y)
-    return (gt - lt) / (len(a) * len(b))
-
-
-def _median(xs: Sequence[float]) -> float | None:
-    s = sorted(xs)
-    if not s:
-        return None
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-
-
-def _magnitude(delta: float) -> str:
-    d = abs(delta)
-    return (
-        "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
-    )
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+__all__ = [
+    "CONTRADICTED",
+    "MIN_CLIFFS_DELTA",
+    "MIN_DIFF",
+    "MIN_TRIALS",
+    "NO_CLEAR_DIFFERENCE",
+    "NOT_ENOUGH_DATA",
+    "SUPPORTED",
+    "Finding",
+    "Group",
+    "all_findings",
+    "cliffs_delta",
+]
 
 
 def outcome_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -123,84 +90,10 @@ def _values(frame: pd.DataFrame, column: str) -> list[float]:
     return [float(v) for v in frame[column].dropna()]
 
 
-def _two_groups(
-    *,
-    key: str,
-    claim: str,
-    metric: str,
-    figure: str,
-    a_label: str,
-    a: list[float],
-    b_label: str,
-    b: list[float],
-    claim_kind: str,
-    notes: tuple[str, str] = ("", ""),
-) -> Finding:
-    """Compare group ``a`` with group ``b`` on one metric.
-
-    ``claim_kind`` says what the claim states about ``a``: ``higher`` or ``lower`` than
-    ``b`` (a clear difference the other way contradicts it, no clear difference gives
-    NO_CLEAR_DIFFERENCE), or ``not higher`` / ``not lower`` (only a clear difference the
-    wrong way contradicts it).
-    """
-    groups = (
-        Group(label=a_label, n=len(a), median=_median(a), note=notes[0]),
-        Group(label=b_label, n=len(b), median=_median(b), note=notes[1]),
-    )
-    counts = f"n = {len(a)} {a_label}, n = {len(b)} {b_label}"
-    if len(a) < MIN_TRIALS or len(b) < MIN_TRIALS:
-        return Finding(
-            key=key,
-            claim=claim,
-            verdict=NOT_ENOUGH_DATA,
-            metric=metric,
-            figure=figure,
-            summary=f"Not enough data: {counts}; each group needs at least {MIN_TRIALS}.",
-            groups=groups,
-            effect=None,
-            effect_label="Cliff's delta",
-        )
-    delta = cliffs_delta(a, b)
-    ma, mb = groups[0].median, groups[1].median
-    assert ma is not None and mb is not None
-    diff = ma - mb
-    direction = "none"
-    if abs(delta) >= MIN_CLIFFS_DELTA and abs(diff) >= MIN_DIFF:
-        direction = "higher" if diff > 0 else "lower"
-    if claim_kind in ("higher", "lower"):
-        verdict = (
-            NO_CLEAR_DIFFERENCE
-            if direction == "none"
-            else (SUPPORTED if direction == claim_kind else CONTRADICTED)
-        )
-    else:  # "not higher" / "not lower"
-        verdict = CONTRADICTED if f"not {direction}" == claim_kind else SUPPORTED
-    words = "no clear difference" if direction == "none" else f"{a_label} is clearly {direction}"
-    summary = (
-        f"{verdict.capitalize()}: {words}; median {metric} {_pct(ma)} {a_label} vs {_pct(mb)} "
-        f"{b_label} ({diff:+.3f}; Cliff's delta {delta:+.2f}, {_magnitude(delta)}; {counts})."
-    )
-    if verdict == NO_CLEAR_DIFFERENCE:
-        summary = summary.replace(
-            "No clear difference: no clear difference;", "No clear difference:", 1
-        )
-    return Finding(
-        key=key,
-        claim=claim,
-        verdict=verdict,
-        summary=summary,
-        metric=metric,
-        figure=figure,
-        groups=groups,
-        effect=delta,
-        effect_label="Cliff's delta",
-    )
-
-
 def bn_accuracy(df: pd.DataFrame) -> Finding:
     """Does BN improve the final validation accuracy?"""
     o = standard_init(outcome_frame(df))
-    return _two_groups(
+    return compare_groups(
         key="bn_accuracy",
         claim="BN improves validation accuracy.",
         metric="outcome val_acc",
@@ -220,7 +113,7 @@ def bn_convergence(df: pd.DataFrame) -> Finding:
     ran["epoch1"] = ran["val_acc_epoch1"].where(
         ~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0
     )
-    return _two_groups(
+    return compare_groups(
         key="bn_convergence",
         claim="BN speeds up convergence.",
         metric="val_acc after epoch 1",
@@ -236,7 +129,7 @@ def bn_convergence(df: pd.DataFrame) -> Finding:
 def bn_gap(df: pd.DataFrame) -> Finding:
     """Does BN reduce overfitting (a smaller train − validation accuracy gap)?"""
     c = standard_init(df[(df["state"] == "COMPLETE") & df["has_bn"].notna()])
-    return _two_groups(
+    return compare_groups(
         key="bn_gap",
         claim="BN reduces overfitting (a smaller train–validation gap).",
         metric="train−val accuracy gap",
@@ -252,7 +145,7 @@ def bn_gap(df: pd.DataFrame) -> Finding:
 def bn_placement(df: pd.DataFrame) -> Finding:
     """Before or after the activation: which placement gives higher accuracy?"""
     o = standard_init(outcome_frame(df))
-    return _two_groups(
+    return compare_groups(
         key="bn_placement",
         claim="BN works better before the activation than after it.",
         metric="outcome val_acc",
@@ -268,7 +161,7 @@ def bn_placement(df: pd.DataFrame) -> Finding:
 def bn_classifier(df: pd.DataFrame) -> Finding:
     """Does BN before the classifier add anything (the article says it should not be there)?"""
     o = standard_init(outcome_frame(df))
-    return _two_groups(
+    return compare_groups(
         key="bn_classifier",
         claim=(
             "BN belongs between the conv layers, not before the classifier: "
@@ -296,7 +189,7 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
     zeros, ones = bn[bn["gamma_init"] == "zeros"], bn[bn["gamma_init"] == "ones"]
     dead_z = int((zeros["outcome"] < threshold).sum())
     dead_o = int((ones["outcome"] < threshold).sum())
-    f = _two_groups(
+    f = compare_groups(
         key=f"gamma_zero_{activation}",
         claim=(
             "Initialising BN's gamma to 0 (as the article suggests) trains as well as "
@@ -434,11 +327,11 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
                 Group(
                     label=f"{a}, {'with' if bn else 'without'} BN",
                     n=len(vals),
-                    median=_median(vals),
+                    median=median(vals),
                 )
             )
             if len(vals) >= MIN_TRIALS:
-                med[bn][a] = _median(vals)  # type: ignore[assignment]
+                med[bn][a] = median(vals)  # type: ignore[assignment]
     usable = sorted(set(med[True]) & set(med[False]))
     base: dict[str, Any] = dict(
         key="activation_bn",
