@@ -185,8 +185,13 @@ def load_trials(
     pd = _pandas()
     st = open_study(study, storage)
     trials = st.get_trials(deepcopy=False)
-    rows = [_trial_row(t, include_curves) for t in trials]
-    columns = [*_DTYPES.keys(), "datetime_start", "datetime_complete"]
+    searchable = sorted({p for t in trials for p in t.params})
+    # Params bnsearch does not know (a study made by other code) get a column each too.
+    extra = [p for p in searchable if p not in _DTYPES and p not in PARAM_COLUMNS]
+    rows = [
+        {**_trial_row(t, include_curves), **{p: t.params.get(p) for p in extra}} for t in trials
+    ]
+    columns = [*_DTYPES.keys(), *extra, "datetime_start", "datetime_complete"]
     if include_curves:
         columns += list(CURVE_COLUMNS)
     df = pd.DataFrame(rows, columns=columns)
@@ -196,7 +201,7 @@ def load_trials(
     for c in ("datetime_start", "datetime_complete"):
         df[c] = pd.to_datetime(df[c])
     df.attrs["study_name"] = st.study_name
-    df.attrs["searchable"] = sorted({p for t in trials for p in t.params})
+    df.attrs["searchable"] = searchable
     return df
 
 

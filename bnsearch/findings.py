@@ -11,7 +11,9 @@ Which trials count (the same rules for every finding):
   of outcome comparisons (they were cut short on purpose); failed and running trials too.
 - **Convergence** uses the validation accuracy after epoch 1, which every trial that ran
   an epoch has (pruned ones included), so pruning cannot bias it.
-- **Gap** is final train accuracy − final validation accuracy of complete trials.
+- **Gap** is final train accuracy − final validation accuracy of complete trials. The train
+  accuracy is the one ``train()`` records: on the training batches *during* the last epoch
+  (train mode, weights still moving), not a separate pass afterwards.
 - A trial **trains** when its outcome accuracy is at least ``TRAINS_FRACTION`` of the
   study's best outcome accuracy.
 - Nets **with BN count only with gamma initialised near 1** (``STANDARD_GAMMA_INITS``,

@@ -79,3 +79,19 @@ def test_html_is_self_contained(mixed, tmp_path: Path) -> None:  # type: ignore[
     ):
         assert f'id="{key}"' in text
     assert 'id="finding-bn_accuracy"' in text and "not enough data" in text
+
+
+def test_report_of_a_study_not_made_by_bnsearch(tmp_path: Path) -> None:
+    """Any Optuna study renders: its own params become columns; findings lack data."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(
+        lambda t: t.suggest_float("x", 0, 1) + (t.suggest_categorical("c", ["a", "b"]) == "a"),
+        n_trials=4,
+    )
+    data = build_report_data(study)
+    assert data.searchable == ("c", "x") and data.trials is not None
+    assert list(data.trials["x"]) == [t.params["x"] for t in study.trials]
+    assert data.strategy is None and {f.verdict for f in data.findings} == {fd.NOT_ENOUGH_DATA}
+    assert write_html(data, all_figures(data), tmp_path / "other.html").exists()
