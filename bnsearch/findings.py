@@ -212,6 +212,12 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
             f"trials never trained (outcome val_acc below {threshold:.3f}) against {dead_o} "
             f"of {len(ones)} with gamma = 1. "
         )
+        conv_bn = zeros["bn_placement"] != "none"
+        if conv_bn.any() and not (zeros[conv_bn]["outcome"] >= threshold).any():
+            dies += (
+                f"None of the {int(conv_bn.sum())} gamma = 0 nets with BN in the conv blocks "
+                "trained: stacked BN layers that all output a constant pass no gradient back. "
+            )
         return replace(f, summary=dies + f.summary)
     return f
 

@@ -143,6 +143,7 @@ def test_gamma_zero_kills_relu_but_not_tanh() -> None:
     assert relu.verdict == fd.CONTRADICTED
     assert "With relu and gamma = 0 the signal dies: 5 of 5 trials never trained" in relu.summary
     assert relu.groups[0].note == "5 of 5 did not train"
+    assert "None of the 5 gamma = 0 nets with BN in the conv blocks trained" in relu.summary
     tanh = fd.gamma_zero(df, "tanh")
     assert tanh.verdict == fd.SUPPORTED
     assert "signal dies" not in tanh.summary
