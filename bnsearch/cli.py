@@ -211,17 +211,13 @@ def dashboard(
     """Browse the studies with optuna-dashboard (in this process; Ctrl-C stops it)."""
     with user_errors():
         _configure_logging(_opts.verbosity)
-        from bnsearch.dashboard import make_server, server_url
+        from bnsearch.dashboard import make_server, serve_until_interrupted, server_url
 
         server = make_server(storage, host=host, port=port)
         url = server_url(server, host)
         console.print(f"optuna-dashboard on {storage}: {url}  (Ctrl-C to stop)", highlight=False)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            console.print("dashboard stopped", highlight=False)
-        finally:
-            server.server_close()
+        serve_until_interrupted(server)
+        console.print("dashboard stopped", highlight=False)
 
 
 @app.command()

@@ -180,9 +180,33 @@ def test_dashboard_serves_the_study_in_process(stored: str) -> None:
     assert not thread.is_alive()
 
 
+def test_dashboard_stops_on_ctrl_c_while_requests_are_served(stored: str) -> None:
+    """Ctrl-C (KeyboardInterrupt in the serving thread) stops it even with requests in flight."""
+    import _thread
+    import threading
+
+    from bnsearch.dashboard import make_server, serve_until_interrupted
+
+    server = make_server(stored, host="127.0.0.1", port=0)
+    base = f"http://127.0.0.1:{server.server_port}"
+    answers: list[int] = []
+
+    def browse_then_ctrl_c() -> None:
+        for _ in range(3):
+            answers.append(len(_get_json(f"{base}/api/studies")["study_summaries"]))
+        _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    threading.Thread(target=browse_then_ctrl_c, daemon=True).start()
+    serve_until_interrupted(server)  # returns on the KeyboardInterrupt
+    assert answers == [2, 2, 2]
+    with pytest.raises(OSError):
+        _get_json(f"{base}/api/studies")  # the socket is closed
+
+
 @pytest.mark.slow
 def test_dashboard_command_serves_then_stops_on_ctrl_c(stored: str) -> None:
     import signal
+    import threading
 
     port = _free_port()
     proc = subprocess.Popen(
@@ -206,8 +230,24 @@ def test_dashboard_command_serves_then_stops_on_ctrl_c(stored: str) -> None:
                     raise
                 time.sleep(0.2)
         assert {s["study_name"] for s in studies} == {"mixed", "single"}
+        # Ctrl-C while a client keeps polling, as the dashboard page does.
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                try:
+                    _get_json(f"http://127.0.0.1:{port}/api/studies/1")
+                except OSError:
+                    return
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        finally:
+            stop.set()
         assert proc.returncode == 0, rest
         assert "dashboard stopped" in rest and "Traceback" not in rest
     finally:
