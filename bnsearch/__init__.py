@@ -11,9 +11,10 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:
+    from bnsearch.analysis import load_trials as load_trials
     from bnsearch.search import run_search as run_search
 
-__all__ = ["__version__", "run_search"]
+__all__ = ["__version__", "load_trials", "run_search"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from bnsearch.search import run_search
 
         return run_search
+    if name == "load_trials":
+        from bnsearch.analysis import load_trials
+
+        return load_trials
     raise AttributeError(f"module 'bnsearch' has no attribute {name!r}")

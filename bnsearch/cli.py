@@ -97,13 +97,13 @@ def set_threads(threads: int | None, workers: int) -> int:
 
 @app.command()
 def run(
-    strategy: Annotated[str, typer.Option(help=_strategy_help())] = "tpe",
-    trials: Annotated[int, typer.Option(help="Trials to add to the study in this run.")] = DEFAULT_TRIALS,
+    strategy: Annotated[str | None, typer.Option(help=_strategy_help() + " [default: tpe]")] = None,
+    trials: Annotated[int | None, typer.Option(help=f"Trials to add to the study in this run. [default: {DEFAULT_TRIALS}]")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
-    dataset: Annotated[str, typer.Option(help="digits, mnist5k, or a path to an .npz file / MNIST IDX folder / CIFAR-10 folder.")] = DEFAULT_DATASET,
+    dataset: Annotated[str | None, typer.Option(help=f"digits, mnist5k, or a path to an .npz file / MNIST IDX folder / CIFAR-10 folder. [default: {DEFAULT_DATASET}]")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size; default 128).")] = None,
-    pruner: Annotated[str, typer.Option(help="Pruner: " + ", ".join(PRUNER_NAMES) + ".")] = "median",
+    pruner: Annotated[str | None, typer.Option(help="Pruner: " + ", ".join(PRUNER_NAMES) + ". [default: median]")] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
     study_name: Annotated[str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")] = None,
     space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
@@ -112,9 +112,20 @@ def run(
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
     skopt_estimator: Annotated[str | None, typer.Option(help="--strategy skopt: surrogate model GP, RF, ET or GBRT [default: GP].")] = None,
     skopt_acq: Annotated[str | None, typer.Option(help="--strategy skopt: acquisition function gp_hedge, EI, PI or LCB [default: gp_hedge].")] = None,
+    preset: Annotated[str | None, typer.Option(help="Named settings, e.g. 'findings' (enough trials for every BN finding of the report); options given here override it.")] = None,
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
+        from bnsearch import presets
+
+        chosen = presets.resolve(
+            preset,
+            {"strategy": "tpe", "trials": DEFAULT_TRIALS, "dataset": DEFAULT_DATASET, "pruner": "median"},
+            strategy=strategy, trials=trials, dataset=dataset, pruner=pruner, epochs=epochs,
+            study_name=study_name, space=space, threads=threads,
+        )
+        strategy, trials, dataset, pruner = chosen["strategy"], chosen["trials"], chosen["dataset"], chosen["pruner"]
+        epochs, study_name, space, threads = chosen["epochs"], chosen["study_name"], chosen["space"], chosen["threads"]
         cfg = RunConfig(
             strategy=strategy,
             trials=trials,
@@ -331,3 +342,85 @@ def predict(
         if y is not None:
             # Printed to stderr so that stdout stays a clean CSV.
             err_console.print(f"accuracy against y in {images}: {float((labels == y).mean()):.4f}", highlight=False)
+
+
+# ---- results: dashboard, studies, report, export (issue 5) ----
+
+_STORAGE_HELP = "SQLAlchemy URL of the study database."
+_STUDY_HELP = "Name of the study (see `bnsearch studies`)."
+StorageOpt = Annotated[str, typer.Option(help=_STORAGE_HELP)]
+StudyOpt = Annotated[str, typer.Option(help=_STUDY_HELP)]
+
+
+@app.command()
+def dashboard(
+    storage: StorageOpt = DEFAULT_STORAGE,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8080,
+) -> None:
+    """Browse the studies with optuna-dashboard (in this process; Ctrl-C stops it)."""
+    with user_errors():
+        _configure_logging(_opts.verbosity)
+        from bnsearch.dashboard import make_server, serve_until_interrupted, server_url
+
+        server = make_server(storage, host=host, port=port)
+        url = server_url(server, host)
+        console.print(f"optuna-dashboard on {storage}: {url}  (Ctrl-C to stop)", highlight=False)
+        serve_until_interrupted(server)
+        console.print("dashboard stopped", highlight=False)
+
+
+@app.command()
+def studies(
+    storage: StorageOpt = DEFAULT_STORAGE,
+) -> None:
+    """List the studies in a storage: strategy, dataset, trial counts, best value, last update."""
+    with user_errors():
+        from bnsearch.analysis import study_summaries
+
+        rows = study_summaries(storage)
+        if not rows:
+            console.print(f"no studies in {storage}", highlight=False)
+        for s in rows:
+            best = "-" if s.best_value is None else f"{s.best_value:.4f}"
+            last = "-" if s.last_update is None else s.last_update.strftime("%Y-%m-%d %H:%M:%S")
+            running = f", {s.n_running} running" if s.n_running else ""
+            console.print(
+                f"{s.name}  strategy={s.strategy or '-'}  dataset={s.dataset or '-'}  "
+                f"complete={s.n_complete} pruned={s.n_pruned} failed={s.n_failed}{running}  "
+                f"best={best}  last_update={last}",
+                highlight=False, markup=False,
+            )
+
+
+@app.command()
+def report(
+    study: StudyOpt,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    out: Annotated[
+        str | None, typer.Option(help="HTML file to write [default: <study>-report.html].")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report (figures and BN findings; opens offline)."""
+    with user_errors():
+        from bnsearch.report import write_report
+
+        path = write_report(study, storage, out=out)
+        console.print(f"wrote {path}", highlight=False, markup=False)
+
+
+@app.command()
+def export(
+    study: StudyOpt,
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    storage: StorageOpt = DEFAULT_STORAGE,
+    out: Annotated[
+        str | None, typer.Option(help="File to write [default: <study>.<format>].")
+    ] = None,
+) -> None:
+    """Export one row per trial: settings, state, value, duration and per-epoch curves."""
+    with user_errors():
+        from bnsearch.analysis import export_trials
+
+        path = export_trials(study, storage, fmt=fmt, out=out)
+        console.print(f"wrote {path}", highlight=False, markup=False)

@@ -1,0 +1,133 @@
+"""Hand-made bnsearch trials for report/findings/analysis tests (no training)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from bnsearch import keys
+from bnsearch.space import ACTIVATIONS, BETA_INITS, BN_PLACEMENTS, GAMMA_INITS
+
+_T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+
+
+def make_trial(
+    *,
+    activation: str = "relu",
+    bn_placement: str = "before_activation",
+    bn_classifier: bool = False,
+    gamma_init: str = "ones",
+    lr: float = 0.1,
+    val: tuple[float, ...] = (0.5, 0.9),
+    train: tuple[float, ...] | None = None,
+    state: TrialState = TrialState.COMPLETE,
+    prune_reason: str | None = None,
+    fail_reason: str | None = None,
+    index: int = 0,
+) -> optuna.trial.FrozenTrial:
+    """A trial as bnsearch's objective would have written it (val/train: per-epoch accuracy)."""
+    has_bn = bn_placement != "none" or bn_classifier
+    params: dict[str, Any] = {
+        "activation": activation,
+        "bn_placement": bn_placement,
+        "bn_classifier": bn_classifier,
+        "lr": lr,
+    }
+    dists: dict[str, Any] = {
+        "activation": CategoricalDistribution(ACTIVATIONS),
+        "bn_placement": CategoricalDistribution(BN_PLACEMENTS),
+        "bn_classifier": CategoricalDistribution((False, True)),
+        "lr": FloatDistribution(1e-4, 10.0, log=True),
+    }
+    if has_bn:
+        params.update(gamma_init=gamma_init, beta_init="zeros")
+        dists.update(
+            gamma_init=CategoricalDistribution(GAMMA_INITS),
+            beta_init=CategoricalDistribution(BETA_INITS),
+        )
+    train = train if train is not None else tuple(min(1.0, v + 0.02) for v in val)
+    resolved = {
+        **params,
+        "weight_decay": 1e-4,
+        "momentum": 0.9,
+        "batch_size": 128,
+        "epochs": len(val),
+    }
+    if not has_bn:
+        resolved.update(gamma_init=None, beta_init=None)
+    attrs: dict[str, Any] = {
+        keys.RESOLVED_PARAMS: resolved,
+        keys.VAL_ACC_CURVE: list(val),
+        keys.TRAIN_ACC_CURVE: list(train),
+        keys.TRAIN_LOSS_CURVE: [2.0 - v for v in train],
+        keys.EPOCHS_RUN: len(val),
+        keys.WALL_TIME_S: 0.5 * len(val),
+        keys.DEVICE: "cpu",
+    }
+    if prune_reason:
+        attrs[keys.PRUNE_REASON] = prune_reason
+    if fail_reason:
+        attrs[keys.FAIL_REASON] = fail_reason
+    start = _T0 + dt.timedelta(seconds=10 * index)
+    trial = optuna.trial.FrozenTrial(
+        number=index,
+        trial_id=index,
+        state=state,
+        value=val[-1] if state == TrialState.COMPLETE else None,
+        datetime_start=start,
+        datetime_complete=start + dt.timedelta(seconds=len(val))
+        if state != TrialState.RUNNING
+        else None,
+        params=params,
+        distributions=dists,
+        user_attrs=attrs,
+        system_attrs={},
+        intermediate_values={i + 1: v for i, v in enumerate(val)},
+    )
+    trial._validate()
+    return trial
+
+
+def make_study(
+    specs: list[dict[str, Any]], *, storage: str | None = None, name: str = "synth"
+) -> optuna.Study:
+    """A maximize study holding one trial per spec (``make_trial`` keyword arguments)."""
+    study = optuna.create_study(direction="maximize", storage=storage, study_name=name)
+    study.set_user_attr(keys.STUDY_STRATEGY, "random")
+    study.set_user_attr(keys.STUDY_DATASET, "digits")
+    study.set_user_attr(keys.STUDY_CONFIG, {"dataset": "digits"})
+    for i, spec in enumerate(specs):
+        study.add_trial(make_trial(index=i, **spec))
+    return study
+
+
+def mixed_specs() -> list[dict[str, Any]]:
+    """A small study with complete, pruned, diverged, failed trials and conditional params."""
+    return [
+        {"val": (0.6, 0.9)},
+        {"bn_placement": "none", "val": (0.4, 0.8)},
+        {
+            "bn_placement": "after_activation",
+            "gamma_init": "zeros",
+            "activation": "tanh",
+            "val": (0.5, 0.85),
+        },
+        {
+            "val": (0.2,),
+            "state": TrialState.PRUNED,
+            "prune_reason": "pruned by MedianPruner after epoch 1",
+        },
+        {
+            "bn_placement": "none",
+            "lr": 3.0,
+            "val": (),
+            "state": TrialState.PRUNED,
+            "prune_reason": "diverged: training loss became NaN or infinite in epoch 1",
+        },
+        {"val": (0.3,), "state": TrialState.FAIL, "fail_reason": "RuntimeError: boom"},
+        {"bn_classifier": True, "bn_placement": "none", "val": (0.7, 0.95)},
+    ]
