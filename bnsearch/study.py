@@ -203,7 +203,9 @@ def create_or_resume(
         if stored is None:
             raise StudyError(f"study '{name}' was not created by bnsearch; choose another --study-name")
         if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-            raise StudyError(f"study '{name}' minimizes; bnsearch studies maximize validation accuracy")
+            raise StudyError(
+                f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; choose another --study-name"
+            )
         diff = identity_mismatches(stored, identity)
         if diff:
             details = "; ".join(f"{k}: study has {stored.get(k)!r}, this run has {identity.get(k)!r}" for k in diff)
