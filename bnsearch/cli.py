@@ -193,7 +193,8 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
     verb = "resuming" if setup.resumed else "created"
     placement = ", ".join(sorted({s.device for s in slots}))
     console.print(
-        f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {cfg.storage} · "
+        f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
+        f"in {cfg.storage} · "
         f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
         f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each)",
         highlight=False,
@@ -206,8 +207,9 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
     if outcome.failed_workers:
         for e in outcome.failed_workers:
             typer.echo(
-                f"warning: worker {e.slot.index} (pid {e.pid}) {e.how}; a trial it was running is marked "
-                "failed once its heartbeat goes stale and is retried by a later trial or the next run",
+                f"warning: worker {e.slot.index} (pid {e.pid}) {e.how}; a trial it was running "
+                "is marked failed once its heartbeat goes stale and is retried by a later trial "
+                "or the next run",
                 err=True,
             )
         raise typer.Exit(code=1)

@@ -36,7 +36,8 @@ def heartbeat_settings() -> tuple[int, int]:
             longer than the interval.
     """
     values = []
-    for var, default in ((ENV_HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL_S), (ENV_GRACE_PERIOD, GRACE_PERIOD_S)):
+    defaults = ((ENV_HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL_S), (ENV_GRACE_PERIOD, GRACE_PERIOD_S))
+    for var, default in defaults:
         raw = os.environ.get(var, "").strip()
         if not raw:
             values.append(default)
@@ -204,7 +205,8 @@ def create_or_resume(
             raise StudyError(f"study '{name}' was not created by bnsearch; choose another --study-name")
         if study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise StudyError(
-                f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; choose another --study-name"
+                f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; "
+                "choose another --study-name"
             )
         diff = identity_mismatches(stored, identity)
         if diff:

@@ -132,7 +132,9 @@ def parse_devices(text: str | None) -> tuple[str, ...]:
         return ()
     parts = tuple(p.strip() for p in text.split(","))
     if not any(parts) or not all(parts):
-        raise ConfigError(f"--devices must be a comma-separated list like cuda:0,cuda:1, got {text!r}")
+        raise ConfigError(
+            f"--devices must be a comma-separated list like cuda:0,cuda:1, got {text!r}"
+        )
     return parts
 
 
@@ -207,12 +209,16 @@ def close_interrupted(study: optuna.Study, worker: str) -> list[int]:
             storage.set_trial_user_attr(t._trial_id, keys.FAIL_REASON, "interrupted")
             if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 closed.append(t.number)
-        except Exception as e:  # finished meanwhile, or the storage is gone: heartbeats will see to it
+        except (
+            Exception
+        ) as e:  # finished meanwhile, or the storage is gone: heartbeats will see to it
             logger.warning("could not close trial #%d: %s", t.number, e)
     return closed
 
 
-def prepare_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[SearchSetup, tuple[WorkerSlot, ...]]:
+def prepare_workers(
+    cfg: RunConfig, devices: Sequence[str] = ()
+) -> tuple[SearchSetup, tuple[WorkerSlot, ...]]:
     """Validate everything and create or resume the study once, in the parent, before any worker.
 
     The parent's copy of the data stays on the CPU; each worker loads its own onto its device.
@@ -280,7 +286,10 @@ def run_workers(
             signum = intr.signum or signal.SIGINT
             _stop(procs, signum)
     watch.poll()
-    exits = tuple(WorkerExit(s, p.pid or 0, p.exitcode if p.exitcode is not None else -9) for s, p in zip(slots, procs))
+    exits = tuple(
+        WorkerExit(s, p.pid or 0, p.exitcode if p.exitcode is not None else -9)
+        for s, p in zip(slots, procs, strict=True)
+    )
     return WorkersOutcome(exits=exits, trials_run=watch.seen_count, signum=signum)
 
 
@@ -305,7 +314,9 @@ def _stop(procs: Sequence[Any], signum: int) -> None:
 class _Watch:
     """Polls the storage for trials of this run that finished and passes them to ``on_trial``."""
 
-    def __init__(self, study: optuna.Study, *, n_existing: int, on_trial: TrialCallback | None) -> None:
+    def __init__(
+        self, study: optuna.Study, *, n_existing: int, on_trial: TrialCallback | None
+    ) -> None:
         self.study = study
         self.n_existing = n_existing
         self.on_trial = on_trial
@@ -349,8 +360,10 @@ def _worker_main(
     import optuna
     import torch
 
-    logging.basicConfig(level=logging.WARNING if verbosity <= 0 else logging.INFO,
-                        format=f"%(levelname)s worker {index}: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if verbosity <= 0 else logging.INFO,
+        format=f"%(levelname)s worker {index}: %(message)s",
+    )
     optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
     torch.set_num_threads(cfg.threads or 1)
     from bnsearch.search import make_objective, prepare_search

@@ -62,14 +62,19 @@ POSTGRES_URL_ENV = "BNSEARCH_TEST_POSTGRES_URL"  # set by .ci/run (and .ci/postg
 def _postgres_problem(url: str | None) -> str | None:
     """Why the test PostgreSQL server cannot be used, or None when it can."""
     if not url:
-        return f"{POSTGRES_URL_ENV} is not set; start a server with: export {POSTGRES_URL_ENV}=$(.ci/postgres.sh start)"
+        return (
+            f"{POSTGRES_URL_ENV} is not set; start a server with: "
+            f"export {POSTGRES_URL_ENV}=$(.ci/postgres.sh start)"
+        )
     try:
         import psycopg
 
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), connect_timeout=5):
+        libpq_url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(libpq_url, connect_timeout=5):
             return None
     except Exception as e:  # driver missing, server down, bad credentials: all "not usable"
-        return f"PostgreSQL at {url} is unreachable: {str(e).strip().splitlines()[0] if str(e).strip() else e!r}"
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        return f"PostgreSQL at {url} is unreachable: {first_line}"
 
 
 @pytest.fixture

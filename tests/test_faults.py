@@ -36,7 +36,11 @@ def _trials(url: str, name: str) -> list[FrozenTrial]:
 
 
 def _wait_for(
-    url: str, name: str, proc: subprocess.Popen[str], ready: Callable[[list[FrozenTrial]], bool], timeout_s: float = 180
+    url: str,
+    name: str,
+    proc: subprocess.Popen[str],
+    ready: Callable[[list[FrozenTrial]], bool],
+    timeout_s: float = 180,
 ) -> list[FrozenTrial]:
     """Poll the study until ``ready(trials)``; fail with the process output if it ends first."""
     end = time.monotonic() + timeout_s
@@ -65,7 +69,13 @@ def _finished_and_running(trials: list[FrozenTrial]) -> bool:
 def _snapshot(trials: list[FrozenTrial]) -> dict[int, tuple[Any, ...]]:
     """What must survive a fault: finished trials' state, value, curves and params."""
     return {
-        t.number: (t.state, t.value, dict(t.intermediate_values), dict(t.params), t.user_attrs.get(keys.VAL_ACC_CURVE))
+        t.number: (
+            t.state,
+            t.value,
+            dict(t.intermediate_values),
+            dict(t.params),
+            t.user_attrs.get(keys.VAL_ACC_CURVE),
+        )
         for t in trials
         if t.state in FINISHED
     }
@@ -84,19 +94,42 @@ def _assert_intact(before: dict[int, tuple[Any, ...]], trials: list[FrozenTrial]
     ("sig", "workers", "target"),
     [
         pytest.param(signal.SIGINT, 1, "process", id="ctrl-c-one-process"),
-        pytest.param(signal.SIGTERM, 1, "process", id="sigterm-one-process", marks=pytest.mark.slow),
-        pytest.param(signal.SIGINT, 3, "group", id="ctrl-c-at-terminal-3-workers", marks=pytest.mark.slow),
-        pytest.param(signal.SIGTERM, 2, "process", id="sigterm-parent-2-workers", marks=pytest.mark.slow),
+        pytest.param(
+            signal.SIGTERM, 1, "process", id="sigterm-one-process", marks=pytest.mark.slow
+        ),
+        pytest.param(
+            signal.SIGINT, 3, "group", id="ctrl-c-at-terminal-3-workers", marks=pytest.mark.slow
+        ),
+        pytest.param(
+            signal.SIGTERM, 2, "process", id="sigterm-parent-2-workers", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_interrupt_closes_the_running_trial_exits_and_resumes(
     tmp_path: Path, sig: signal.Signals, workers: int, target: str
 ) -> None:
     url, name = f"sqlite:///{tmp_path / 's.db'}", "intr"
-    args = ("run", *LONG_TRIALS, "--trials", "20", "--workers", str(workers), "--storage", url, "--study-name", name)
+    args = (
+        "run",
+        *LONG_TRIALS,
+        "--trials",
+        "20",
+        "--workers",
+        str(workers),
+        "--storage",
+        url,
+        "--study-name",
+        name,
+    )
     # A session of its own: "group" then signals every process, as Ctrl-C at a terminal does.
-    proc = subprocess.Popen(_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     trials = _wait_for(url, name, proc, _finished_and_running)
     before = _snapshot(trials)
     running = [t.number for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
@@ -124,11 +157,18 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
         assert t.user_attrs[keys.FAIL_REASON] == "interrupted"
         # The epochs it finished are kept, as intermediate values and as the curve.
         assert t.intermediate_values
-        assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == t.user_attrs[keys.VAL_ACC_CURVE]
+        assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == t.user_attrs[
+            keys.VAL_ACC_CURVE
+        ]
 
     n_after = len(trials)
-    resumed = subprocess.run(_cmd("run", *LONG_TRIALS, "--trials", "1", "--storage", url, "--study-name", name),
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    resumed = subprocess.run(
+        _cmd("run", *LONG_TRIALS, "--trials", "1", "--storage", url, "--study-name", name),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming study {name} ({n_after} trials so far)" in resumed.stdout
     final = _trials(url, name)
@@ -145,12 +185,22 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
 def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        f"sqlite:///{tmp_path / 's.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     name = f"kill-{os.getpid()}-{time.time_ns()}"
     env = {**os.environ, ENV_HEARTBEAT_INTERVAL: "1", ENV_GRACE_PERIOD: "3"}
     args = ("run", *LONG_TRIALS, "--storage", url, "--study-name", name)
-    proc = subprocess.Popen(_cmd(*args, "--trials", "5", "--workers", "2"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    proc = subprocess.Popen(
+        _cmd(*args, "--trials", "5", "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     trials = _wait_for(url, name, proc, _finished_and_running)
     before = _snapshot(trials)
     victim = next(t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values)
@@ -159,12 +209,22 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
     os.kill(victim_pid, signal.SIGKILL)
 
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1, (out, err)  # the other worker finished the run; the death is reported
+    assert proc.returncode == 1, (
+        out,
+        err,
+    )  # the other worker finished the run; the death is reported
     assert f"(pid {victim_pid}) killed by SIGKILL" in err
     assert "Traceback" not in err
 
     time.sleep(4)  # past the grace period, so the next run fails the stale trial and retries it
-    nxt = subprocess.run(_cmd(*args, "--trials", "1"), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    nxt = subprocess.run(
+        _cmd(*args, "--trials", "1"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert nxt.returncode == 0, nxt.stderr
 
     trials = _trials(url, name)
@@ -173,7 +233,9 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
     assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     dead = next(t for t in trials if t.number == victim.number)
     assert dead.state == TrialState.FAIL
-    assert len(dead.intermediate_values) >= len(victim.intermediate_values) >= 1  # its epochs are kept
+    assert (
+        len(dead.intermediate_values) >= len(victim.intermediate_values) >= 1
+    )  # its epochs are kept
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1
     assert retries[0].state == TrialState.COMPLETE
@@ -184,7 +246,9 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
 
 
 def _run(*args: str) -> Any:
-    return CliRunner().invoke(app, ["run", "--dataset", "digits", "--epochs", "1", "--strategy", "random", *args])
+    return CliRunner().invoke(
+        app, ["run", "--dataset", "digits", "--epochs", "1", "--strategy", "random", *args]
+    )
 
 
 def test_a_trial_that_raises_is_recorded_failed_and_the_search_goes_on(
@@ -202,24 +266,34 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_search_goes_on(
         return real(*a, **kw)
 
     monkeypatch.setattr(objective, "build_model", oom_on_second_trial)
-    result = _run("--trials", "3", "--pruner", "none", "--storage", sqlite_url, "--study-name", "raise")
+    result = _run(
+        "--trials", "3", "--pruner", "none", "--storage", sqlite_url, "--study-name", "raise"
+    )
     assert result.exit_code == 0, result.output
     assert "trial #1 failed: RuntimeError: CUDA out of memory" in result.output
     trials = _trials(sqlite_url, "raise")
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert trials[1].user_attrs[keys.FAIL_REASON].startswith("RuntimeError: CUDA out of memory. Tried to allocate")
+    assert (
+        trials[1]
+        .user_attrs[keys.FAIL_REASON]
+        .startswith("RuntimeError: CUDA out of memory. Tried to allocate")
+    )
     assert trials[2].value is not None and trials[2].intermediate_values
 
 
 def test_a_trial_that_diverges_is_pruned_with_its_reason(tmp_path: Path, sqlite_url: str) -> None:
     space = tmp_path / "huge-lr.toml"
     space.write_text("lr = 1000.0\n")
-    result = _run("--trials", "2", "--space", str(space), "--storage", sqlite_url, "--study-name", "nan")
+    result = _run(
+        "--trials", "2", "--space", str(space), "--storage", sqlite_url, "--study-name", "nan"
+    )
     assert result.exit_code == 0, result.output
     trials = _trials(sqlite_url, "nan")
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2
     for t in trials:
-        assert t.user_attrs[keys.PRUNE_REASON].startswith("diverged: training loss became NaN or infinite")
+        assert t.user_attrs[keys.PRUNE_REASON].startswith(
+            "diverged: training loss became NaN or infinite"
+        )
 
 
 # --- resuming with other settings -------------------------------------------------------
@@ -236,8 +310,17 @@ def _tiny_npz(path: Path) -> Path:
     [
         (lambda d: ["--seed", "1"], "seed: study has 0, this run has 1"),
         (lambda d: ["--epochs", "2"], "space: study has"),
-        (lambda d: ["--space", str(_write(d / "s.toml", 'activation = { choices = ["relu"] }\n'))], "space: study has"),
-        (lambda d: ["--dataset", str(_tiny_npz(d / "other.npz"))], "dataset: study has 'digits', this run has"),
+        (
+            lambda d: [
+                "--space",
+                str(_write(d / "s.toml", 'activation = { choices = ["relu"] }\n')),
+            ],
+            "space: study has",
+        ),
+        (
+            lambda d: ["--dataset", str(_tiny_npz(d / "other.npz"))],
+            "dataset: study has 'digits', this run has",
+        ),
     ],
     ids=["seed", "epochs", "space-file", "dataset"],
 )
@@ -252,7 +335,9 @@ def test_resume_with_other_settings_names_the_mismatch_and_changes_nothing(
     result = _run(*base, *change(tmp_path))
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: study 'same' was created with different settings")
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: study 'same' was created with different settings"
+    )
     assert named in lines[0]
     assert "choose a new --study-name" in lines[0]
     study = optuna.load_study(study_name="same", storage=sqlite_url)
@@ -267,12 +352,23 @@ def _write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("direction", "attrs", "message"),
     [
-        ("minimize", {keys.STUDY_CONFIG: {}}, "study 'foreign' minimizes; bnsearch studies maximize validation accuracy; choose another --study-name"),
-        ("maximize", {}, "study 'foreign' was not created by bnsearch; choose another --study-name"),
+        (
+            "minimize",
+            {keys.STUDY_CONFIG: {}},
+            "study 'foreign' minimizes; bnsearch studies maximize validation accuracy; "
+            "choose another --study-name",
+        ),
+        (
+            "maximize",
+            {},
+            "study 'foreign' was not created by bnsearch; choose another --study-name",
+        ),
     ],
     ids=["direction", "not-bnsearch"],
 )
-def test_resume_of_a_foreign_study_is_refused(sqlite_url: str, direction: str, attrs: dict[str, Any], message: str) -> None:
+def test_resume_of_a_foreign_study_is_refused(
+    sqlite_url: str, direction: str, attrs: dict[str, Any], message: str
+) -> None:
     study = optuna.create_study(study_name="foreign", storage=sqlite_url, direction=direction)
     for k, v in attrs.items():
         study.set_user_attr(k, v)

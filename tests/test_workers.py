@@ -34,7 +34,13 @@ def _cmd(*args: str) -> list[str]:
 @pytest.mark.parametrize(
     ("cores", "workers", "threads", "expected"),
     [(8, 4, None, 2), (8, 3, None, 2), (2, 4, None, 1), (16, 1, None, 16), (8, 4, 3, 3)],
-    ids=["8c-4w", "8c-3w-floor", "more-workers-than-cores", "one-worker-all-cores", "explicit-threads"],
+    ids=[
+        "8c-4w",
+        "8c-3w-floor",
+        "more-workers-than-cores",
+        "one-worker-all-cores",
+        "explicit-threads",
+    ],
 )
 def test_plan_splits_cores_without_oversubscribing(
     monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, threads: int | None, expected: int
@@ -67,7 +73,9 @@ def three_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
     ids=["auto-round-robin", "cuda-round-robin", "one-gpu-pinned", "devices-list", "devices-cpu"],
 )
-def test_plan_gives_each_worker_a_device(device: str, devices: tuple[str, ...], workers: int, expected: list[str]) -> None:
+def test_plan_gives_each_worker_a_device(
+    device: str, devices: tuple[str, ...], workers: int, expected: list[str]
+) -> None:
     slots = plan_workers(RunConfig(workers=workers, device=device), devices)
     assert [s.device for s in slots] == expected
 
@@ -103,7 +111,11 @@ def test_heartbeat_settings_default_and_override(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize(
     ("interval", "grace", "match"),
-    [("0", "3", "whole number of seconds"), ("1", "x", "whole number"), ("5", "5", "must be longer than")],
+    [
+        ("0", "3", "whole number of seconds"),
+        ("1", "x", "whole number"),
+        ("5", "5", "must be longer than"),
+    ],
     ids=["zero", "not-a-number", "grace-not-longer"],
 )
 def test_heartbeat_settings_reject_bad_overrides(
@@ -116,7 +128,9 @@ def test_heartbeat_settings_reject_bad_overrides(
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupts_raise_turns_the_first_signal_into_keyboardinterrupt(sig: signal.Signals) -> None:
+def test_interrupts_raise_turns_the_first_signal_into_keyboardinterrupt(
+    sig: signal.Signals,
+) -> None:
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(KeyboardInterrupt), interrupts_raise(second="ignore") as intr:
         os.kill(os.getpid(), sig)
@@ -129,10 +143,12 @@ def test_interrupts_raise_turns_the_first_signal_into_keyboardinterrupt(sig: sig
 
 
 def _check_exact(url: str, study_name: str, expected: int) -> list[optuna.trial.FrozenTrial]:
-    """Every trial finished, numbered 0..expected-1 once each, curves consistent, none duplicated."""
+    """All trials finished, numbered 0..expected-1 once each, curves consistent, none duplicated."""
     trials = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
     assert sorted(t.number for t in trials) == list(range(expected))
-    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}, Counter(t.state for t in trials)
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}, Counter(
+        t.state for t in trials
+    )
     for t in trials:
         curve = t.user_attrs[keys.VAL_ACC_CURVE]
         assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == curve
@@ -144,18 +160,46 @@ def _check_exact(url: str, study_name: str, expected: int) -> list[optuna.trial.
     return trials
 
 
-def _search(url: str, study_name: str, *, trials: int, workers: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _search(
+    url: str, study_name: str, *, trials: int, workers: int, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _cmd("run", "--dataset", "digits", "--epochs", "2", "--strategy", "random", "--pruner", "none",
-             "--trials", str(trials), "--workers", str(workers), "--storage", url, "--study-name", study_name),
-        capture_output=True, text=True, timeout=400, cwd=tmp_path,
+        _cmd(
+            "run",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--strategy",
+            "random",
+            "--pruner",
+            "none",
+            "--trials",
+            str(trials),
+            "--workers",
+            str(workers),
+            "--storage",
+            url,
+            "--study-name",
+            study_name,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_parallel_workers_add_exactly_the_asked_trials(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+def test_parallel_workers_add_exactly_the_asked_trials(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 's.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     name = f"par-{uuid.uuid4().hex[:8]}"
 
     first = _search(url, name, trials=10, workers=3, tmp_path=tmp_path)
@@ -175,3 +219,43 @@ def test_parallel_workers_add_exactly_the_asked_trials(backend: str, tmp_path: P
     for t in trials:  # the first run's trials are untouched
         assert by_number[t.number].value == t.value
         assert by_number[t.number].intermediate_values == t.intermediate_values
+
+
+# Each hammering process: open the storage the way bnsearch does (WAL, busy timeout,
+# heartbeats), then write trials as fast as it can; any "database is locked" raises (catch=()).
+_HAMMER = """
+import sys, optuna
+from bnsearch.study import open_storage
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+study = optuna.load_study(study_name="hammer", storage=open_storage(sys.argv[1]),
+                          sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[2])))
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    for step in range(3):
+        trial.report(x * step, step)
+    trial.set_user_attr("curve", [x] * 10)
+    return x
+study.optimize(objective, n_trials=int(sys.argv[3]), catch=())
+"""
+
+
+@pytest.mark.slow
+def test_sqlite_holds_concurrent_writers_without_lock_errors(tmp_path: Path) -> None:
+    from bnsearch.study import open_storage
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="hammer", storage=open_storage(url))
+    n_procs, n_trials = 4, 100
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _HAMMER, url, str(i), str(n_trials)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(n_procs)
+    ]
+    outputs = [p.communicate(timeout=500) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+        assert "locked" not in err
+    trials = optuna.load_study(study_name="hammer", storage=url).trials
+    assert len(trials) == n_procs * n_trials
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    assert sorted(t.number for t in trials) == list(range(n_procs * n_trials))
