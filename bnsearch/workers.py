@@ -98,7 +98,7 @@ def usable_cores() -> int:
 
 
 def plan_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[WorkerSlot, ...]:
-    """Give each of ``cfg.workers`` workers a device and a share of the CPU threads.
+    """Give each of ``cfg.workers`` workers (at most one per trial) a device and a CPU share.
 
     Args:
         cfg: The run; ``workers``, ``device`` and ``threads`` are read.
@@ -121,9 +121,11 @@ def plan_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[WorkerSlo
 
             if torch.cuda.device_count() > 1:
                 resolved = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    # More workers than trials would only start processes that find no ticket.
+    n = min(cfg.workers, cfg.trials)
     # Split the cores so N workers never run more threads than there are cores.
-    threads = cfg.threads or max(1, usable_cores() // cfg.workers)
-    return tuple(WorkerSlot(i, resolved[i % len(resolved)], threads) for i in range(cfg.workers))
+    threads = cfg.threads or max(1, usable_cores() // n)
+    return tuple(WorkerSlot(i, resolved[i % len(resolved)], threads) for i in range(n))
 
 
 def parse_devices(text: str | None) -> tuple[str, ...]:

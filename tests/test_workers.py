@@ -80,6 +80,12 @@ def test_plan_gives_each_worker_a_device(
     assert [s.device for s in slots] == expected
 
 
+def test_plan_starts_no_more_workers_than_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bnsearch.workers.usable_cores", lambda: 8)
+    slots = plan_workers(RunConfig(workers=6, trials=2, device="cpu"))
+    assert [(s.index, s.threads) for s in slots] == [(0, 4), (1, 4)]
+
+
 @pytest.mark.usefixtures("three_gpus")
 def test_plan_rejects_a_missing_gpu() -> None:
     with pytest.raises(ConfigError, match=r"--device cuda:7: no such GPU; this machine has 3"):
