@@ -54,6 +54,11 @@ def user_errors() -> Iterator[None]:
             raise
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:  # Ctrl-C before a study was open (a search handles its own)
+        if _opts.debug:
+            raise
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(code=130) from None
 
 
 def _configure_logging(verbosity: int) -> None:

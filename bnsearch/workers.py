@@ -273,7 +273,7 @@ def run_workers(
             name=f"bnsearch-worker-{slot.index}",
         )
         procs.append(p)
-    watch = _Watch(setup.study, n_existing=setup.n_existing, on_trial=on_trial)
+    watch = _Watch(setup.study, on_trial=on_trial)
     signum = None
     with interrupts_raise(second="default") as intr:
         try:
@@ -316,11 +316,8 @@ def _stop(procs: Sequence[Any], signum: int) -> None:
 class _Watch:
     """Polls the storage for trials of this run that finished and passes them to ``on_trial``."""
 
-    def __init__(
-        self, study: optuna.Study, *, n_existing: int, on_trial: TrialCallback | None
-    ) -> None:
+    def __init__(self, study: optuna.Study, *, on_trial: TrialCallback | None) -> None:
         self.study = study
-        self.n_existing = n_existing
         self.on_trial = on_trial
         self.workers: set[str] = set()
         self.seen: set[int] = set()
