@@ -23,7 +23,10 @@ from bnsearch.cli import app
 from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL
 
 # Long enough (a few seconds per trial on digits) that a signal lands mid-trial.
-LONG_TRIALS = ("--dataset", "digits", "--epochs", "12", "--strategy", "random", "--pruner", "none")
+EPOCHS = 16
+LONG_TRIALS = (
+    "--dataset", "digits", "--epochs", str(EPOCHS), "--strategy", "random", "--pruner", "none"
+)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -59,11 +62,15 @@ def _wait_for(
     pytest.fail(f"timed out waiting for the study to reach the wanted state:\n{proc.communicate()}")
 
 
+def _mid_trial(t: FrozenTrial) -> bool:
+    """Running, with at least one epoch reported and at least half its epochs still to go, so a
+    signal sent now lands before the trial can finish."""
+    return t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= EPOCHS // 2
+
+
 def _finished_and_running(trials: list[FrozenTrial]) -> bool:
-    """At least one finished trial and one running trial that has reported an epoch."""
-    return any(t.state in FINISHED for t in trials) and any(
-        t.state == TrialState.RUNNING and t.intermediate_values for t in trials
-    )
+    """At least one finished trial and one trial in the middle of its training."""
+    return any(t.state in FINISHED for t in trials) and any(_mid_trial(t) for t in trials)
 
 
 def _snapshot(trials: list[FrozenTrial]) -> dict[int, tuple[Any, ...]]:
@@ -132,7 +139,7 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
     )
     trials = _wait_for(url, name, proc, _finished_and_running)
     before = _snapshot(trials)
-    running = [t.number for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+    running = [t.number for t in trials if _mid_trial(t)]
 
     t0 = time.monotonic()
     (os.killpg if target == "group" else os.kill)(proc.pid, sig)
@@ -203,7 +210,7 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
     )
     trials = _wait_for(url, name, proc, _finished_and_running)
     before = _snapshot(trials)
-    victim = next(t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values)
+    victim = next(t for t in trials if _mid_trial(t))
     victim_pid = int(victim.user_attrs[keys.WORKER].rsplit(":", 1)[1])
     assert victim_pid != proc.pid  # a worker, not the parent
     os.kill(victim_pid, signal.SIGKILL)
