@@ -181,7 +181,7 @@ def _interrupted(study: optuna.Study, signum: int | None) -> None:
     name = signal.Signals(signum).name if signum else "SIGINT"
     n = len(study.get_trials(deepcopy=False))
     typer.echo(
-        f"interrupted by {name}: the running trial was closed as failed (reason 'interrupted'); "
+        f"interrupted by {name}: running trials were closed as failed (reason 'interrupted'); "
         f"{n} trials in study '{study.study_name}'; rerun the same command to resume",
         err=True,
     )

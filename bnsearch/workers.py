@@ -356,20 +356,24 @@ def _worker_main(
     This is a process entry point (like ``cli.py``), so it owns the process: it sets threads
     and logging, and it exits with 2 on bad input and 128 + signal after an interrupt.
     """
-    import optuna
-    import torch
-
-    logging.basicConfig(
-        level=logging.WARNING if verbosity <= 0 else logging.INFO,
-        format=f"%(levelname)s worker {index}: %(message)s",
-    )
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
-    torch.set_num_threads(cfg.threads or 1)
-    from bnsearch.search import make_objective, prepare_search
-
-    study = None
+    study: optuna.Study | None = None
+    # Handlers first, before the slow imports: a Ctrl-C during start-up then ends the worker
+    # quietly instead of printing an import traceback.
     with interrupts_raise(second="ignore") as intr:
         try:
+            import optuna
+            import torch
+
+            logging.basicConfig(
+                level=logging.WARNING if verbosity <= 0 else logging.INFO,
+                format=f"%(levelname)s worker {index}: %(message)s",
+            )
+            optuna.logging.set_verbosity(
+                optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR
+            )
+            torch.set_num_threads(cfg.threads or 1)
+            from bnsearch.search import make_objective, prepare_search
+
             setup = prepare_search(cfg, worker_index=index)
             study = setup.study
             objective = make_objective(setup)

@@ -151,7 +151,7 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert [line for line in lines if "interrupted" in line] == [lines[-1]]
-    assert lines[-1].startswith(f"interrupted by {sig.name}: the running trial was closed")
+    assert lines[-1].startswith(f"interrupted by {sig.name}: running trials were closed as failed")
     assert "rerun the same command to resume" in lines[-1]
 
     trials = _trials(url, name)
