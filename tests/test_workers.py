@@ -196,6 +196,21 @@ def _search(
     )
 
 
+def test_two_workers_add_exactly_the_asked_trials_fast(tmp_path: Path) -> None:
+    """The cheap version of the parallel test below, for the default run."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    result = subprocess.run(
+        _cmd("run", "--dataset", "digits", "--epochs", "1", "--strategy", "random",
+             "--trials", "3", "--workers", "2", "--storage", url, "--study-name", "fast"),
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2 workers on cpu" in result.stdout and "trial 3/3" in result.stdout
+    trials = optuna.load_study(study_name="fast", storage=url).get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == [0, 1, 2]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_parallel_workers_add_exactly_the_asked_trials(
