@@ -115,7 +115,7 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
     """
     _check_url(url)
     path = sqlite_path(url)
-    interval_s, grace_s = heartbeat_settings()
+    interval_s, grace_s = heartbeat_settings() if heartbeat else (0, 0)
     engine_kwargs: dict[str, Any] = {}
     if path is not None:
         _prepare_sqlite(path, create=create)
