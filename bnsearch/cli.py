@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -53,6 +53,11 @@ def user_errors() -> Iterator[None]:
             raise
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:  # Ctrl-C before a study was open (a search handles its own)
+        if _opts.debug:
+            raise
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(code=130) from None
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -109,10 +114,12 @@ def run(
     space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
     seed: Annotated[int, typer.Option(help="Root seed: splits, initialisation, batch order, sampler.")] = 0,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads per worker [default: cores / workers].")] = None,
     skopt_estimator: Annotated[str | None, typer.Option(help="--strategy skopt: surrogate model GP, RF, ET or GBRT [default: GP].")] = None,
     skopt_acq: Annotated[str | None, typer.Option(help="--strategy skopt: acquisition function gp_hedge, EI, PI or LCB [default: gp_hedge].")] = None,
     preset: Annotated[str | None, typer.Option(help="Named settings, e.g. 'findings' (enough trials for every BN finding of the report); options given here override it.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes sharing the study on this machine (one per GPU is a good start).")] = 1,
+    devices: Annotated[str | None, typer.Option(help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 [default: every GPU when --device is auto/cuda].")] = None,
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -143,12 +150,23 @@ def run(
             strategy_options={
                 k: v for k, v in (("skopt_estimator", skopt_estimator), ("skopt_acq", skopt_acq)) if v is not None
             },
+            workers=workers,
         )
         _configure_logging(_opts.verbosity)
         cfg.validate()
+        from bnsearch.workers import parse_devices
+
+        device_list = parse_devices(devices)
+        if cfg.workers > 1:
+            _run_workers(cfg, device_list)
+            return
+        if device_list:
+            cfg = replace(cfg, device=device_list[0])
+            cfg.validate()
         n_threads = set_threads(cfg.threads, cfg.workers)
         from bnsearch.progress import SearchProgress
         from bnsearch.search import optimize, prepare_search
+        from bnsearch.workers import close_interrupted, interrupts_raise, worker_id
 
         setup = prepare_search(cfg)
         study = setup.study
@@ -159,9 +177,62 @@ def run(
             f"{f' ({n_threads} threads)' if setup.data.device.type == 'cpu' else ''}",
             highlight=False,
         )
-        with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:
-            optimize(setup, callbacks=[progress])
+        with interrupts_raise() as intr:
+            try:
+                with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:
+                    optimize(setup, callbacks=[progress])
+            except KeyboardInterrupt:
+                close_interrupted(study, worker_id())
+                _interrupted(study, intr.signum)
         _print_summary(study, elapsed_s=progress.elapsed_s)
+
+
+def _interrupted(study: optuna.Study, signum: int | None) -> None:
+    """One line for a stopped run, then exit 128 + signal (130 for Ctrl-C, 143 for SIGTERM)."""
+    import signal
+
+    from bnsearch.workers import exit_code
+
+    name = signal.Signals(signum).name if signum else "SIGINT"
+    n = len(study.get_trials(deepcopy=False))
+    typer.echo(
+        f"interrupted by {name}: running trials were closed as failed (reason 'interrupted'); "
+        f"{n} trials in study '{study.study_name}'; rerun the same command to resume",
+        err=True,
+    )
+    raise typer.Exit(code=exit_code(signum))
+
+
+def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
+    """``run --workers N``: N processes on one storage, progress of the whole study."""
+    from bnsearch.progress import SearchProgress
+    from bnsearch.workers import prepare_workers, run_workers
+
+    setup, slots = prepare_workers(cfg, devices)
+    study = setup.study
+    verb = "resuming" if setup.resumed else "created"
+    placement = ", ".join(sorted({s.device for s in slots}))
+    console.print(
+        f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
+        f"in {cfg.storage} · "
+        f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
+        f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each)",
+        highlight=False,
+    )
+    with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:
+        outcome = run_workers(setup, slots, on_trial=progress, verbosity=_opts.verbosity)
+    if outcome.signum is not None:
+        _interrupted(study, outcome.signum)
+    _print_summary(study, elapsed_s=progress.elapsed_s)
+    if outcome.failed_workers:
+        for e in outcome.failed_workers:
+            typer.echo(
+                f"warning: worker {e.slot.index} (pid {e.pid}) {e.how}; a trial it was running "
+                "is marked failed once its heartbeat goes stale and is retried by a later trial "
+                "or the next run",
+                err=True,
+            )
+        raise typer.Exit(code=1)
 
 
 def _print_summary(study: optuna.Study, *, elapsed_s: float) -> None:

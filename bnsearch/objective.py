@@ -44,8 +44,10 @@ class Objective:
         history: list[EpochMetrics] = []
 
         def on_epoch(m: EpochMetrics) -> bool:
-            history.append(m)
             trial.report(m.val_acc, m.epoch)
+            # Appended after the report, so a Ctrl-C that lands inside report() leaves the
+            # curves equal to the intermediate values that reached the storage.
+            history.append(m)
             return trial.should_prune()
 
         try:

@@ -7,7 +7,9 @@ resume) is checked in ``prepare_search`` before a trial starts.
 from __future__ import annotations
 
 import logging
+import os
 import platform
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -24,7 +26,7 @@ from bnsearch.pruners import make_pruner
 from bnsearch.samplers import SamplerContext, get_strategy, make_sampler
 from bnsearch.seeding import derive_seed
 from bnsearch.space import CategoricalParam, FixedParam, IntParam, SearchSpace
-from bnsearch.study import create_or_resume, open_storage
+from bnsearch.study import create_or_resume, open_storage, sqlite_path
 from bnsearch.train import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -109,11 +111,14 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0) -> SearchSetup:
     if name in {s.study_name for s in storage.get_all_studies()}:
         n_existing = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
     # A resumed run must not replay the first run's random draws: the sampler seed also
-    # depends on how many trials exist and on which worker this is.
+    # depends on how many trials exist and on which worker this is. On a database server,
+    # processes on other machines may join at the same moment with the same --seed and trial
+    # count, so there the process (host:pid) is part of the seed too.
+    joiner = () if sqlite_path(cfg.storage) else (f"{socket.gethostname()}:{os.getpid()}",)
     sampler = make_sampler(
         cfg.strategy,
         SamplerContext(
-            seed=derive_seed(cfg.seed, "sampler", cfg.strategy, n_existing, worker_index),
+            seed=derive_seed(cfg.seed, "sampler", cfg.strategy, n_existing, worker_index, *joiner),
             space=space,
             n_startup_trials=n_startup_trials(cfg.trials),
             options=cfg.strategy_options,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import warnings
 from pathlib import Path
@@ -19,7 +20,38 @@ _SCHEMES = ("sqlite", "postgresql", "mysql")
 HEARTBEAT_INTERVAL_S = 20  # a running trial writes a heartbeat this often
 GRACE_PERIOD_S = 60  # a trial silent this long is failed (its process died) and retried
 SQLITE_TIMEOUT_S = 60  # wait this long for a lock before "database is locked"
+PG_CONNECT_TIMEOUT_S = 10  # give up connecting to a PostgreSQL server after this long
 MAX_RETRY = 2  # times a trial whose process died is re-queued
+# Environment overrides of the two heartbeat settings (whole seconds), for tests and for sites
+# whose trials may stall longer than a minute without their process having died.
+ENV_HEARTBEAT_INTERVAL = "BNSEARCH_HEARTBEAT_INTERVAL_S"
+ENV_GRACE_PERIOD = "BNSEARCH_GRACE_PERIOD_S"
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """``(interval_s, grace_period_s)``: the defaults or the ``BNSEARCH_*_S`` environment overrides.
+
+    Raises:
+        StudyError: an override is not a positive whole number, or the grace period is not
+            longer than the interval.
+    """
+    values = []
+    defaults = ((ENV_HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL_S), (ENV_GRACE_PERIOD, GRACE_PERIOD_S))
+    for var, default in defaults:
+        raw = os.environ.get(var, "").strip()
+        if not raw:
+            values.append(default)
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise StudyError(f"{var} must be a whole number of seconds ≥ 1, got {raw!r}")
+        values.append(int(raw))
+    interval, grace = values
+    if grace <= interval:
+        raise StudyError(
+            f"the heartbeat grace period ({grace} s) must be longer than the interval ({interval} s); "
+            f"check {ENV_GRACE_PERIOD} and {ENV_HEARTBEAT_INTERVAL}"
+        )
+    return interval, grace
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -83,12 +115,16 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
     """
     _check_url(url)
     path = sqlite_path(url)
+    interval_s, grace_s = heartbeat_settings() if heartbeat else (0, 0)
     engine_kwargs: dict[str, Any] = {}
     if path is not None:
         _prepare_sqlite(path, create=create)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
+        if url.startswith("postgresql"):
+            # An unreachable server should fail in seconds, not after the OS's TCP timeout.
+            engine_kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
     try:
         with warnings.catch_warnings():
             # Heartbeats are "experimental" in Optuna's terms but are its documented way to
@@ -97,8 +133,8 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
             hb: dict[str, Any] = {}
             if heartbeat:
                 hb = {
-                    "heartbeat_interval": HEARTBEAT_INTERVAL_S,
-                    "grace_period": GRACE_PERIOD_S,
+                    "heartbeat_interval": interval_s,
+                    "grace_period": grace_s,
                     "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
                         max_retry=MAX_RETRY
                     ),
@@ -168,7 +204,10 @@ def create_or_resume(
         if stored is None:
             raise StudyError(f"study '{name}' was not created by bnsearch; choose another --study-name")
         if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-            raise StudyError(f"study '{name}' minimizes; bnsearch studies maximize validation accuracy")
+            raise StudyError(
+                f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; "
+                "choose another --study-name"
+            )
         diff = identity_mismatches(stored, identity)
         if diff:
             details = "; ".join(f"{k}: study has {stored.get(k)!r}, this run has {identity.get(k)!r}" for k in diff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -53,3 +54,38 @@ def tiny_digits(digits_splits: Splits) -> DeviceData:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 's.db'}"
+
+
+POSTGRES_URL_ENV = "BNSEARCH_TEST_POSTGRES_URL"  # set by .ci/run (and .ci/postgres.sh for you)
+
+
+def _postgres_problem(url: str | None) -> str | None:
+    """Why the test PostgreSQL server cannot be used, or None when it can."""
+    if not url:
+        return (
+            f"{POSTGRES_URL_ENV} is not set; start a server with: "
+            f"export {POSTGRES_URL_ENV}=$(.ci/postgres.sh start)"
+        )
+    try:
+        import psycopg
+
+        libpq_url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(libpq_url, connect_timeout=5):
+            return None
+    except Exception as e:  # driver missing, server down, bad credentials: all "not usable"
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        return f"PostgreSQL at {url} is unreachable: {first_line}"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """URL of the test PostgreSQL server: skipped locally when none runs, a failure in CI."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    problem = _postgres_problem(url)
+    if problem is not None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {problem}")
+        pytest.skip(problem)
+    assert url is not None
+    return url
+
