@@ -51,7 +51,7 @@ _y = np.repeat(np.arange(3), 10)
 
 CASES: dict[str, Bad] = {
     "unknown-strategy": Bad(
-        lambda d: ["--strategy", "tpee"], "unknown strategy 'tpee'; choose one of: cmaes, gp"
+        lambda d: ["--strategy", "tpee"], "unknown strategy 'tpee'; choose one of: anneal, cmaes, gp"
     ),
     "unknown-pruner": Bad(
         lambda d: ["--pruner", "mean"], "unknown pruner 'mean'; choose one of: median"
