@@ -90,6 +90,9 @@ def _prepare_sqlite(path: Path, *, create: bool) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StudyError(f"cannot create the folder for {path}: {e.strerror or e}") from None
+    if not create:
+        _check_optuna_tables(path)
+        return  # read-only commands leave the file exactly as it is
     # WAL lets readers (dashboard, report) and several writers (workers) share the file;
     # the setting is stored in the database file itself.
     try:
@@ -100,6 +103,19 @@ def _prepare_sqlite(path: Path, *, create: bool) -> None:
             con.close()
     except sqlite3.Error as e:
         raise StudyError(f"cannot open SQLite database {path}: {e}") from None
+
+
+def _check_optuna_tables(path: Path) -> None:
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S)
+        try:
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='studies'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise StudyError(f"cannot read SQLite database {path}: {e}") from None
+    if found is None:
+        raise StudyError(f"{path} is a SQLite database but holds no Optuna studies; check --storage")
 
 
 def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> optuna.storages.RDBStorage:
@@ -139,7 +155,9 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
                         max_retry=MAX_RETRY
                     ),
                 }
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **hb
+            )
     except ImportError as e:
         raise StudyError(f"storage '{_redact(url)}' needs a database driver that is not installed: {e}") from None
     except Exception as e:  # SQLAlchemy raises many kinds; all mean "cannot use this storage"

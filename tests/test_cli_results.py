@@ -295,3 +295,24 @@ def test_run_with_findings_preset_then_report(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     assert out.exists()
+
+
+def test_read_only_commands_leave_a_foreign_sqlite_file_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from bnsearch.cli import app
+
+    db = tmp_path / "other.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE notes (x TEXT)")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    for args in (["studies"], ["report", "--study", "x"], ["export", "--study", "x", "--format", "csv"]):
+        result = CliRunner().invoke(app, [*args, "--storage", f"sqlite:///{db}"])
+        assert result.exit_code == 2, result.output
+        assert "holds no Optuna studies" in result.output and "Traceback" not in result.output
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal / -shm files either
