@@ -234,12 +234,12 @@ def main(argv: list[str] | None = None) -> None:
         for p in problems
         for seed in range(args.seeds)
     ]
+    results: list[tuple[float, float]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = (
-            list(pool.map(run_one, *zip(*tasks, strict=True)))
-            if args.jobs > 1
-            else [run_one(*t) for t in tasks]
-        )
+        runs = pool.map(run_one, *zip(*tasks, strict=True)) if args.jobs > 1 else (run_one(*t) for t in tasks)
+        for (s, p, seed, *_), (regret, wall_s) in zip(tasks, runs, strict=True):
+            print(f"{s:>16} {p:>10} seed {seed}: regret {regret:.4g} ({wall_s:.1f} s)", file=sys.stderr, flush=True)
+            results.append((regret, wall_s))
     regrets: dict[tuple[str, str], list[float]] = {}
     seconds: dict[str, list[float]] = {}
     for (s, p, *_), (regret, wall_s) in zip(tasks, results, strict=True):
