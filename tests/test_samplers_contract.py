@@ -8,6 +8,7 @@ search takes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -172,6 +174,21 @@ def test_pruned_and_failed_trials_do_not_break_it(strategy: str) -> None:
         _assert_valid(t, space)
 
 
+@functools.cache
+def _digits() -> Any:
+    from bnsearch.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def cached_digits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read digits once for all strategies (reading it is most of a resume test's time)."""
+    import bnsearch.search
+
+    monkeypatch.setattr(bnsearch.search, "load_dataset", lambda name: _digits())
+
+
 def _run_config(strategy: str, storage: str, trials: int) -> RunConfig:
     return RunConfig(
         strategy=strategy,
@@ -185,6 +202,7 @@ def _run_config(strategy: str, storage: str, trials: int) -> RunConfig:
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.usefixtures("cached_digits")
 def test_resume_from_storage_continues_rather_than_restarts(strategy: str, sqlite_url: str) -> None:
     """Resume the way ``bnsearch run`` does (``prepare_search`` on the same study twice)."""
     from bnsearch.search import prepare_search
