@@ -261,4 +261,6 @@ def test_two_processes_share_one_sqlite_study(
     assert all(t.state == TrialState.COMPLETE for t in trials)
     for t in trials:
         _assert_valid(t, SPACES["default"])
-    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 12
+    # Two workers asking at the same moment may now and then get one point twice (Optuna's
+    # GPSampler did in one run here); workers that mirror each other would repeat all six.
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) >= 10

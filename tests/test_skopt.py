@@ -169,6 +169,20 @@ def test_pruned_trials_are_told_with_their_last_report() -> None:
     assert ignored._observations(study, ["x"], dist) == ([[0.5]], [2.0])
 
 
+def test_running_trials_of_other_workers_get_the_worst_value() -> None:
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    for x, v in ((0.1, 0.5), (0.2, 0.9)):
+        study.add_trial(optuna.create_trial(params={"x": x}, distributions=dist, value=v))
+    other = study.ask(dist)  # another worker's trial, params set, still running
+    mine = study.ask()
+    xs, ys = SkoptSampler(seed=0)._observations(study, ["x"], dist, exclude=mine.number)
+    assert xs == [[0.1], [0.2], [other.params["x"]]]
+    assert ys == [-0.5, -0.9, -0.5]  # negated for skopt; the lie is the worst (largest) one
+    plain = SkoptSampler(seed=0, options=SkoptOptions(constant_liar=False))
+    assert plain._observations(study, ["x"], dist, exclude=mine.number)[0] == [[0.1], [0.2]]
+
+
 def test_resume_shares_what_is_known() -> None:
     """A fresh sampler on the same study asks exactly what the first would (nothing in memory)."""
     opts = SkoptOptions(n_startup_trials=3, acq_optimizer="sampling")

@@ -53,6 +53,7 @@ class SkoptOptions:
         10  # random points before the surrogate is used (skopt's n_initial_points)
     )
     consider_pruned_trials: bool = True  # tell pruned trials with their last reported value
+    constant_liar: bool = True  # tell running trials (other workers') the worst value seen
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the bad option and the choices."""
@@ -103,9 +104,11 @@ class SkoptSampler(BaseSampler):
 
     Told trials: COMPLETE ones with their value; PRUNED ones, when ``consider_pruned_trials``,
     with their last reported intermediate value (pruned trials without any report are left
-    out); FAIL and RUNNING ones never. skopt minimizes, so values of a maximized study are
-    negated. A trial whose params lie outside the current space (a narrowed range) is left
-    out.
+    out); FAIL ones never. RUNNING trials of other workers whose params are all set are told
+    the worst value seen so far (a constant liar, ``constant_liar=True``), so two workers
+    asking at the same moment don't pick the same point. skopt minimizes, so values of a
+    maximized study are negated. A trial whose params lie outside the current space (a
+    narrowed range) is left out.
 
     GBRT: skopt 0.10.2 rejects its own ``GradientBoostingQuantileRegressor`` under
     scikit-learn ≥ 1.6 ("has to be a regressor": the class lists ``BaseEstimator`` before
@@ -157,7 +160,7 @@ class SkoptSampler(BaseSampler):
             return {}
         names = sorted(search_space)
         dims = [to_dimension(search_space[n]) for n in names]
-        xs, ys = self._observations(study, names, search_space)
+        xs, ys = self._observations(study, names, search_space, exclude=trial.number)
         # skopt's random state: a 32-bit seed per trial, so a sequential seeded run repeats.
         seed = int(trial_rng(self._base_seed(), trial.number, "skopt").integers(2**31 - 1))
         optimizer = self._optimizer(dims, seed)
@@ -196,7 +199,11 @@ class SkoptSampler(BaseSampler):
         ]
 
     def _observations(
-        self, study: Study, names: Sequence[str], space: Mapping[str, BaseDistribution]
+        self,
+        study: Study,
+        names: Sequence[str],
+        space: Mapping[str, BaseDistribution],
+        exclude: int | None = None,
     ) -> tuple[list[list[Any]], list[float]]:
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
         xs: list[list[Any]] = []
@@ -208,6 +215,14 @@ class SkoptSampler(BaseSampler):
             assert value is not None  # _told_trials keeps only trials with a value
             xs.append([to_dimension_value(space[n], t.params[n]) for n in names])
             ys.append(sign * value)
+        if self._options.constant_liar and ys:
+            # Constant liar: trials still running elsewhere are told the worst value seen,
+            # so a parallel worker asking now is steered away from their points.
+            lie = max(ys)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number != exclude and all(n in t.params and _inside(space[n], t.params[n]) for n in names):
+                    xs.append([to_dimension_value(space[n], t.params[n]) for n in names])
+                    ys.append(lie)
         return xs, ys
 
     def _optimizer(self, dims: list[Any], seed: int) -> Any:
