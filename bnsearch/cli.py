@@ -96,6 +96,15 @@ def set_threads(threads: int | None, workers: int) -> int:
     return n
 
 
+def set_backends(device: str) -> None:
+    """Process-wide backend settings for training on ``device`` (entry points only)."""
+    import torch
+
+    if device.startswith("cuda"):
+        # Trials repeat the same few conv shapes, so autotuning pays off after the first batch.
+        torch.backends.cudnn.benchmark = True
+
+
 @app.command()
 def run(
     strategy: Annotated[str, typer.Option(help=_strategy_help())] = "tpe",
@@ -111,6 +120,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Root seed: splits, initialisation, batch order, sampler.")] = 0,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; faster where the device has bf16 units; part of the study).")] = "fp32",
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -128,6 +138,7 @@ def run(
             seed=seed,
             device=device,
             threads=threads,
+            precision=precision,
         )
         _configure_logging(_opts.verbosity)
         cfg.validate()
@@ -136,6 +147,7 @@ def run(
         from bnsearch.search import optimize, prepare_search
 
         setup = prepare_search(cfg)
+        set_backends(str(setup.data.device))
         study = setup.study
         verb = "resuming" if setup.resumed else "created"
         console.print(
