@@ -5,7 +5,7 @@ Two measurements, both on the default space (4 epochs, batch 128) and strategy (
   real     two searches with the same seed, one with ``--pruner median`` and one with
            ``--pruner none``; the sampler reacts to pruning, so the trials differ after the
            first prune.
-  replay   the median pruner (bnsearch's settings) replayed over the unpruned search's
+  replay   each pruner (bnsearch's, and stricter candidates) replayed over the unpruned search's
            validation curves, trial by trial in order: exactly the same trials, so the
            epochs saved and the best accuracy kept are a paired comparison.
 
@@ -39,11 +39,9 @@ def summarize(study: optuna.Study) -> tuple[int, float, int, int]:
     return epochs, best, done, pruned
 
 
-def replay_median(curves: list[list[float]], *, max_epochs: int) -> tuple[int, float]:
-    """Epochs the median pruner would let these curves train, and the best completed value."""
-    study = optuna.create_study(
-        direction="maximize", pruner=make_pruner("median", max_epochs=max_epochs)
-    )
+def replay(pruner: optuna.pruners.BasePruner, curves: list[list[float]], *, max_epochs: int) -> tuple[int, float]:
+    """Epochs ``pruner`` would let these curves train, in order, and the best completed value."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
     epochs = 0
     best = 0.0
     for curve in curves:
@@ -63,6 +61,17 @@ def replay_median(curves: list[list[float]], *, max_epochs: int) -> tuple[int, f
         else:  # diverged in the original run: stopped early there too
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     return epochs, best
+
+
+def replay_candidates(max_epochs: int) -> dict[str, optuna.pruners.BasePruner]:
+    """bnsearch's pruners plus stricter settings worth considering as the default."""
+    names = ("median", "percentile", "successive-halving", "hyperband")
+    out = {name: make_pruner(name, max_epochs=max_epochs) for name in names}
+    out["median, startup 3"] = optuna.pruners.MedianPruner(n_startup_trials=3)
+    # Optuna's percentile counts from the bad end: PercentilePruner(p) keeps the best p%.
+    out["keep top 1/3"] = optuna.pruners.PercentilePruner(100 / 3, n_startup_trials=5)
+    out["keep top 40%"] = optuna.pruners.PercentilePruner(40.0, n_startup_trials=5)
+    return out
 
 
 def main() -> None:
@@ -113,16 +122,13 @@ def main() -> None:
             f"{pruner:10} {epochs:7d} {100 * (1 - epochs / base_epochs):5.0f}% {100 * best:8.2f}% "
             f"{done:9d} {pruned:7d} {seconds[pruner]:8.0f}"
         )
-    curves = [
-        list(t.user_attrs.get(keys.VAL_ACC_CURVE, []))
-        for t in studies["none"].get_trials(deepcopy=False)
-    ]
+    curves = [list(t.user_attrs.get(keys.VAL_ACC_CURVE, [])) for t in studies["none"].get_trials(deepcopy=False)]
     max_epochs = max(len(c) for c in curves)
-    r_epochs, r_best = replay_median(curves, max_epochs=max_epochs)
-    print(
-        f"{'replay':10} {r_epochs:7d} {100 * (1 - r_epochs / base_epochs):5.0f}% {100 * r_best:8.2f}%"
-        "   (median pruner over the unpruned run's curves: the same trials)"
-    )
+    print("\nreplay: each pruner over the unpruned run's validation curves, in order (the same trials)")
+    for name, pruner in replay_candidates(max_epochs).items():
+        r_epochs, r_best = replay(pruner, curves, max_epochs=max_epochs)
+        print(f"  {name:20} {r_epochs:4d} epochs, saved {100 * (1 - r_epochs / base_epochs):3.0f}%, "
+              f"best val {100 * r_best:6.2f}% ({100 * (r_best - base_best):+.2f} points)")
     print(f"\nload average at end (1/5/15 min): {_common.load_avg()}")
 
 

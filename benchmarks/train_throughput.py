@@ -6,6 +6,8 @@ ways, trial by trial interleaved so load changes hit all of them alike:
   naive    the loop as tutorials write it: DataLoader(TensorDataset) batch 32, shuffle,
            per-batch ``loss.item()``, eval through a DataLoader under no_grad; same network,
            same lr / weight decay / momentum / init per trial.
+  before   the trainer as it was before issue 7 (commit d2b2aab: NCHW, plain SGD), same
+           batch 128; its source is read from git so both run in one process.
   fp32     bnsearch's Objective → train() (batch 128 from the default space).
   bf16     the same with TrainConfig(precision="bf16").
 It prints seconds per trial-epoch (epochs actually run) and the best validation accuracy.
@@ -14,7 +16,7 @@ Part 2 trains one fixed configuration per dataset and prints throughput as a fra
 this CPU's measured float32 matmul peak: FLOPs per epoch (train samples × forward+backward
 FLOPs + validation samples × forward FLOPs, counted by torch's FlopCounterMode) / seconds.
 
-    PYTHONPATH=. python benchmarks/train_throughput.py [--trials 8 --epochs 2 --threads 2]
+    PYTHONPATH=. python benchmarks/train_throughput.py [--trials 16 --epochs 2 --threads 2]
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import subprocess
+import sys
 import time
+import types
+from collections.abc import Callable
 
 import _common  # noqa: F401  (puts the checkout on sys.path)
 import optuna
@@ -34,9 +40,23 @@ from bnsearch.model import build_model, param_groups
 from bnsearch.objective import Objective
 from bnsearch.seeding import derive_seed
 from bnsearch.space import SearchSpace, TrialParams
-from bnsearch.train import TrainConfig, train
+from bnsearch.train import TrainConfig, TrainResult, train
 
 NAIVE_BATCH = 32
+BEFORE_COMMIT = "d2b2aab"  # the foundation's trainer, for the before/after table
+
+
+def load_before_train() -> Callable[..., TrainResult] | None:
+    """``train`` from the trainer at BEFORE_COMMIT, or None when git or the commit is missing."""
+    try:
+        src = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:bnsearch/train.py"], cwd=_common.ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    module = types.ModuleType("bnsearch_train_before")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(src, f"{BEFORE_COMMIT}:bnsearch/train.py", "exec"), module.__dict__)
+    return module.train  # type: ignore[no-any-return]
 
 
 def naive_train(
@@ -73,9 +93,10 @@ def naive_train(
     return (acc if math.isfinite(running_loss) else 0.0), p.epochs
 
 
-def same_search(data: DeviceData, *, trials: int, epochs: int, seed: int) -> None:
+def same_search(data: DeviceData, *, trials: int, epochs: int, seed: int, with_before: bool) -> None:
     space = SearchSpace.default().with_fixed(epochs=epochs)
-    variants = ("naive", "fp32", "bf16")
+    before = load_before_train() if with_before else None
+    variants = ("naive", "before", "fp32", "bf16") if before else ("naive", "fp32", "bf16")
     studies = {
         v: optuna.create_study(
             direction="maximize",
@@ -105,6 +126,15 @@ def same_search(data: DeviceData, *, trials: int, epochs: int, seed: int) -> Non
                 )
                 value, n_ep = naive_train(model, data, params, seed=seed_i)
                 study.tell(trial, value)
+            elif v == "before":
+                assert before is not None
+                params = space.suggest(trial)
+                seed_i = derive_seed(seed, "trial", trial.number)
+                model = build_model(params, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed_i)
+                result = before(model, data, params, seed=seed_i)
+                value = 0.0 if result.diverged else result.val_acc
+                n_ep = len(result.history) + (1 if result.diverged else 0)
+                study.tell(trial, value)
             else:
                 try:
                     value = objectives[v](trial)
@@ -112,7 +142,9 @@ def same_search(data: DeviceData, *, trials: int, epochs: int, seed: int) -> Non
                 except optuna.TrialPruned:  # diverged: stopped early, counts as 0
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                     value = 0.0
-                n_ep = int(study.trials[-1].user_attrs.get("epochs_run", epochs))
+                last = study.trials[-1]
+                diverged = last.state == optuna.trial.TrialState.PRUNED  # no pruner: only divergence
+                n_ep = min(int(last.user_attrs.get("epochs_run", epochs)) + diverged, epochs)
             dt = time.perf_counter() - t0
             t_trial[v] = dt / max(n_ep, 1)
             seconds[v] += dt
@@ -128,12 +160,14 @@ def same_search(data: DeviceData, *, trials: int, epochs: int, seed: int) -> Non
         f"\nsame random search: {trials} trials × {epochs} epochs, default space, mnist5k-like data "
         f"({len(data.train_y)} train / {len(data.val_y)} val), no pruning"
     )
-    print(f"{'variant':8} {'s/trial-epoch':>14} {'× naive':>8} {'best val acc':>13}")
+    print(f"{'variant':8} {'s/trial-epoch':>14} {'× naive':>8} {'best val acc':>13} {'mean of top 3':>14}")
     base = seconds["naive"] / epochs_run["naive"]
     for v in variants:
         s = seconds[v] / epochs_run[v]
-        best = max((t.value for t in studies[v].trials if t.value is not None), default=0.0)
-        print(f"{v:8} {s:14.3f} {s / base:8.2f} {100 * best:12.2f}%")
+        values = sorted((t.value for t in studies[v].trials if t.value is not None), reverse=True)
+        best = values[0] if values else 0.0
+        top3 = sum(values[:3]) / max(len(values[:3]), 1)
+        print(f"{v:8} {s:14.3f} {s / base:8.2f} {100 * best:12.2f}% {100 * top3:13.2f}%")
     print(f"median per-trial time ratio fp32/naive: {statistics.median(per_trial_ratio):.2f}")
 
 
@@ -160,12 +194,17 @@ def peak_fraction(
     fwd, fwd_bwd = _common.train_flops_per_sample(model, data.in_shape)
     flops_epoch = len(data.train_y) * fwd_bwd + len(data.val_y) * fwd
     best: dict[str, float] = {}
+    before = load_before_train()
     for _ in range(repeats):  # interleaved; best-of per variant
-        for v in ("naive b32", "fp32 b128", "bf16 b128"):
+        for v in ("naive b32", "before b128", "fp32 b128", "bf16 b128"):
             m = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=0)
             t0 = time.perf_counter()
             if v.startswith("naive"):
                 naive_train(m, data, p, seed=0)
+            elif v.startswith("before"):
+                if before is None:
+                    continue
+                before(m, data, p, seed=0)
             else:
                 train(m, data, p, seed=0, cfg=TrainConfig(precision=v.split()[0]))
             best[v] = min(best.get(v, float("inf")), (time.perf_counter() - t0) / epochs)
@@ -180,16 +219,34 @@ def peak_fraction(
         )
 
 
+def precision_accuracy(data: DeviceData, *, seeds: int, epochs: int) -> None:
+    """fp32 vs bf16 validation accuracy of one good configuration over several seeds."""
+    p = fixed_params(epochs)
+    acc: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for seed in range(seeds):
+        for precision in acc:
+            m = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed)
+            acc[precision].append(train(m, data, p, seed=seed, cfg=TrainConfig(precision=precision)).val_acc)
+    diffs = [b - a for a, b in zip(acc["fp32"], acc["bf16"], strict=True)]
+    print(f"\nbf16 vs fp32 accuracy, mnist5k, relu + BN, lr 0.05, batch 128, {epochs} epochs, seeds 0..{seeds - 1}:")
+    for precision, values in acc.items():
+        print(f"  {precision}: " + " ".join(f"{100 * v:.2f}%" for v in values)
+              + f"  mean {100 * statistics.mean(values):.2f}%")
+    print(f"  bf16 − fp32: mean {100 * statistics.mean(diffs):+.2f} points, worst {100 * min(diffs):+.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the peak-fraction timing")
     ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument("--accuracy-seeds", type=int, default=3, help="seeds for the fp32 vs bf16 accuracy check (0: skip)")
+    ap.add_argument("--with-before", action="store_true", help="also run the pre-issue-7 trainer in the search")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -204,9 +261,11 @@ def main() -> None:
         split_dataset(load_dataset("digits"), seed=derive_seed(args.seed, "split")), "cpu"
     )
     if not args.skip_search:
-        same_search(mnist, trials=args.trials, epochs=args.epochs, seed=args.seed)
+        same_search(mnist, trials=args.trials, epochs=args.epochs, seed=args.seed, with_before=args.with_before)
     peak_fraction("mnist5k", mnist, peak_gflops=peak, repeats=args.repeats, epochs=1)
     peak_fraction("digits", digits, peak_gflops=peak, repeats=args.repeats, epochs=2)
+    if args.accuracy_seeds:
+        precision_accuracy(mnist, seeds=args.accuracy_seeds, epochs=4)
     print(f"\nload average at end (1/5/15 min): {_common.load_avg()}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import tempfile
 import time
@@ -43,12 +44,14 @@ def _worker(cfg_kwargs: dict[str, Any], threads: int, index: int, barrier: Any, 
     out.put((t0, time.time()))
 
 
-def _busy(stop: Any) -> None:
+def _busy(stop: Any, parent_pid: int, max_s: float = 600.0) -> None:
+    """Spin one core until told to stop (or the parent is gone, or ``max_s`` passed)."""
     import torch
 
     torch.set_num_threads(1)
     a = torch.randn(256, 256)
-    while not stop.is_set():
+    deadline = time.time() + max_s
+    while not stop.is_set() and os.getppid() == parent_pid and time.time() < deadline:
         a @ a
 
 
@@ -112,7 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, n_busy in conditions:
             stop = ctx.Event()
-            hogs = [ctx.Process(target=_busy, args=(stop,)) for _ in range(n_busy)]
+            hogs = [ctx.Process(target=_busy, args=(stop, os.getpid()), daemon=True) for _ in range(n_busy)]
             for h in hogs:
                 h.start()
             rates: dict[tuple[int, int], list[float]] = {lay: [] for lay in layouts}

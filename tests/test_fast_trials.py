@@ -178,3 +178,18 @@ def test_precision_is_part_of_the_study_identity(tmp_path: Path) -> None:
     prepare_search(RunConfig(dataset="digits", storage=url, device="cpu", precision="fp32"))
     with pytest.raises(StudyError, match="precision: study has 'fp32', this run has 'bf16'"):
         prepare_search(RunConfig(dataset="digits", storage=url, device="cpu", precision="bf16"))
+
+
+def test_cli_rejects_unknown_precision_without_creating_a_study(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bnsearch.cli import app
+
+    db = tmp_path / "s.db"
+    result = CliRunner().invoke(
+        app, ["run", "--dataset", "digits", "--precision", "fp8", "--storage", f"sqlite:///{db}"]
+    )
+    assert result.exit_code == 2
+    assert "error: unknown precision 'fp8'; choose one of: fp32, bf16" in result.output
+    assert "Traceback" not in result.output
+    assert not db.exists()
