@@ -235,6 +235,26 @@ def precision_accuracy(data: DeviceData, *, seeds: int, epochs: int) -> None:
     print(f"  bf16 − fp32: mean {100 * statistics.mean(diffs):+.2f} points, worst {100 * min(diffs):+.2f}")
 
 
+def lr_sweep(data: DeviceData, *, lrs: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4), epochs: int = 2) -> None:
+    """Val accuracy and s/epoch per lr: naive batch 32 vs the trainer at batch 64 / 128, fp32 / bf16."""
+    import dataclasses
+
+    print(f"\nlr sweep, mnist5k, relu + BN, {epochs} epochs, seed 1: val acc and s/epoch")
+    for lr in lrs:
+        row = []
+        for v in ("naive b32", "fp32 b64", "fp32 b128", "bf16 b64", "bf16 b128"):
+            bs = int(v.split("b")[-1])
+            p = dataclasses.replace(fixed_params(epochs), lr=lr, batch_size=bs)
+            m = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=1)
+            t0 = time.perf_counter()
+            if v.startswith("naive"):
+                acc, _ = naive_train(m, data, p, seed=1)
+            else:
+                acc = train(m, data, p, seed=1, cfg=TrainConfig(precision=v.split()[0])).val_acc
+            row.append(f"{v} {100 * acc:5.1f}% {(time.perf_counter() - t0) / epochs:5.2f}s")
+        print(f"  lr {lr:<5} " + " | ".join(row), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -245,6 +265,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the peak-fraction timing")
     ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument("--lr-sweep", action="store_true", help="also print accuracy per lr and batch size (~1-2 min)")
     ap.add_argument("--accuracy-seeds", type=int, default=3, help="seeds for the fp32 vs bf16 accuracy check (0: skip)")
     ap.add_argument("--with-before", action="store_true", help="also run the pre-issue-7 trainer in the search")
     args = ap.parse_args()
@@ -264,6 +285,8 @@ def main() -> None:
         same_search(mnist, trials=args.trials, epochs=args.epochs, seed=args.seed, with_before=args.with_before)
     peak_fraction("mnist5k", mnist, peak_gflops=peak, repeats=args.repeats, epochs=1)
     peak_fraction("digits", digits, peak_gflops=peak, repeats=args.repeats, epochs=2)
+    if args.lr_sweep:
+        lr_sweep(mnist)
     if args.accuracy_seeds:
         precision_accuracy(mnist, seeds=args.accuracy_seeds, epochs=4)
     print(f"\nload average at end (1/5/15 min): {_common.load_avg()}")
