@@ -56,7 +56,7 @@ def _busy(stop: Any, parent_pid: int, max_s: float = 600.0) -> None:
 
 
 def run_layout(
-    processes: int, threads: int, *, trials: int, epochs: int, tmp: Path, tag: str
+    processes: int, threads: int, *, trials: int, epochs: int, tmp: Path, tag: str, precision: str = "fp32"
 ) -> float:
     """Trials per minute of ``processes`` workers × ``threads`` threads sharing one study."""
     from bnsearch.config import RunConfig
@@ -72,6 +72,7 @@ def run_layout(
         storage=f"sqlite:///{tmp / f'{tag}.db'}",
         study_name=tag,
         device="cpu",
+        precision=precision,
     )
     prepare_search(RunConfig(**cfg))  # create the study once, as the parent of --workers does
     barrier = ctx.Barrier(processes)
@@ -98,6 +99,7 @@ def main() -> None:
     )
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", help="fp32 or bf16")
     ap.add_argument(
         "--busy",
         type=int,
@@ -130,6 +132,7 @@ def main() -> None:
                             epochs=args.epochs,
                             tmp=Path(tmp),
                             tag=tag,
+                            precision=args.precision,
                         )
                         rates[(procs, threads)].append(rate)
                         print(
