@@ -93,8 +93,10 @@ def naive_train(
     return (acc if math.isfinite(running_loss) else 0.0), p.epochs
 
 
-def same_search(data: DeviceData, *, trials: int, epochs: int, seed: int, with_before: bool) -> None:
-    space = SearchSpace.default().with_fixed(epochs=epochs)
+def same_search(
+    data: DeviceData, *, trials: int, epochs: int, seed: int, with_before: bool, batch_size: int | None = None
+) -> None:
+    space = SearchSpace.default().with_fixed(epochs=epochs, batch_size=batch_size)
     before = load_before_train() if with_before else None
     variants = ("naive", "before", "fp32", "bf16") if before else ("naive", "fp32", "bf16")
     studies = {
@@ -157,7 +159,7 @@ def same_search(data: DeviceData, *, trials: int, epochs: int, seed: int, with_b
             flush=True,
         )
     print(
-        f"\nsame random search: {trials} trials × {epochs} epochs, default space, mnist5k-like data "
+        f"\nsame random search: {trials} trials × {epochs} epochs, default space (bnsearch batch {batch_size or 128}), mnist5k-like data "
         f"({len(data.train_y)} train / {len(data.val_y)} val), no pruning"
     )
     print(f"{'variant':8} {'s/trial-epoch':>14} {'× naive':>8} {'best val acc':>13} {'mean of top 3':>14}")
@@ -261,6 +263,7 @@ def main() -> None:
     )
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=None, help="bnsearch's batch size in the search (default: the space's 128)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the peak-fraction timing")
@@ -282,7 +285,9 @@ def main() -> None:
         split_dataset(load_dataset("digits"), seed=derive_seed(args.seed, "split")), "cpu"
     )
     if not args.skip_search:
-        same_search(mnist, trials=args.trials, epochs=args.epochs, seed=args.seed, with_before=args.with_before)
+        same_search(
+            mnist, trials=args.trials, epochs=args.epochs, seed=args.seed, with_before=args.with_before, batch_size=args.batch_size
+        )
     peak_fraction("mnist5k", mnist, peak_gflops=peak, repeats=args.repeats, epochs=1)
     peak_fraction("digits", digits, peak_gflops=peak, repeats=args.repeats, epochs=2)
     if args.lr_sweep:
