@@ -120,6 +120,7 @@ def run(
     preset: Annotated[str | None, typer.Option(help="Named settings, e.g. 'findings' (enough trials for every BN finding of the report); options given here override it.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study on this machine (one per GPU is a good start).")] = 1,
     devices: Annotated[str | None, typer.Option(help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 [default: every GPU when --device is auto/cuda].")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; faster where the device has bf16 units; part of the study).")] = "fp32",
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -151,6 +152,7 @@ def run(
                 k: v for k, v in (("skopt_estimator", skopt_estimator), ("skopt_acq", skopt_acq)) if v is not None
             },
             workers=workers,
+            precision=precision,
         )
         _configure_logging(_opts.verbosity)
         cfg.validate()
@@ -169,6 +171,9 @@ def run(
         from bnsearch.workers import close_interrupted, interrupts_raise, worker_id
 
         setup = prepare_search(cfg)
+        from bnsearch.workers import set_backends
+
+        set_backends(str(setup.data.device))
         study = setup.study
         verb = "resuming" if setup.resumed else "created"
         console.print(

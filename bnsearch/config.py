@@ -33,6 +33,7 @@ class RunConfig:
     threads: int | None = None  # torch CPU threads per worker; default: all cores / workers
     widths: tuple[int, int] = (32, 64)  # conv channels; part of the study's identity
     workers: int = 1  # worker processes sharing the storage
+    precision: str = "fp32"  # fp32 or bf16 (autocast); part of the study's identity
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. skopt estimator
 
     def validate(self) -> None:
@@ -55,7 +56,8 @@ class RunConfig:
             raise ConfigError(f"--widths must be positive, got {self.widths}")
         if self.study_name is not None and not self.study_name.strip():
             raise ConfigError("--study-name must not be empty")
-        resolve_device(self.device)
+        device = resolve_device(self.device)
+        _check_precision(self.precision, device)
 
     @property
     def resolved_study_name(self) -> str:
@@ -100,3 +102,16 @@ def resolve_device(device: str) -> str:
                 )
         return name
     raise ConfigError(f"unknown device '{device}'; choose one of: {DEVICE_CHOICES}")
+
+
+def _check_precision(precision: str, device: str) -> None:
+    from bnsearch.train import PRECISIONS, bf16_supported
+
+    if precision not in PRECISIONS:
+        choices = ", ".join(PRECISIONS)
+        raise ConfigError(f"unknown precision '{precision}'; choose one of: {choices}")
+    if precision == "bf16" and not bf16_supported(device):
+        raise ConfigError(
+            f"--precision bf16: device {device} has no native bf16 support (it would run slower "
+            "than fp32); use --precision fp32"
+        )

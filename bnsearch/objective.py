@@ -5,11 +5,13 @@ This is the only module that writes trial attributes (names in ``keys.py``).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
 
 import optuna
+import torch
 
 from bnsearch import keys
 from bnsearch.data import DeviceData
@@ -17,6 +19,8 @@ from bnsearch.model import ModelConfig, build_model
 from bnsearch.seeding import derive_seed
 from bnsearch.space import SearchSpace
 from bnsearch.train import EpochMetrics, TrainConfig, TrainResult, train
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,9 +37,11 @@ class Objective:
     root_seed: int  # the run's --seed; each trial derives its own from it and its number
     model_cfg: ModelConfig = ModelConfig()
     train_cfg: TrainConfig = TrainConfig()
+    threads: int | None = None  # torch CPU threads each trial trains with; None: leave as is
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.suggest(trial)
+        self._restore_threads()
         seed = derive_seed(self.root_seed, "trial", trial.number)
         trial.set_user_attr(keys.TRIAL_SEED, seed)
         trial.set_user_attr(keys.DEVICE, str(self.data.device))
@@ -76,6 +82,20 @@ class Objective:
             trial.set_user_attr(keys.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
         return result.val_acc
+
+
+    def _restore_threads(self) -> None:
+        # Sampling (relative and independent) is over once suggest() returns. A sampler may
+        # have changed torch's process-wide thread count (Optuna's GPSampler sets one thread
+        # while it optimizes and restores it on exit; a sampler that does not would make every
+        # later trial train on one core).
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            logger.warning(
+                "torch threads were %d after sampling; restoring %d for training",
+                torch.get_num_threads(),
+                self.threads,
+            )
+            torch.set_num_threads(self.threads)
 
 
 def _write_curves(trial: optuna.Trial, history: list[EpochMetrics], result: TrainResult | None) -> None:

@@ -16,6 +16,7 @@ from importlib import metadata
 from typing import Any
 
 import optuna
+import torch
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_device
@@ -70,6 +71,7 @@ def study_identity(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
         "val_fraction": VAL_FRACTION,
         "test_fraction": TEST_FRACTION,
         "decay_bn_params": TrainConfig().decay_bn_params,
+        "precision": cfg.precision,
         "direction": "maximize",
     }
 
@@ -143,6 +145,9 @@ def make_objective(setup: SearchSetup) -> Objective:
         data=setup.data,
         root_seed=setup.cfg.seed,
         model_cfg=ModelConfig(widths=setup.cfg.widths),
+        train_cfg=TrainConfig(precision=setup.cfg.precision),
+        # The entry point has set the threads by now; each trial trains with this many.
+        threads=torch.get_num_threads() if setup.data.device.type == "cpu" else None,
     )
 
 

@@ -343,6 +343,15 @@ class _Watch:
                 self.on_trial(self.study, t)
 
 
+def set_backends(device: str) -> None:
+    """Process-wide backend settings for training on ``device`` (entry points only)."""
+    import torch
+
+    if device.startswith("cuda"):
+        # Trials repeat the same few conv shapes, so autotuning pays off after the first batch.
+        torch.backends.cudnn.benchmark = True
+
+
 def _worker_main(
     cfg: RunConfig,
     index: int,
@@ -375,6 +384,7 @@ def _worker_main(
             from bnsearch.search import make_objective, prepare_search
 
             setup = prepare_search(cfg, worker_index=index)
+            set_backends(str(setup.data.device))
             study = setup.study
             objective = make_objective(setup)
             try:

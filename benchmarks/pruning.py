@@ -1,0 +1,136 @@
+# ruff: noqa: E501  (wide report lines read better unwrapped)
+"""Pruning: the default search with the median pruner vs no pruner.
+
+Two measurements, both on the default space (4 epochs, batch 128) and strategy (tpe):
+  real     two searches with the same seed, one with ``--pruner median`` and one with
+           ``--pruner none``; the sampler reacts to pruning, so the trials differ after the
+           first prune.
+  replay   each pruner (bnsearch's, and stricter candidates) replayed over the unpruned search's
+           validation curves, trial by trial in order: exactly the same trials, so the
+           epochs saved and the best accuracy kept are a paired comparison.
+
+    PYTHONPATH=. python benchmarks/pruning.py [--dataset digits --trials 30 --threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import _common  # noqa: F401  (puts the checkout on sys.path)
+import optuna
+import torch
+
+from bnsearch import keys
+from bnsearch.config import RunConfig
+from bnsearch.pruners import make_pruner
+from bnsearch.search import run_search
+
+
+def summarize(study: optuna.Study) -> tuple[int, float, int, int]:
+    """(epochs trained, best val acc, complete, pruned) of a study."""
+    trials = study.get_trials(deepcopy=False)
+    epochs = sum(int(t.user_attrs.get(keys.EPOCHS_RUN, 0)) for t in trials)
+    best = max((t.value for t in trials if t.value is not None), default=0.0)
+    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    return epochs, best, done, pruned
+
+
+def replay(pruner: optuna.pruners.BasePruner, curves: list[list[float]], *, max_epochs: int) -> tuple[int, float]:
+    """Epochs ``pruner`` would let these curves train, in order, and the best completed value."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    epochs = 0
+    best = 0.0
+    for curve in curves:
+        trial = study.ask()
+        pruned = False
+        for step, value in enumerate(curve, start=1):
+            trial.report(value, step)
+            epochs += 1
+            if trial.should_prune():
+                pruned = True
+                break
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif len(curve) == max_epochs:
+            study.tell(trial, curve[-1])
+            best = max(best, curve[-1])
+        else:  # diverged in the original run: stopped early there too
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return epochs, best
+
+
+def replay_candidates(max_epochs: int) -> dict[str, optuna.pruners.BasePruner]:
+    """bnsearch's pruners plus stricter settings worth considering as the default."""
+    names = ("median", "percentile", "successive-halving", "hyperband")
+    out = {name: make_pruner(name, max_epochs=max_epochs) for name in names}
+    out["median, startup 3"] = optuna.pruners.MedianPruner(n_startup_trials=3)
+    # Optuna's percentile counts from the bad end: PercentilePruner(p) keeps the best p%.
+    out["keep top 1/3"] = optuna.pruners.PercentilePruner(100 / 3, n_startup_trials=5)
+    out["keep top 40%"] = optuna.pruners.PercentilePruner(40.0, n_startup_trials=5)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (≈2 min) or mnist5k (the default search, ≈8 min here)",
+    )
+    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--strategy", default="tpe")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    _common.header("pruning")
+    studies: dict[str, optuna.Study] = {}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for pruner in ("none", "median"):
+            cfg = RunConfig(
+                strategy=args.strategy,
+                trials=args.trials,
+                dataset=args.dataset,
+                pruner=pruner,
+                storage=f"sqlite:///{Path(tmp) / (pruner + '.db')}",
+                seed=args.seed,
+                device="cpu",
+                precision=args.precision,
+            )
+            t0 = time.perf_counter()
+            studies[pruner] = run_search(cfg)
+            seconds[pruner] = time.perf_counter() - t0
+    print(
+        f"\n{args.strategy} search, {args.dataset}, default space, {args.trials} trials, seed {args.seed}, {args.precision}"
+    )
+    print(
+        f"{'pruner':10} {'epochs':>7} {'saved':>6} {'best val':>9} {'complete':>9} {'pruned':>7} {'seconds':>8}"
+    )
+    base_epochs, base_best, *_ = summarize(studies["none"])
+    for pruner, study in studies.items():
+        epochs, best, done, pruned = summarize(study)
+        print(
+            f"{pruner:10} {epochs:7d} {100 * (1 - epochs / base_epochs):5.0f}% {100 * best:8.2f}% "
+            f"{done:9d} {pruned:7d} {seconds[pruner]:8.0f}"
+        )
+    curves = [list(t.user_attrs.get(keys.VAL_ACC_CURVE, [])) for t in studies["none"].get_trials(deepcopy=False)]
+    max_epochs = max(len(c) for c in curves)
+    print("\nreplay: each pruner over the unpruned run's validation curves, in order (the same trials)")
+    for name, pruner in replay_candidates(max_epochs).items():
+        r_epochs, r_best = replay(pruner, curves, max_epochs=max_epochs)
+        print(f"  {name:20} {r_epochs:4d} epochs, saved {100 * (1 - r_epochs / base_epochs):3.0f}%, "
+              f"best val {100 * r_best:6.2f}% ({100 * (r_best - base_best):+.2f} points)")
+    print(f"\nload average at end (1/5/15 min): {_common.load_avg()}")
+
+
+if __name__ == "__main__":
+    main()
