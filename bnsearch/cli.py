@@ -91,11 +91,30 @@ def _strategy_help() -> str:
     return "Search strategy: " + ", ".join(parts) + "."
 
 
+def default_threads(workers: int, *, cores: int | None = None, load: float | None = None) -> int:
+    """Torch threads per worker when ``--threads`` is not given: the cores split over the
+    workers, but never more than the cores other processes leave idle.
+
+    Small convolutions run one OpenMP barrier per op: a thread whose core is taken by another
+    process stalls all the others, and a 2-thread trial was measured 3–10× slower than a
+    1-thread one on a busy 2-core machine (benchmarks/README.md), so a busy machine gets 1.
+    """
+    cores = cores or os.cpu_count() or 1
+    share = max(1, cores // workers)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            return share
+    idle = int(cores - load + 0.5)
+    return max(1, min(share, idle))
+
+
 def set_threads(threads: int | None, workers: int) -> int:
-    """Torch CPU threads for this process: ``threads`` or the cores split over the workers."""
+    """Torch CPU threads for this process: ``threads`` or ``default_threads(workers)``."""
     import torch
 
-    n = threads or max(1, (os.cpu_count() or 1) // workers)
+    n = threads or default_threads(workers)
     torch.set_num_threads(n)
     return n
 
@@ -114,7 +133,7 @@ def run(
     space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
     seed: Annotated[int, typer.Option(help="Root seed: splits, initialisation, batch order, sampler.")] = 0,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads per worker [default: cores / workers].")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads per worker [default: cores / workers, fewer when other processes keep cores busy].")] = None,
     skopt_estimator: Annotated[str | None, typer.Option(help="--strategy skopt: surrogate model GP, RF, ET or GBRT [default: GP].")] = None,
     skopt_acq: Annotated[str | None, typer.Option(help="--strategy skopt: acquisition function gp_hedge, EI, PI or LCB [default: gp_hedge].")] = None,
     preset: Annotated[str | None, typer.Option(help="Named settings, e.g. 'findings' (enough trials for every BN finding of the report); options given here override it.")] = None,
