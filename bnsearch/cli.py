@@ -198,7 +198,7 @@ def run(
         console.print(
             f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {cfg.storage} · "
             f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} on {setup.data.device}"
-            f"{f' ({n_threads} threads)' if setup.data.device.type == 'cpu' else ''}",
+            f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}",
             highlight=False,
         )
         with interrupts_raise() as intr:

@@ -277,7 +277,7 @@ def test_run_with_findings_preset_then_report(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 0, r.output
-    assert "(1 threads)" in r.output  # the preset's threads
+    assert "(1 thread)" in r.output  # the preset's threads
     study = optuna.load_study(study_name="digits-findings", storage=url)
     assert study.user_attrs[keys.STUDY_STRATEGY] == "grid"
     assert study.user_attrs[keys.STUDY_PRUNER] == "none"
