@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import zlib
 from typing import Any
 
@@ -37,3 +38,21 @@ def trial_rng(seed: int, number: int, purpose: str) -> np.random.Generator:
 def sample_random(dist: BaseDistribution, rng: np.random.Generator) -> Any:
     """A uniform draw from ``dist`` (log params uniform in log space), as a Python scalar."""
     return sample_uniform(domain_of(dist), rng)
+
+
+class LazySeed:
+    """A sampler's base seed: the one given, or drawn at first use; ``reseed_rng`` draws anew.
+
+    Every random draw derives from this seed and the trial number (``trial_rng``), so a
+    sampler copied by ``n_jobs>1`` and reseeded gets a fresh stream, not a clone.
+    """
+
+    _seed: int | None
+
+    def reseed_rng(self) -> None:
+        self._seed = secrets.randbits(63)
+
+    def _base_seed(self) -> int:
+        if self._seed is None:
+            self._seed = secrets.randbits(63)
+        return self._seed

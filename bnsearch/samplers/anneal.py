@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 import threading
 import zlib
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from bnsearch.samplers._common import domain_of, trial_rng
+from bnsearch.samplers._common import LazySeed, domain_of, trial_rng
 from bnsearch.samplers._moves import (
     AnnealSchedule,
     AnnealState,
@@ -46,7 +45,7 @@ class _Plan:
     proposal: Mapping[str, Any]  # neighbour of the current state, over its params
 
 
-class SimulatedAnnealingSampler(BaseSampler):
+class SimulatedAnnealingSampler(LazySeed, BaseSampler):
     """Simulated annealing over any Optuna search space, continued across processes and resumes.
 
     Algorithm (the maths is in ``bnsearch.samplers._moves``):
@@ -104,14 +103,6 @@ class SimulatedAnnealingSampler(BaseSampler):
     @property
     def schedule(self) -> AnnealSchedule:
         return self._schedule
-
-    def reseed_rng(self) -> None:
-        self._seed = secrets.randbits(63)
-
-    def _base_seed(self) -> int:
-        if self._seed is None:
-            self._seed = secrets.randbits(63)
-        return self._seed
 
     def _rng(self, number: int, purpose: str) -> np.random.Generator:
         return trial_rng(self._base_seed(), number, purpose)

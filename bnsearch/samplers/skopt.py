@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from bnsearch.errors import ConfigError, MissingDependencyError
-from bnsearch.samplers._common import sample_random, trial_rng
+from bnsearch.samplers._common import LazySeed, sample_random, trial_rng
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -81,7 +80,7 @@ def _import_skopt() -> Any:
     return skopt
 
 
-class SkoptSampler(BaseSampler):
+class SkoptSampler(LazySeed, BaseSampler):
     """Bayesian optimization with scikit-optimize's ``Optimizer`` (ask/tell).
 
     Every call to ``sample_relative`` builds a fresh ``skopt.Optimizer`` over the relative
@@ -133,14 +132,6 @@ class SkoptSampler(BaseSampler):
     @property
     def options(self) -> SkoptOptions:
         return self._options
-
-    def reseed_rng(self) -> None:
-        self._seed = secrets.randbits(63)
-
-    def _base_seed(self) -> int:
-        if self._seed is None:
-            self._seed = secrets.randbits(63)
-        return self._seed
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
