@@ -155,14 +155,42 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
                         max_retry=MAX_RETRY
                     ),
                 }
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **hb
             )
+        if path is not None and create:
+            _begin_immediate(storage)
+        return storage
     except ImportError as e:
         raise StudyError(f"storage '{_redact(url)}' needs a database driver that is not installed: {e}") from None
     except Exception as e:  # SQLAlchemy raises many kinds; all mean "cannot use this storage"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StudyError(f"cannot open storage '{_redact(url)}': {msg}") from None
+
+
+def _begin_immediate(storage: optuna.storages.RDBStorage) -> None:
+    """Make every SQLite transaction take the write lock when it begins.
+
+    Python's sqlite3 begins a transaction lazily, so an Optuna session that reads and then
+    writes must upgrade its lock mid-transaction; in WAL mode, when another process committed
+    in between, SQLite answers "database is locked" at once instead of waiting for the busy
+    timeout (seen when three interrupted workers closed their trials together). ``BEGIN
+    IMMEDIATE`` queues for the lock up front, where the busy timeout applies. This is
+    SQLAlchemy's documented recipe for pysqlite transactions.
+    """
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while Optuna set up its tables lack the hooks
 
 
 def _redact(url: str) -> str:

@@ -65,7 +65,13 @@ def _wait_for(
 def _mid_trial(t: FrozenTrial) -> bool:
     """Running, with at least one epoch reported and at least half its epochs still to go, so a
     signal sent now lands before the trial can finish."""
-    return t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= EPOCHS // 2
+    # The worker attribute names the process to signal; it is written before training starts,
+    # but a poll can read a trial's attributes and its intermediate values at different moments.
+    return (
+        t.state == TrialState.RUNNING
+        and 1 <= len(t.intermediate_values) <= EPOCHS // 2
+        and keys.WORKER in t.user_attrs
+    )
 
 
 def _finished_and_running(trials: list[FrozenTrial]) -> bool:
