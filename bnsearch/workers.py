@@ -393,7 +393,15 @@ def _worker_main(
             except threading.BrokenBarrierError:
                 pass
             while (deadline is None or time.time() < deadline) and tickets.acquire(block=False):
-                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                try:
+                    study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                except Exception as e:
+                    if intr.signum is None:
+                        raise
+                    # Interrupted while Optuna was recording the trial (e.g. the database was
+                    # busy with the other workers closing theirs): close it below, one line.
+                    logger.warning("interrupted while recording a trial: %s", str(e).splitlines()[0])
+                    raise KeyboardInterrupt from None
         except KeyboardInterrupt:
             if study is not None:
                 close_interrupted(study, worker_id())
