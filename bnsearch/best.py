@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 
     from bnsearch.model import BNCNN
 
-MODEL_FORMAT = "bnsearch-model/1"  # config.json "format"; bump when the folder layout changes
+MODEL_FORMAT = "bnsearch-model/2"  # config.json "format"; bump when the folder layout changes
+# Format 1 flattened the feature map channel-first; format 2 channel-last (model.FlattenHWC).
+_FEATURE_ORDER = {"bnsearch-model/1": "chw", MODEL_FORMAT: "hwc"}
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -124,7 +126,7 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     from bnsearch.search import library_versions
     from bnsearch.seeding import derive_seed
     from bnsearch.space import TrialParams
-    from bnsearch.train import TrainConfig, evaluate, train
+    from bnsearch.train import TrainConfig, bf16_supported, evaluate, train
 
     ident = best.identity
     for key, now in (("val_fraction", VAL_FRACTION), ("test_fraction", TEST_FRACTION)):
@@ -146,6 +148,11 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
         else derive_seed(int(ident["seed"]), "trial", best.number)
     )
     data = _train_val_test(splits, dev)
+    # Retrain in the search's precision; bf16 where this device cannot run it natively would
+    # only be slower, so it falls back to fp32 (metrics.json records which ran).
+    precision = str(ident.get("precision", "fp32"))
+    if precision == "bf16" and not bf16_supported(dev):
+        precision = "fp32"
     model = build_model(
         params,
         in_shape=splits.in_shape,
@@ -160,13 +167,13 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
         data,
         params,
         seed=seed,
-        cfg=TrainConfig(decay_bn_params=bool(ident.get("decay_bn_params"))),
+        cfg=TrainConfig(decay_bn_params=bool(ident.get("decay_bn_params")), precision=precision),
     )
     if result.diverged:
         raise ModelError(
             f"retraining trial #{best.number} of '{best.study_name}' failed: {result.reason}"
         )
-    test_acc = evaluate(model, data.test_x, data.test_y, batch_size=_EVAL_BATCH)
+    test_acc = evaluate(model, data.test_x, data.test_y)  # fp32, as ``predict`` runs it
     config = {
         "format": MODEL_FORMAT,
         "params": params.to_dict(),
@@ -188,6 +195,7 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
         "train_examples": len(data.train_y),
         "epochs": params.epochs,
         "device": str(dev),
+        "precision": precision,
         "seed": seed,
         "retrain_time_s": round(time.perf_counter() - t0, 3),
         "versions": library_versions(),
@@ -313,7 +321,7 @@ def load_model(model_dir: str | Path, *, device: str = "cpu") -> LoadedModel:
     except (OSError, ValueError) as e:
         raise ModelError(f"{folder / CONFIG_FILE}: not readable JSON ({e})") from None
     found = config.get("format") if isinstance(config, dict) else None
-    if found != MODEL_FORMAT:
+    if found not in _FEATURE_ORDER:
         raise ModelError(f"{folder / CONFIG_FILE}: format is {found!r}, expected {MODEL_FORMAT!r}")
     dev = torch.device(resolve_device(device))
     try:
@@ -321,7 +329,7 @@ def load_model(model_dir: str | Path, *, device: str = "cpu") -> LoadedModel:
             TrialParams(**config["params"]),
             in_shape=tuple(config["in_shape"]),
             num_classes=int(config["num_classes"]),
-            cfg=ModelConfig(widths=tuple(config["widths"])),
+            cfg=ModelConfig(widths=tuple(config["widths"]), feature_order=_FEATURE_ORDER[found]),
         )
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

@@ -5,6 +5,17 @@ input → conv3x3(w1) → [BN] → act → [BN] → maxpool2
       → conv3x3(w2) → [BN] → act → [BN]
       → flatten → [BN1d] → linear(num_classes)
 ```
+
+Speed: every activation here is monotone non-decreasing, so ``act(maxpool(x)) == maxpool(act(x))``
+(values and gradients, ties aside). Where the activation directly precedes the max-pool (BN
+before the activation, or no BN) the pool runs first and the activation sees a quarter of the
+elements: the same network, 8–10% less time per epoch (benchmarks/README.md).
+
+The feature map is flattened in (H, W, C) order: for a channels_last batch that is a view, so
+nothing is copied and the gradient flows back channels_last. NCHW flattening copied the map
+and handed BN's backward a gradient in the other layout, which made it several times slower
+(epochs 10–30% slower in bf16). It is a fixed permutation of the classifier's inputs, so the
+same family of networks.
 """
 
 from __future__ import annotations
@@ -24,6 +35,15 @@ _NORMAL_STD = 0.1  # std of the "normal" gamma/beta init
 class ModelConfig:
     widths: tuple[int, int] = (32, 64)  # output channels of the two conv layers
     leaky_relu_slope: float = 0.01  # negative slope of leaky_relu
+    # Order of the flattened features: "hwc" (fast, see above) or "chw" (models saved in format 1)
+    feature_order: str = "hwc"
+
+
+class FlattenHWC(nn.Module):
+    """``(N, C, H, W)`` → ``(N, H·W·C)``, channel fastest: a view of a channels_last tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)
 
 
 def _activation(name: str, cfg: ModelConfig) -> nn.Module:
@@ -66,12 +86,13 @@ class BNCNN(nn.Module):
             layers.append(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not before))
             if before:
                 layers.append(nn.BatchNorm2d(c_out))
-            layers.append(_activation(params.activation, cfg))
+            act = _activation(params.activation, cfg)
+            pool = [nn.MaxPool2d(2)] if i == 0 else []
             if after:
-                layers.append(nn.BatchNorm2d(c_out))
-            if i == 0:
-                layers.append(nn.MaxPool2d(2))
-        layers.append(nn.Flatten())
+                layers += [act, nn.BatchNorm2d(c_out), *pool]
+            else:
+                layers += [*pool, act]  # pool first: the same function as act → pool
+        layers.append(FlattenHWC() if cfg.feature_order == "hwc" else nn.Flatten())
         n_features = w2 * (height // 2) * (width // 2)
         if params.bn_classifier:
             layers.append(nn.BatchNorm1d(n_features))

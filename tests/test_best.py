@@ -27,6 +27,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
         trials=3,
         dataset="digits",
         epochs=2,
+        batch_size=128,  # seed 3's third draw (lr 0.73) learns at 128, not at 32
         pruner="none",
         storage=url,
         widths=(4, 8),
@@ -90,6 +91,26 @@ def test_predict_on_raw_images_matches_the_test_accuracy(model_dir: Path, tmp_pa
     # (N, C, H, W) and (N, H, W, C) give the same answer as (N, H, W).
     assert (predict(model_dir, raw[:, None]) == labels).all()
     assert (predict(model_dir, raw[:, :, :, None]) == labels).all()
+
+
+def test_retrain_uses_the_searchs_precision(model_dir: Path, searched: tuple[str, str]) -> None:
+    from bnsearch.train import bf16_supported
+
+    url, name = searched
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["precision"] == find_best(url, name).identity["precision"]
+    assert metrics["precision"] == ("bf16" if bf16_supported("cpu") else "fp32")  # auto
+
+
+def test_a_format_1_model_loads_with_channel_first_features(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**config, "format": "bnsearch-model/1"}))
+    assert any(isinstance(m, torch.nn.Flatten) for m in load_model(old).model.features)
+    assert not any(isinstance(m, torch.nn.Flatten) for m in load_model(model_dir).model.features)
 
 
 def test_cli_best_and_predict_round_trip(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnsearch.model import BNCNN, ModelConfig, build_model, param_groups
+from bnsearch.model import BNCNN, FlattenHWC, ModelConfig, build_model, param_groups
 from bnsearch.space import ACTIVATIONS, BETA_INITS, BN_PLACEMENTS, GAMMA_INITS, TrialParams
 
 _ACT_TYPES = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -43,7 +43,9 @@ def test_structure_and_shapes(placement: str, activation: str, bn_classifier: bo
         "before_activation": [nn.Conv2d, nn.BatchNorm2d, _ACT_TYPES[activation]],
         "after_activation": [nn.Conv2d, _ACT_TYPES[activation], nn.BatchNorm2d],
     }[placement]
-    expected = block + [nn.MaxPool2d] + block + [nn.Flatten] + ([nn.BatchNorm1d] if bn_classifier else [])
+    # A monotone activation right before the pool runs after it (same function, less work).
+    first = block[:-1] + [nn.MaxPool2d, block[-1]] if block[-1] is _ACT_TYPES[activation] else block + [nn.MaxPool2d]
+    expected = first + block + [FlattenHWC] + ([nn.BatchNorm1d] if bn_classifier else [])
     assert kinds == expected
     n_bn2d = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert n_bn2d == (0 if placement == "none" else 2)
@@ -132,3 +134,63 @@ def test_one_training_step_reduces_loss_on_a_fixed_batch(placement: str) -> None
     opt.step()
     loss1 = nn.functional.cross_entropy(model(x), y)
     assert loss1.item() < loss0.item()
+
+
+def _design_order(model: BNCNN) -> nn.Sequential:
+    """The model's own layers (shared weights) in DESIGN.md's order, built from its params."""
+    layers = list(model.features)
+    convs = [m for m in layers if isinstance(m, nn.Conv2d)]
+    bns = iter(m for m in layers if isinstance(m, nn.BatchNorm2d))
+    act = next(m for m in layers if isinstance(m, tuple(_ACT_TYPES.values())))
+    placement = model.params.bn_placement
+    seq: list[nn.Module] = []
+    for i, conv in enumerate(convs):
+        seq.append(conv)
+        if placement == "before_activation":
+            seq.append(next(bns))
+        seq.append(act)  # stateless: the same module may appear twice
+        if placement == "after_activation":
+            seq.append(next(bns))
+        if i == 0:
+            seq.append(nn.MaxPool2d(2))
+    seq += [m for m in layers if isinstance(m, FlattenHWC)]
+    seq += [m for m in layers if isinstance(m, nn.BatchNorm1d)]
+    return nn.Sequential(*seq, model.classifier)
+
+
+@pytest.mark.parametrize(("placement", "activation", "bn_classifier"), _CASES,
+                         ids=[f"{p}-{a}-cls{int(c)}" for p, a, c in _CASES])
+def test_pooling_before_the_activation_is_the_network_of_the_design(
+    placement: str, activation: str, bn_classifier: bool
+) -> None:
+    p = make_params(bn_placement=placement, activation=activation, bn_classifier=bn_classifier,
+                    gamma_init="normal" if placement != "none" or bn_classifier else None,
+                    beta_init="normal" if placement != "none" or bn_classifier else None)
+    x = torch.randn(16, 1, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,))
+    ours = small_model(p).double()
+    reference = _design_order(small_model(p).double())
+    grads = []
+    for net in (ours, reference):  # two copies: BN running stats update on each forward
+        net.zero_grad()
+        out = net(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        grads.append((out.detach(), [q.grad.clone() for q in net.parameters()]))
+    (out_a, g_a), (out_b, g_b) = grads
+    torch.testing.assert_close(out_a, out_b)
+    for a, b in zip(g_a, g_b, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_flattening_a_channels_last_map_copies_nothing() -> None:
+    x = torch.randn(4, 6, 5, 3).contiguous(memory_format=torch.channels_last)
+    flat = FlattenHWC()(x)
+    assert flat.data_ptr() == x.data_ptr() and flat.shape == (4, 5 * 3 * 6)
+    torch.testing.assert_close(flat[1].view(5, 3, 6), x[1].permute(1, 2, 0))
+
+
+def test_chw_feature_order_is_torchs_flatten() -> None:
+    model = build_model(make_params(), in_shape=(1, 8, 8), num_classes=10, seed=0,
+                        cfg=ModelConfig(widths=(4, 8), feature_order="chw"))
+    assert sum(isinstance(m, nn.Flatten) for m in model.features) == 1
+    assert not any(isinstance(m, FlattenHWC) for m in model.features)
