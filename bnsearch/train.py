@@ -30,7 +30,8 @@ PRECISIONS = ("fp32", "bf16")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainConfig:
     decay_bn_params: bool = False  # apply weight decay to BN gamma/beta too
-    eval_batch_size: int = 2048  # examples per forward pass when measuring accuracy
+    # Examples per forward pass when measuring accuracy; None: eval_batch_size(device).
+    eval_batch_size: int | None = None
     # SGD steps between checks for a non-finite loss on the CPU (a check is a host read, free
     # there); on an accelerator the loss is read once per epoch so no step waits for the host.
     divergence_check_steps: int = 16
@@ -71,6 +72,12 @@ def bf16_supported(device: torch.device | str) -> bool:
     return False
 
 
+def eval_batch_size(device: torch.device | str) -> int:
+    """Examples per evaluation forward pass: small on a CPU, where a batch's activations must
+    stay in cache (128 ran 4× faster than 2048 here), large on an accelerator."""
+    return 128 if torch.device(device).type == "cpu" else 2048
+
+
 def _autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -105,13 +112,18 @@ def evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> float:
     """Accuracy (0..1) of ``model`` on ``(x, y)`` in eval mode; restores the previous mode."""
     correct = _count_correct(
-        model, x, y, batch_size=batch_size, precision=precision, channels_last=channels_last
+        model,
+        x,
+        y,
+        batch_size=batch_size or eval_batch_size(y.device),
+        precision=precision,
+        channels_last=channels_last,
     )
     return correct.item() / max(len(y), 1)
 
@@ -192,7 +204,7 @@ def train(
             model,
             data.val_x,
             data.val_y,
-            batch_size=cfg.eval_batch_size,
+            batch_size=cfg.eval_batch_size or eval_batch_size(device),
             precision=cfg.precision,
             channels_last=cfg.channels_last,
         )
