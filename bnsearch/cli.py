@@ -126,7 +126,7 @@ def run(
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     dataset: Annotated[str | None, typer.Option(help=f"digits, mnist5k, or a path to an .npz file / MNIST IDX folder / CIFAR-10 folder. [default: {DEFAULT_DATASET}]")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size; default 128).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size; default 32).")] = None,
     pruner: Annotated[str | None, typer.Option(help="Pruner: " + ", ".join(PRUNER_NAMES) + ". [default: median]")] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
     study_name: Annotated[str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")] = None,
@@ -139,7 +139,7 @@ def run(
     preset: Annotated[str | None, typer.Option(help="Named settings, e.g. 'findings' (enough trials for every BN finding of the report); options given here override it.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes sharing the study on this machine (one per GPU is a good start).")] = 1,
     devices: Annotated[str | None, typer.Option(help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 [default: every GPU when --device is auto/cuda].")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; faster where the device has bf16 units; part of the study).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto: bf16 autocast where the device has native bf16 (recent x86 CPUs, CUDA GPUs since Ampere), else fp32; a resumed study keeps its own. Or fp32, bf16 to choose (part of the study).")] = "auto",
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -198,7 +198,8 @@ def run(
         console.print(
             f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {cfg.storage} · "
             f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} on {setup.data.device}"
-            f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}",
+            f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}"
+            f", {setup.cfg.precision}",
             highlight=False,
         )
         with interrupts_raise() as intr:
@@ -240,7 +241,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
         f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
         f"in {cfg.storage} · "
         f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
-        f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each)",
+        f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each), {setup.cfg.precision}",
         highlight=False,
     )
     with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:

@@ -178,8 +178,11 @@ def _existing_counts(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -
     Raises:
         StudyError: a run study exists with other settings (checked before any trial runs).
     """
+    from dataclasses import replace
+
     import optuna
 
+    from bnsearch.config import resolve_device, resolve_precision
     from bnsearch.search import load_space, study_identity
     from bnsearch.study import identity_mismatches, study_names
 
@@ -197,6 +200,12 @@ def _existing_counts(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -
                 raise StudyError(
                     f"study '{name}' was not created by bnsearch; choose another --prefix"
                 )
+            precision = resolve_precision(
+                run_cfg.precision,
+                [resolve_device(run_cfg.device)],
+                study_precision=stored.get("precision"),
+            )
+            run_cfg = replace(run_cfg, precision=precision)
             diff = identity_mismatches(stored, study_identity(run_cfg, load_space(run_cfg)))
             if diff:
                 raise StudyError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ DEFAULT_STORAGE = "sqlite:///studies/bnsearch.db"
 DEFAULT_DATASET = "mnist5k"
 DEFAULT_TRIALS = 30
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,7 +35,8 @@ class RunConfig:
     threads: int | None = None  # torch CPU threads per worker; default: all cores / workers
     widths: tuple[int, int] = (32, 64)  # conv channels; part of the study's identity
     workers: int = 1  # worker processes sharing the storage
-    precision: str = "fp32"  # fp32 or bf16 (autocast); part of the study's identity
+    # auto, fp32 or bf16 (autocast); the resolved fp32/bf16 is part of the study's identity
+    precision: str = "auto"
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. skopt estimator
 
     def validate(self) -> None:
@@ -56,8 +59,8 @@ class RunConfig:
             raise ConfigError(f"--widths must be positive, got {self.widths}")
         if self.study_name is not None and not self.study_name.strip():
             raise ConfigError("--study-name must not be empty")
-        device = resolve_device(self.device)
-        _check_precision(self.precision, device)
+        resolve_device(self.device)
+        _check_precision(self.precision)
 
     @property
     def resolved_study_name(self) -> str:
@@ -104,14 +107,35 @@ def resolve_device(device: str) -> str:
     raise ConfigError(f"unknown device '{device}'; choose one of: {DEVICE_CHOICES}")
 
 
-def _check_precision(precision: str, device: str) -> None:
-    from bnsearch.train import PRECISIONS, bf16_supported
-
-    if precision not in PRECISIONS:
-        choices = ", ".join(PRECISIONS)
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISION_CHOICES:
+        choices = ", ".join(PRECISION_CHOICES)
         raise ConfigError(f"unknown precision '{precision}'; choose one of: {choices}")
-    if precision == "bf16" and not bf16_supported(device):
+
+
+def resolve_precision(
+    precision: str, devices: Sequence[str], *, study_precision: str | None = None
+) -> str:
+    """The precision trials train in, ``fp32`` or ``bf16``, for ``--precision``.
+
+    ``auto`` keeps a resumed study's precision (``study_precision``); for a new study it is
+    bf16 autocast where every training device runs bf16 natively (CPUs with AVX512-BF16 or
+    AMX, CUDA GPUs since Ampere) and fp32 elsewhere.
+
+    Raises:
+        ConfigError: bf16 asked for on a device without native bf16 (it would run slower).
+    """
+    from bnsearch.train import bf16_supported
+
+    _check_precision(precision)
+    lacking = [d for d in devices if not bf16_supported(d)]
+    if precision == "bf16" and lacking:
         raise ConfigError(
-            f"--precision bf16: device {device} has no native bf16 support (it would run slower "
-            "than fp32); use --precision fp32"
+            f"--precision bf16: device {lacking[0]} has no native bf16 support (it would run "
+            "slower than fp32); use --precision fp32 or auto"
         )
+    if precision != "auto":
+        return precision
+    if study_precision == "fp32" or (study_precision == "bf16" and not lacking):
+        return study_precision
+    return "fp32" if lacking else "bf16"

@@ -11,7 +11,7 @@ import os
 import platform
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -19,7 +19,7 @@ import optuna
 import torch
 
 from bnsearch import keys
-from bnsearch.config import RunConfig, resolve_device
+from bnsearch.config import RunConfig, resolve_device, resolve_precision
 from bnsearch.data import TEST_FRACTION, VAL_FRACTION, DeviceData, load_dataset, split_dataset, to_device
 from bnsearch.model import ModelConfig
 from bnsearch.objective import Objective
@@ -91,8 +91,13 @@ def n_startup_trials(trials: int) -> int:
     return max(4, min(10, trials // 3))
 
 
-def prepare_search(cfg: RunConfig, *, worker_index: int = 0) -> SearchSetup:
+def prepare_search(
+    cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequence[str] | None = None
+) -> SearchSetup:
     """Validate everything and open (or create) the study; start no trial.
+
+    ``train_devices`` are where trials will train (default: ``cfg.device``); ``--precision
+    auto`` is resolved for them, and ``setup.cfg.precision`` is then ``fp32`` or ``bf16``.
 
     Raises:
         BnsearchError: any invalid option, space, dataset or storage; nothing is written then.
@@ -110,8 +115,15 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0) -> SearchSetup:
     storage = open_storage(cfg.storage)
     name = cfg.resolved_study_name
     n_existing = 0
+    study_precision = None
     if name in {s.study_name for s in storage.get_all_studies()}:
-        n_existing = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+        existing = optuna.load_study(study_name=name, storage=storage)
+        n_existing = len(existing.get_trials(deepcopy=False))
+        study_precision = existing.user_attrs.get(keys.STUDY_CONFIG, {}).get("precision")
+    precision = resolve_precision(
+        cfg.precision, train_devices or (device,), study_precision=study_precision
+    )
+    cfg = replace(cfg, precision=precision)
     # A resumed run must not replay the first run's random draws: the sampler seed also
     # depends on how many trials exist and on which worker this is. On a database server,
     # processes on other machines may join at the same moment with the same --seed and trial

@@ -232,7 +232,7 @@ def prepare_workers(
 
     cfg.validate()
     slots = plan_workers(cfg, devices)
-    setup = prepare_search(replace(cfg, device="cpu"))
+    setup = prepare_search(replace(cfg, device="cpu"), train_devices=[s.device for s in slots])
     return setup, slots
 
 

@@ -12,7 +12,8 @@ import optuna
 import pytest
 import torch
 
-from bnsearch.config import RunConfig
+from bnsearch import keys
+from bnsearch.config import RunConfig, resolve_precision
 from bnsearch.data import DeviceData
 from bnsearch.errors import ConfigError, StudyError
 from bnsearch.model import build_model
@@ -168,7 +169,7 @@ def test_gp_sampler_does_not_leave_training_on_one_thread(
 
 
 def test_unknown_precision_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown precision 'fp8'; choose one of: fp32, bf16"):
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'; choose one of: auto, fp32, bf16"):
         RunConfig(precision="fp8", device="cpu").validate()
 
 
@@ -190,6 +191,48 @@ def test_cli_rejects_unknown_precision_without_creating_a_study(tmp_path: Path) 
         app, ["run", "--dataset", "digits", "--precision", "fp8", "--storage", f"sqlite:///{db}"]
     )
     assert result.exit_code == 2
-    assert "error: unknown precision 'fp8'; choose one of: fp32, bf16" in result.output
+    assert "error: unknown precision 'fp8'; choose one of: auto, fp32, bf16" in result.output
     assert "Traceback" not in result.output
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("requested", "native", "study", "expected"),
+    [
+        ("auto", {"cpu"}, None, "bf16"),  # new study, device with bf16 units
+        ("auto", set(), None, "fp32"),  # new study, no bf16 units
+        ("auto", {"cpu"}, "fp32", "fp32"),  # a resumed study keeps its precision
+        ("auto", {"cpu"}, "bf16", "bf16"),
+        ("auto", set(), "bf16", "fp32"),  # cannot keep it: the identity check then names it
+        ("fp32", {"cpu"}, "bf16", "fp32"),  # explicit choices are taken as given
+        ("bf16", {"cpu"}, None, "bf16"),
+    ],
+)
+def test_resolve_precision(
+    monkeypatch: pytest.MonkeyPatch, requested: str, native: set[str], study: str | None, expected: str
+) -> None:
+    import bnsearch.train
+
+    monkeypatch.setattr(bnsearch.train, "bf16_supported", lambda d: str(d) in native)
+    assert resolve_precision(requested, ["cpu"], study_precision=study) == expected
+
+
+def test_auto_is_fp32_when_any_training_device_lacks_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bnsearch.train
+
+    monkeypatch.setattr(bnsearch.train, "bf16_supported", lambda d: d == "cuda:0")
+    assert resolve_precision("auto", ["cuda:0", "cuda:1"]) == "fp32"
+    with pytest.raises(ConfigError, match="device cuda:1 has no native bf16 support"):
+        resolve_precision("bf16", ["cuda:0", "cuda:1"])
+
+
+@needs_bf16
+def test_auto_precision_is_stored_resolved_and_kept_on_resume(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    made = prepare_search(RunConfig(dataset="digits", storage=url, device="cpu", precision="fp32"))
+    assert made.study.user_attrs[keys.STUDY_CONFIG]["precision"] == "fp32"
+    resumed = prepare_search(RunConfig(dataset="digits", storage=url, device="cpu"))  # auto
+    assert resumed.resumed and resumed.cfg.precision == "fp32"
+    fresh = prepare_search(RunConfig(dataset="digits", storage=url, device="cpu", study_name="new"))
+    assert fresh.cfg.precision == "bf16"
+    assert fresh.study.user_attrs[keys.STUDY_CONFIG]["precision"] == "bf16"
