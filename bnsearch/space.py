@@ -112,7 +112,7 @@ _SUGGEST_ORDER = ("bn_placement", "bn_classifier") + tuple(
 )
 
 DEFAULT_EPOCHS = 4
-DEFAULT_BATCH_SIZE = 128
+DEFAULT_BATCH_SIZE = 32
 DEFAULT_MOMENTUM = 0.9
 
 

@@ -169,7 +169,8 @@ def test_compare_real_runs_resumes_and_benchmark_agrees(
         assert after[: len(before[name])] == before[name]  # earlier trials untouched
         study = optuna.load_study(study_name=name, storage=sqlite_url)
         assert len(counted_trials(study)) == 2
-        assert all(t.state == TrialState.COMPLETE for t in counted_trials(study))
+        # finished (a diverged trial is PRUNED); the FAIL is not counted
+        assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted_trials(study))
     snapshot = {n: _trial_snapshot(sqlite_url, n) for n in first.study_names}
 
     third = run_compare(bigger)
@@ -186,16 +187,17 @@ def test_compare_real_runs_resumes_and_benchmark_agrees(
     assert re.search(r"<script[^>]*\ssrc=", page) is None and "Plotly" in page  # plotly.js inlined
 
     # Benchmark mode, surrogate fitted to these studies: the same ranking, labelled as such.
-    bench = run_compare(replace(bigger, benchmark=True, epochs=None, seeds=3, trials=4))
+    # The surrogate needs some data: with 2 trials per study (7 points) it can miss the effect
+    # of lr entirely; 6 per study ranked right in every trial run.
+    run_compare(replace(cfg, trials=6))
+    snapshot = _trial_snapshot(sqlite_url, "compare-digits-random-s0")
+    bench = run_compare(replace(bigger, benchmark=True, epochs=None, seeds=6, trials=6))
     assert bench.data.mode == "benchmark"
     assert [s.strategy for s in bench.data.ranking] == real_order
     assert "BENCHMARK mode" in bench.data.mode_note
     page = write_compare_html(bench.data, tmp_path / "bench.html").read_text(encoding="utf-8")
     assert "BENCHMARK mode" in page
-    assert (
-        _trial_snapshot(sqlite_url, "compare-digits-random-s0")
-        == snapshot["compare-digits-random-s0"]
-    )
+    assert _trial_snapshot(sqlite_url, "compare-digits-random-s0") == snapshot
 
 
 def test_compare_refuses_a_changed_setting_before_running(sqlite_url: str, crippled: str) -> None:

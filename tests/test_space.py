@@ -34,7 +34,7 @@ def test_defaults_sample_valid_configs() -> None:
     for frozen, p in sample(SearchSpace.default(), 60):
         assert 1e-4 <= p.lr <= 1.0 and 1e-6 <= p.weight_decay <= 1e-2
         assert p.activation in ACTIVATIONS and p.bn_placement in BN_PLACEMENTS
-        assert p.momentum == 0.9 and p.batch_size == 128 and p.epochs == 4
+        assert p.momentum == 0.9 and p.batch_size == 32 and p.epochs == 4
         assert "momentum" not in frozen.params  # fixed params are not sampled
         if p.has_bn:
             assert p.gamma_init in GAMMA_INITS and p.beta_init in BETA_INITS
@@ -82,7 +82,7 @@ def test_int_range_with_step_stays_on_grid() -> None:
 def test_with_fixed_overrides_and_to_dict_is_stable() -> None:
     space = SearchSpace.default().with_fixed(epochs=3, batch_size=None)
     assert space.params["epochs"] == FixedParam(3)
-    assert space.params["batch_size"] == FixedParam(128)
+    assert space.params["batch_size"] == FixedParam(32)
     assert space.to_dict() == SearchSpace.default().with_fixed(epochs=3).to_dict()
     assert space.to_dict() != SearchSpace.default().to_dict()
 
