@@ -12,6 +12,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -80,3 +81,38 @@ def train_flops_per_sample(
         loss.backward()
     model.zero_grad(set_to_none=True)
     return fwd_counter.get_total_flops() / batch, all_counter.get_total_flops() / batch
+
+
+
+def tutorial_model(params: Any, *, in_shape: tuple[int, int, int], num_classes: int, seed: int) -> torch.nn.Module:
+    """The network as a tutorial writes it: conv → [BN] → act → [BN] → maxpool, ``nn.Flatten``.
+
+    bnsearch's model pools before a monotone activation and flattens channel-last; this one has
+    its layers and weights, in DESIGN.md's order, with the classifier's (and BN1d's) inputs
+    permuted to channel-first order, so it computes exactly the same function at init.
+    """
+    from torch import nn
+
+    from bnsearch.model import build_model
+
+    acts = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
+    ours = build_model(params, in_shape=in_shape, num_classes=num_classes, seed=seed)
+    layers = [m for m in ours.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, *acts))]
+    pool = next(i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d))
+    if isinstance(layers[pool + 1], acts):
+        layers[pool], layers[pool + 1] = layers[pool + 1], layers[pool]
+    c = [m for m in layers if isinstance(m, nn.Conv2d)][-1].out_channels
+    h, w = in_shape[1] // 2, in_shape[2] // 2
+    hwc_index = torch.arange(h * w * c).view(h, w, c).permute(2, 0, 1).reshape(-1)  # per chw slot
+    bn1d = [m for m in ours.features if isinstance(m, nn.BatchNorm1d)]
+    with torch.no_grad():
+        ours.classifier.weight.copy_(ours.classifier.weight[:, hwc_index])
+        for bn in bn1d:
+            for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+                t.copy_(t[hwc_index])
+    tutorial = nn.Sequential(*layers, nn.Flatten(), *bn1d, ours.classifier)
+    check = build_model(params, in_shape=in_shape, num_classes=num_classes, seed=seed).eval()
+    x = torch.randn(4, *in_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(tutorial.eval()(x), check(x))
+    return tutorial.train()

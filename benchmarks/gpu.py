@@ -76,7 +76,7 @@ def main() -> None:
 
     print("\n## seconds per epoch, mnist5k (3,500 train / 750 val), fixed config (relu, BN before act + BN1d)")
     p = fixed_params(4)
-    m = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=0, device="cuda")
+    m = _common.tutorial_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=0).to("cuda")
     naive_train(m, data, fixed_params(1), seed=0)  # warm-up
     torch.cuda.synchronize()
     t0 = time.perf_counter()

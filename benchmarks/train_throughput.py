@@ -6,9 +6,9 @@ ways, trial by trial interleaved so load changes hit all of them alike:
   naive    the loop as tutorials write it: DataLoader(TensorDataset) batch 32, shuffle,
            per-batch ``loss.item()``, eval through a DataLoader under no_grad; same network,
            same lr / weight decay / momentum / init per trial.
-  before   the trainer as it was before issue 7 (commit d2b2aab: NCHW, plain SGD), same
-           batch 128; its source is read from git so both run in one process.
-  fp32     bnsearch's Objective → train() (batch 128 from the default space).
+  before   the trainer as it was before issue 7 (commit d2b2aab: NCHW, plain SGD), batch
+           128; its source is read from git so both run in one process.
+  fp32     bnsearch's Objective → train() (the default space's batch size, 32).
   bf16     the same with TrainConfig(precision="bf16").
 It prints seconds per trial-epoch (epochs actually run) and the best validation accuracy.
 
@@ -22,6 +22,7 @@ FLOPs + validation samples × forward FLOPs, counted by torch's FlopCounterMode)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import subprocess
@@ -39,7 +40,7 @@ from bnsearch.data import DeviceData, load_dataset, split_dataset, to_device
 from bnsearch.model import build_model, param_groups
 from bnsearch.objective import Objective
 from bnsearch.seeding import derive_seed
-from bnsearch.space import SearchSpace, TrialParams
+from bnsearch.space import DEFAULT_BATCH_SIZE, SearchSpace, TrialParams
 from bnsearch.train import TrainConfig, TrainResult, train
 
 NAIVE_BATCH = 32
@@ -57,6 +58,14 @@ def load_before_train() -> Callable[..., TrainResult] | None:
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(src, f"{BEFORE_COMMIT}:bnsearch/train.py", "exec"), module.__dict__)
     return module.train  # type: ignore[no-any-return]
+
+
+def network(variant: str, p: TrialParams, data: DeviceData, *, seed: int) -> torch.nn.Module:
+    """bnsearch's model, or for the naive loop and the pre-issue-7 trainer the network as a
+    tutorial (and bnsearch before) wrote it: the same function, layer order of DESIGN.md."""
+    if variant.startswith(("naive", "before")):
+        return _common.tutorial_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed)
+    return build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed)
 
 
 def naive_train(
@@ -123,16 +132,14 @@ def same_search(
             if v == "naive":
                 params = space.suggest(trial)
                 seed_i = derive_seed(seed, "trial", trial.number)
-                model = build_model(
-                    params, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed_i
-                )
+                model = network("naive", params, data, seed=seed_i)
                 value, n_ep = naive_train(model, data, params, seed=seed_i)
                 study.tell(trial, value)
             elif v == "before":
                 assert before is not None
                 params = space.suggest(trial)
                 seed_i = derive_seed(seed, "trial", trial.number)
-                model = build_model(params, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed_i)
+                model = network("before", params, data, seed=seed_i)
                 result = before(model, data, params, seed=seed_i)
                 value = 0.0 if result.diverged else result.val_acc
                 n_ep = len(result.history) + (1 if result.diverged else 0)
@@ -159,7 +166,7 @@ def same_search(
             flush=True,
         )
     print(
-        f"\nsame random search: {trials} trials × {epochs} epochs, default space (bnsearch batch {batch_size or 128}), mnist5k-like data "
+        f"\nsame random search: {trials} trials × {epochs} epochs, default space (bnsearch batch {batch_size or DEFAULT_BATCH_SIZE}), mnist5k-like data "
         f"({len(data.train_y)} train / {len(data.val_y)} val), no pruning"
     )
     print(f"{'variant':8} {'s/trial-epoch':>14} {'× naive':>8} {'best val acc':>13} {'mean of top 3':>14}")
@@ -198,17 +205,18 @@ def peak_fraction(
     best: dict[str, float] = {}
     before = load_before_train()
     for _ in range(repeats):  # interleaved; best-of per variant
-        for v in ("naive b32", "before b128", "fp32 b128", "bf16 b128"):
-            m = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=0)
+        for v in ("naive b32", "before b128", "fp32 b32", "bf16 b32", "fp32 b128", "bf16 b128"):
+            pv = dataclasses.replace(p, batch_size=int(v.split("b")[-1]))
+            m = network(v, pv, data, seed=0)
             t0 = time.perf_counter()
             if v.startswith("naive"):
-                naive_train(m, data, p, seed=0)
+                naive_train(m, data, pv, seed=0)
             elif v.startswith("before"):
                 if before is None:
                     continue
-                before(m, data, p, seed=0)
+                before(m, data, pv, seed=0)
             else:
-                train(m, data, p, seed=0, cfg=TrainConfig(precision=v.split()[0]))
+                train(m, data, pv, seed=0, cfg=TrainConfig(precision=v.split()[0]))
             best[v] = min(best.get(v, float("inf")), (time.perf_counter() - t0) / epochs)
     print(
         f"\n{name}: {fwd_bwd / 1e6:.2f} MFLOP/sample fwd+bwd, {fwd / 1e6:.2f} fwd; "
@@ -239,7 +247,6 @@ def precision_accuracy(data: DeviceData, *, seeds: int, epochs: int) -> None:
 
 def lr_sweep(data: DeviceData, *, lrs: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4), epochs: int = 2) -> None:
     """Val accuracy and s/epoch per lr: naive batch 32 vs the trainer at batch 64 / 128, fp32 / bf16."""
-    import dataclasses
 
     print(f"\nlr sweep, mnist5k, relu + BN, {epochs} epochs, seed 1: val acc and s/epoch")
     for lr in lrs:
@@ -247,7 +254,7 @@ def lr_sweep(data: DeviceData, *, lrs: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2
         for v in ("naive b32", "fp32 b64", "fp32 b128", "bf16 b64", "bf16 b128"):
             bs = int(v.split("b")[-1])
             p = dataclasses.replace(fixed_params(epochs), lr=lr, batch_size=bs)
-            m = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=1)
+            m = network(v, p, data, seed=1)
             t0 = time.perf_counter()
             if v.startswith("naive"):
                 acc, _ = naive_train(m, data, p, seed=1)
@@ -263,7 +270,7 @@ def main() -> None:
     )
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=None, help="bnsearch's batch size in the search (default: the space's 128)")
+    ap.add_argument("--batch-size", type=int, default=None, help="bnsearch's batch size in the search (default: the space's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the peak-fraction timing")
