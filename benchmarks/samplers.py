@@ -106,9 +106,7 @@ PROBLEMS = {
     "branin": Problem(
         "branin",
         0.397887,
-        lambda t: _branin(
-            {"x": t.suggest_float("x", -5.0, 10.0), "y": t.suggest_float("y", 0.0, 15.0)}
-        ),
+        lambda t: _branin({"x": t.suggest_float("x", -5.0, 10.0), "y": t.suggest_float("y", 0.0, 15.0)}),
         lambda: {"x": _hp().uniform("x", -5.0, 10.0), "y": _hp().uniform("y", 0.0, 15.0)},
         _branin,
     ),
@@ -139,9 +137,7 @@ PROBLEMS = {
 }
 
 
-def run_one(
-    strategy: str, problem_name: str, seed: int, trials: int, n_startup: int
-) -> tuple[float, float]:
+def run_one(strategy: str, problem_name: str, seed: int, trials: int, n_startup: int) -> tuple[float, float]:
     """Best-found regret and wall seconds of one run."""
     problem = PROBLEMS[problem_name]
     start = time.perf_counter()
@@ -198,26 +194,16 @@ def main(argv: list[str] | None = None) -> None:
     from bnsearch.samplers import strategy_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--seeds", type=int, default=5, help="seeds per strategy and problem (default 5)"
-    )
-    parser.add_argument(
-        "--trials", type=int, default=50, help="trial budget of every run (default 50)"
-    )
-    parser.add_argument(
-        "--startup", type=int, default=10, help="random start-up trials of model-based strategies"
-    )
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per strategy and problem (default 5)")
+    parser.add_argument("--trials", type=int, default=50, help="trial budget of every run (default 50)")
+    parser.add_argument("--startup", type=int, default=10, help="random start-up trials of model-based strategies")
     parser.add_argument(
         "--strategies",
         default=",".join([*strategy_names(), HYPEROPT_ANNEAL]),
         help="comma-separated strategy names (default: all, plus hyperopt-anneal)",
     )
-    parser.add_argument(
-        "--problems", default=",".join(PROBLEMS), help="comma-separated: " + ", ".join(PROBLEMS)
-    )
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="runs in parallel processes (default 1)"
-    )
+    parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated: " + ", ".join(PROBLEMS))
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
     args = parser.parse_args(argv)
 
     problems = [p for p in args.problems.split(",") if p]
@@ -229,10 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"skipped {name}: {why}")
 
     tasks = [
-        (s, p, seed, args.trials, args.startup)
-        for s in strategies
-        for p in problems
-        for seed in range(args.seeds)
+        (s, p, seed, args.trials, args.startup) for s in strategies for p in problems for seed in range(args.seeds)
     ]
     results: list[tuple[float, float]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -246,10 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         regrets.setdefault((s, p), []).append(regret)
         seconds.setdefault(s, []).append(wall_s)
 
-    print(
-        f"\nmedian best-found regret over {args.seeds} seeds, "
-        f"{args.trials} trials per run (lower is better)\n"
-    )
+    print(f"\nmedian best-found regret over {args.seeds} seeds, {args.trials} trials per run (lower is better)\n")
     header = f"| {'strategy':<16} | " + " | ".join(f"{p:>10}" for p in problems) + " | s/run |"
     print(header)
     print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
@@ -260,9 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     for s, baseline in (("anneal", "random"), ("skopt", "random"), ("anneal", HYPEROPT_ANNEAL)):
         if s in strategies and baseline in strategies:
             wins = [
-                p
-                for p in problems
-                if statistics.median(regrets[(s, p)]) < statistics.median(regrets[(baseline, p)])
+                p for p in problems if statistics.median(regrets[(s, p)]) < statistics.median(regrets[(baseline, p)])
             ]
             print(
                 f"{s} beats {baseline} on {len(wins)}/{len(problems)} problems"
