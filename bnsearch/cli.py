@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bnsearch import __version__
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
 from bnsearch.errors import BnsearchError
 from bnsearch.pruners import PRUNER_NAMES
 from bnsearch.samplers import strategies
@@ -127,7 +127,7 @@ def run(
     dataset: Annotated[str | None, typer.Option(help=f"digits, mnist5k, or a path to an .npz file / MNIST IDX folder / CIFAR-10 folder. [default: {DEFAULT_DATASET}]")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size; default 32).")] = None,
-    pruner: Annotated[str | None, typer.Option(help="Pruner: " + ", ".join(PRUNER_NAMES) + ". [default: median]")] = None,
+    pruner: Annotated[str | None, typer.Option(help="Pruner: " + ", ".join(PRUNER_NAMES) + f". [default: {DEFAULT_PRUNER}: keep the best 25% at each epoch]")] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
     study_name: Annotated[str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")] = None,
     space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
@@ -147,7 +147,7 @@ def run(
 
         chosen = presets.resolve(
             preset,
-            {"strategy": "tpe", "trials": DEFAULT_TRIALS, "dataset": DEFAULT_DATASET, "pruner": "median"},
+            {"strategy": "tpe", "trials": DEFAULT_TRIALS, "dataset": DEFAULT_DATASET, "pruner": DEFAULT_PRUNER},
             strategy=strategy, trials=trials, dataset=dataset, pruner=pruner, epochs=epochs,
             study_name=study_name, space=space, threads=threads,
         )
@@ -302,7 +302,7 @@ def compare(
     dataset: Annotated[str, typer.Option(help="digits, mnist5k, or a dataset path (as for run).")] = DEFAULT_DATASET,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size).")] = None,
-    pruner: Annotated[str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")] = "median",
+    pruner: Annotated[str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")] = DEFAULT_PRUNER,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL holding every run's study.")] = DEFAULT_STORAGE,
     space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
     out: Annotated[str | None, typer.Option(help="HTML page to write [default: compare-<dataset>[-benchmark].html].")] = None,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from bnsearch import keys
 from bnsearch.compare_stats import CompareData, Run, build_compare_data
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_STORAGE, RunConfig, default_study_name
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, RunConfig, default_study_name
 from bnsearch.errors import ConfigError, StudyError
 from bnsearch.samplers import get_strategy
 
@@ -48,7 +48,7 @@ class CompareConfig:
     dataset: str = DEFAULT_DATASET  # built-in name or path (real mode)
     epochs: int | None = None  # fixes the space's epochs (real mode)
     batch_size: int | None = None  # fixes the space's batch_size (real mode)
-    pruner: str = "median"  # the same pruner for every run
+    pruner: str = DEFAULT_PRUNER  # the same pruner for every run
     storage: str = DEFAULT_STORAGE  # where the runs' studies live (benchmark: where sources are)
     space_path: str | None = None  # TOML space file (real mode)
     device: str = "auto"

@@ -12,6 +12,10 @@ from bnsearch.errors import ConfigError
 DEFAULT_STORAGE = "sqlite:///studies/bnsearch.db"
 DEFAULT_DATASET = "mnist5k"
 DEFAULT_TRIALS = 30
+# On the default search (tpe, 30 trials × 4 epochs, mnist5k) percentile pruning trained half
+# the epochs of no pruning with the same best accuracy over 3 seeds, where median saved a
+# third (benchmarks/pruning.py; figures in benchmarks/README.md).
+DEFAULT_PRUNER = "percentile"
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
@@ -26,7 +30,7 @@ class RunConfig:
     dataset: str = DEFAULT_DATASET  # built-in name or a path
     epochs: int | None = None  # fixes the space's epochs when given
     batch_size: int | None = None  # fixes the space's batch_size when given
-    pruner: str = "median"  # pruner name from bnsearch.pruners
+    pruner: str = DEFAULT_PRUNER  # pruner name from bnsearch.pruners
     storage: str = DEFAULT_STORAGE  # SQLAlchemy URL of the study database
     study_name: str | None = None  # default: "<dataset>-<strategy>"
     space_path: str | None = None  # TOML file overriding the default space
