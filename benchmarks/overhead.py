@@ -30,12 +30,12 @@ import optuna
 import torch
 
 from bnsearch import keys
-from bnsearch.config import RunConfig
+from bnsearch.config import RunConfig, resolve_precision
 from bnsearch.data import load_dataset, split_dataset, to_device
 from bnsearch.model import build_model
 from bnsearch.samplers import strategy_names
 from bnsearch.search import prepare_search
-from bnsearch.space import SearchSpace, TrialParams
+from bnsearch.space import DEFAULT_BATCH_SIZE, SearchSpace, TrialParams
 from bnsearch.train import TrainConfig, train
 
 EPOCHS = 4
@@ -82,12 +82,13 @@ class StubObjective:
 
 
 def default_trial_seconds(precision: str) -> float:
+    """Seconds of one default trial (mnist5k, 4 epochs, the default batch) in ``precision``."""
     data = to_device(split_dataset(load_dataset("mnist5k"), seed=0), "cpu")
     p = TrialParams(
         lr=0.05,
         weight_decay=1e-4,
         momentum=0.9,
-        batch_size=128,
+        batch_size=DEFAULT_BATCH_SIZE,
         epochs=EPOCHS,
         activation="relu",
         bn_placement="before_activation",
@@ -133,9 +134,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _common.header("overhead")
-    train_s = min(default_trial_seconds("fp32") for _ in range(2))
+    precision = resolve_precision("auto", ["cpu"])  # what a default run trains in here
+    train_s = min(default_trial_seconds(precision) for _ in range(2))
     print(
-        f"default trial training time (mnist5k, 4 epochs, batch 128, fp32, best of 2): {train_s:.2f} s"
+        f"default trial training time (mnist5k, 4 epochs, batch {DEFAULT_BATCH_SIZE}, {precision}, best of 2): {train_s:.2f} s"
     )
     n = args.trials
     buckets = [(0, n // 4), (n // 4, n // 2), (n // 2, 3 * n // 4), (3 * n // 4, n)]

@@ -1,17 +1,18 @@
 # ruff: noqa: E501  (wide report lines read better unwrapped)
 """Workers: 2 processes × 1 torch thread vs 1 process × 2 threads, trials per minute.
 
-Every configuration runs the same workload: ``--trials`` random-search trials (default space,
-``--epochs`` epochs, no pruner) on mnist5k, all on one SQLite study file, as
-``bnsearch run --workers N`` would (each process calls ``prepare_search(cfg, worker_index=i)``
-on the shared storage, then ``optimize``). The processes are started and load their data
-first; the clock runs from the moment all of them start optimizing until the last finishes.
+Each layout runs ``bnsearch run --workers N --threads T`` as the CLI does (``prepare_workers``
+then ``run_workers``: spawned processes, a shared pool of trial tickets, one SQLite study).
+Every trial trains the same configuration (relu, BN before the activation and before the
+classifier, lr 0.05; the default batch size and precision), so the layouts do the same work;
+trials per minute = finished trials / (last trial's end − first trial's start), read from the
+study, so process start-up and data loading are not counted.
 
-Configurations alternate (1×2, 2×1, 1×2, 2×1, ...) so load changes hit both alike; then the
-same pair runs again with ``--busy`` extra processes spinning on one core each, to show what
+Layouts alternate (1×2, 2×1, 1×2, 2×1, ...) so load changes hit both alike; then the same
+pair runs again with ``--busy`` extra processes spinning on one core each, to show what
 oversubscription does to each layout.
 
-    PYTHONPATH=. python benchmarks/workers.py [--trials 8 --epochs 1 --repeats 2 --busy 1]
+    PYTHONPATH=. python benchmarks/workers.py [--trials 16 --epochs 4 --repeats 2 --busy 1]
 """
 
 from __future__ import annotations
@@ -27,21 +28,15 @@ from typing import Any
 
 import _common  # noqa: F401  (puts the checkout on sys.path)
 
-
-def _worker(cfg_kwargs: dict[str, Any], threads: int, index: int, barrier: Any, out: Any) -> None:
-    import optuna
-    import torch
-
-    from bnsearch.config import RunConfig
-    from bnsearch.search import optimize, prepare_search
-
-    torch.set_num_threads(threads)  # this is the worker entry point
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    setup = prepare_search(RunConfig(**cfg_kwargs), worker_index=index)
-    barrier.wait()
-    t0 = time.time()
-    optimize(setup)
-    out.put((t0, time.time()))
+FIXED_SPACE = """
+lr = 0.05
+weight_decay = 1e-4
+activation = "relu"
+bn_placement = "before_activation"
+bn_classifier = true
+gamma_init = "ones"
+beta_init = "zeros"
+"""
 
 
 def _busy(stop: Any, parent_pid: int, max_s: float = 600.0) -> None:
@@ -56,38 +51,36 @@ def _busy(stop: Any, parent_pid: int, max_s: float = 600.0) -> None:
 
 
 def run_layout(
-    processes: int, threads: int, *, trials: int, epochs: int, tmp: Path, tag: str, precision: str = "fp32"
+    processes: int, threads: int, *, trials: int, epochs: int, tmp: Path, tag: str, precision: str
 ) -> float:
     """Trials per minute of ``processes`` workers × ``threads`` threads sharing one study."""
-    from bnsearch.config import RunConfig
-    from bnsearch.search import prepare_search
+    import optuna
 
-    ctx = mp.get_context("spawn")
-    cfg = dict(
+    from bnsearch.config import RunConfig
+    from bnsearch.workers import prepare_workers, run_workers
+
+    space = tmp / "fixed.toml"
+    space.write_text(FIXED_SPACE)
+    cfg = RunConfig(
         strategy="random",
-        trials=trials // processes,
+        trials=trials,
         dataset="mnist5k",
         epochs=epochs,
         pruner="none",
         storage=f"sqlite:///{tmp / f'{tag}.db'}",
         study_name=tag,
+        space_path=str(space),
         device="cpu",
         precision=precision,
+        workers=processes,
+        threads=threads,
     )
-    prepare_search(RunConfig(**cfg))  # create the study once, as the parent of --workers does
-    barrier = ctx.Barrier(processes)
-    out = ctx.Queue()
-    procs = [
-        ctx.Process(target=_worker, args=(cfg, threads, i, barrier, out)) for i in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    spans = [out.get() for _ in procs]
-    for p in procs:
-        p.join()
-    wall = max(b for _, b in spans) - min(a for a, _ in spans)
-    done = (trials // processes) * processes
-    return 60.0 * done / wall
+    setup, slots = prepare_workers(cfg)
+    run_workers(setup, slots, verbosity=-1)
+    done = setup.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == trials, f"{len(done)} of {trials} trials completed"
+    wall = max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)  # type: ignore[operator,type-var]
+    return 60.0 * len(done) / wall.total_seconds()
 
 
 def main() -> None:
@@ -95,11 +88,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "--trials", type=int, default=8, help="trials per configuration (split over workers)"
+        "--trials", type=int, default=16, help="trials per layout (a shared pool, as --workers)"
     )
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--precision", default="fp32", help="fp32 or bf16")
+    ap.add_argument("--precision", default="auto", help="auto (the default run's), fp32 or bf16")
     ap.add_argument(
         "--busy",
         type=int,
@@ -128,7 +121,8 @@ def main() -> None:
                         rate = run_layout(
                             procs,
                             threads,
-                            trials=args.trials,
+                            # half the trials with a busy core: the 2-thread layout crawls there
+                            trials=args.trials // 2 if n_busy else args.trials,
                             epochs=args.epochs,
                             tmp=Path(tmp),
                             tag=tag,
