@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads() -> None:
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_reaches_python() -> None:
+    """Tests send Ctrl-C (SIGINT) to this process and to subprocesses. A shell that starts
+    pytest in the background (``cmd &`` in a script, nohup) makes SIGINT ignored, which
+    Python and every child inherit: the interrupt would then never arrive and such a test
+    would hang. Python's own handler here means children start with the default again."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

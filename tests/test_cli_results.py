@@ -192,9 +192,11 @@ def test_dashboard_stops_on_ctrl_c_while_requests_are_served(stored: str) -> Non
     answers: list[int] = []
 
     def browse_then_ctrl_c() -> None:
-        for _ in range(3):
-            answers.append(len(_get_json(f"{base}/api/studies")["study_summaries"]))
-        _thread.interrupt_main()  # what Ctrl-C does to the main thread
+        try:
+            for _ in range(3):
+                answers.append(len(_get_json(f"{base}/api/studies")["study_summaries"]))
+        finally:  # a failed request must fail the test, not leave it waiting for Ctrl-C
+            _thread.interrupt_main()  # what Ctrl-C does to the main thread
 
     threading.Thread(target=browse_then_ctrl_c, daemon=True).start()
     serve_until_interrupted(server)  # returns on the KeyboardInterrupt
