@@ -222,6 +222,26 @@ def identity_mismatches(stored: dict[str, Any], wanted: dict[str, Any]) -> list[
     return sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
 
 
+# Space params that a ``bnsearch run`` option fixes, for the hint in a mismatch message.
+_SPACE_OPTIONS = {"batch_size": "--batch-size", "epochs": "--epochs"}
+
+
+def describe_mismatch(key: str, stored: Any, wanted: Any) -> str:
+    """One clause of a resume refusal; for the space, only the params that differ."""
+    if key != "space" or not isinstance(stored, dict) or not isinstance(wanted, dict):
+        return f"{key}: study has {stored!r}, this run has {wanted!r}"
+    parts = []
+    for name in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(name), wanted.get(name)
+        if old == new:
+            continue
+        clause = f"space.{name}: study has {old!r}, this run has {new!r}"
+        if name in _SPACE_OPTIONS and isinstance(old, dict) and "value" in old:
+            clause += f" (pass {_SPACE_OPTIONS[name]} {old['value']})"
+        parts.append(clause)
+    return "; ".join(parts)
+
+
 def create_or_resume(
     storage: optuna.storages.BaseStorage,
     name: str,
@@ -256,7 +276,7 @@ def create_or_resume(
             )
         diff = identity_mismatches(stored, identity)
         if diff:
-            details = "; ".join(f"{k}: study has {stored.get(k)!r}, this run has {identity.get(k)!r}" for k in diff)
+            details = "; ".join(describe_mismatch(k, stored.get(k), identity.get(k)) for k in diff)
             raise StudyError(
                 f"study '{name}' was created with different settings ({details}); "
                 "rerun with the original settings or choose a new --study-name"

@@ -323,20 +323,21 @@ def _tiny_npz(path: Path) -> Path:
     ("change", "named"),
     [
         (lambda d: ["--seed", "1"], "seed: study has 0, this run has 1"),
-        (lambda d: ["--epochs", "2"], "space: study has"),
+        (lambda d: ["--epochs", "2"], "space.epochs: study has {'value': 1}, this run has {'value': 2} (pass --epochs 1)"),
+        (lambda d: ["--batch-size", "64"], "(space.batch_size: study has {'value': 128}, this run has {'value': 64} (pass --batch-size 128));"),
         (
             lambda d: [
                 "--space",
                 str(_write(d / "s.toml", 'activation = { choices = ["relu"] }\n')),
             ],
-            "space: study has",
+            "(space.activation: study has {'choices': ['relu', 'leaky_relu', 'tanh', 'sigmoid']}, this run has {'choices': ['relu']});",
         ),
         (
             lambda d: ["--dataset", str(_tiny_npz(d / "other.npz"))],
             "dataset: study has 'digits', this run has",
         ),
     ],
-    ids=["seed", "epochs", "space-file", "dataset"],
+    ids=["seed", "epochs", "batch-size", "space-file", "dataset"],
 )
 def test_resume_with_other_settings_names_the_mismatch_and_changes_nothing(
     tmp_path: Path, sqlite_url: str, change: Callable[[Path], list[str]], named: str
