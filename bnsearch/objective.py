@@ -48,12 +48,13 @@ class Objective:
         trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(keys.RESOLVED_PARAMS, params.to_dict())
         history: list[EpochMetrics] = []
+        reporting: list[EpochMetrics] = []  # the epoch inside report(), if any
 
         def on_epoch(m: EpochMetrics) -> bool:
+            reporting[:] = [m]
             trial.report(m.val_acc, m.epoch)
-            # Appended after the report, so a Ctrl-C that lands inside report() leaves the
-            # curves equal to the intermediate values that reached the storage.
             history.append(m)
+            reporting.clear()
             return trial.should_prune()
 
         try:
@@ -67,6 +68,10 @@ class Objective:
             )
             result = train(model, self.data, params, seed=seed, cfg=self.train_cfg, on_epoch=on_epoch)
         except BaseException as e:
+            # A Ctrl-C can land inside report() after the value reached the storage: keep the
+            # curves equal to the intermediate values that are stored.
+            if reporting and reporting[0].epoch in _stored_steps(trial):
+                history.append(reporting[0])
             _write_curves(trial, history, None)
             reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
             trial.set_user_attr(keys.FAIL_REASON, reason[:2000])
@@ -96,6 +101,12 @@ class Objective:
                 self.threads,
             )
             torch.set_num_threads(self.threads)
+
+
+def _stored_steps(trial: optuna.Trial) -> set[int]:
+    """Steps whose intermediate value this (running) trial has in the storage."""
+    running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return next((set(t.intermediate_values) for t in running if t.number == trial.number), set())
 
 
 def _write_curves(trial: optuna.Trial, history: list[EpochMetrics], result: TrainResult | None) -> None:

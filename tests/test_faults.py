@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from bnsearch import keys
 from bnsearch.cli import app
+from bnsearch.data import DeviceData
 from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL
 
 # Long enough (a few seconds per trial on digits) that a signal lands mid-trial.
@@ -391,3 +392,45 @@ def test_resume_of_a_foreign_study_is_refused(
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {message}"
     assert len(optuna.load_study(study_name="foreign", storage=sqlite_url).trials) == 0
+
+
+@pytest.mark.parametrize("where", ["after the storage write", "after report() returned"])
+def test_ctrl_c_inside_report_keeps_the_curve_equal_to_the_stored_values(
+    tiny_digits: DeviceData, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A KeyboardInterrupt that lands once epoch 2's value is in the storage (inside
+    ``trial.report`` or just after it) must not leave the curve one epoch short."""
+    from bnsearch.objective import Objective
+    from bnsearch.space import SearchSpace
+
+    space = SearchSpace.from_mapping({
+        "lr": 0.05, "weight_decay": 1e-4, "activation": "relu", "bn_placement": "before_activation",
+        "bn_classifier": False, "gamma_init": "ones", "beta_init": "zeros", "epochs": 3, "batch_size": 64,
+    })
+    study = optuna.create_study(direction="maximize")
+    storage = study._storage
+    real_write = storage.set_trial_intermediate_value
+    real_report = optuna.Trial.report
+
+    def write_then_interrupt(trial_id: int, step: int, value: float) -> None:
+        real_write(trial_id, step, value)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    def report_then_interrupt(self: optuna.Trial, value: float, step: int) -> None:
+        real_report(self, value, step)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    if where == "after the storage write":
+        monkeypatch.setattr(storage, "set_trial_intermediate_value", write_then_interrupt)
+    else:
+        monkeypatch.setattr(optuna.Trial, "report", report_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(Objective(space=space, data=tiny_digits, root_seed=0), n_trials=1)
+    trial = study.trials[0]
+    stored = [trial.intermediate_values[e] for e in sorted(trial.intermediate_values)]
+    assert len(stored) == 2
+    assert trial.user_attrs[keys.VAL_ACC_CURVE] == stored
+    assert trial.user_attrs[keys.EPOCHS_RUN] == 2
+    assert trial.user_attrs[keys.FAIL_REASON] == "interrupted"
