@@ -18,6 +18,7 @@ thread process-wide while it optimizes; the figure shows whether training would 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import socket
@@ -28,6 +29,7 @@ from pathlib import Path
 import _common  # noqa: F401  (puts the checkout on sys.path)
 import optuna
 import torch
+from train_throughput import fixed_params
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_precision
@@ -84,18 +86,7 @@ class StubObjective:
 def default_trial_seconds(precision: str) -> float:
     """Seconds of one default trial (mnist5k, 4 epochs, the default batch) in ``precision``."""
     data = to_device(split_dataset(load_dataset("mnist5k"), seed=0), "cpu")
-    p = TrialParams(
-        lr=0.05,
-        weight_decay=1e-4,
-        momentum=0.9,
-        batch_size=DEFAULT_BATCH_SIZE,
-        epochs=EPOCHS,
-        activation="relu",
-        bn_placement="before_activation",
-        bn_classifier=True,
-        gamma_init="ones",
-        beta_init="zeros",
-    )
+    p = dataclasses.replace(fixed_params(EPOCHS), batch_size=DEFAULT_BATCH_SIZE)
     t0 = time.perf_counter()
     model = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=0)
     train(model, data, p, seed=0, cfg=TrainConfig(precision=precision))

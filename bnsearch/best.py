@@ -40,7 +40,6 @@ _FEATURE_ORDER = {"bnsearch-model/1": "chw", MODEL_FORMAT: "hwc"}
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
-_EVAL_BATCH = 2048  # images per forward pass when predicting
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,14 +268,17 @@ class LoadedModel:
         """Class probabilities (N, num_classes) for raw images (see ``as_model_input``)."""
         import torch
 
-        batch = as_model_input(x, self.in_shape)
+        from bnsearch.train import eval_batch_size
+
+        images = as_model_input(x, self.in_shape)
         mean = np.asarray(self.config["mean"], dtype=np.float32)[None, :, None, None]
         std = np.asarray(self.config["std"], dtype=np.float32)[None, :, None, None]
-        norm = ((batch - mean) / std).astype(np.float32)
+        norm = ((images - mean) / std).astype(np.float32)
+        step = eval_batch_size(self.device)
         out = []
         with torch.inference_mode():
-            for i in range(0, len(norm), _EVAL_BATCH):
-                xb = torch.from_numpy(np.ascontiguousarray(norm[i : i + _EVAL_BATCH])).to(
+            for i in range(0, len(norm), step):
+                xb = torch.from_numpy(np.ascontiguousarray(norm[i : i + step])).to(
                     self.device
                 )
                 out.append(torch.softmax(self.model(xb), dim=1).cpu().numpy())

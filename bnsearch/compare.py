@@ -184,7 +184,7 @@ def _existing_counts(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -
 
     from bnsearch.config import resolve_device, resolve_precision
     from bnsearch.search import load_space, study_identity
-    from bnsearch.study import identity_mismatches, study_names
+    from bnsearch.study import describe_mismatch, identity_mismatches, study_names
 
     existing = set(study_names(storage))
     counts: dict[str, int] = {}
@@ -206,10 +206,12 @@ def _existing_counts(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -
                 study_precision=stored.get("precision"),
             )
             run_cfg = replace(run_cfg, precision=precision)
-            diff = identity_mismatches(stored, study_identity(run_cfg, load_space(run_cfg)))
+            wanted = study_identity(run_cfg, load_space(run_cfg))
+            diff = identity_mismatches(stored, wanted)
             if diff:
+                details = "; ".join(describe_mismatch(k, stored.get(k), wanted.get(k)) for k in diff)
                 raise StudyError(
-                    f"study '{name}' was created with different settings ({', '.join(diff)}); "
+                    f"study '{name}' was created with different settings ({details}); "
                     "rerun compare with the original settings or choose another --prefix"
                 )
             counts[name] = len(counted_trials(study))

@@ -48,13 +48,14 @@ class Objective:
         trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(keys.RESOLVED_PARAMS, params.to_dict())
         history: list[EpochMetrics] = []
-        reporting: list[EpochMetrics] = []  # the epoch inside report(), if any
+        reporting: EpochMetrics | None = None  # the epoch inside report(), if any
 
         def on_epoch(m: EpochMetrics) -> bool:
-            reporting[:] = [m]
+            nonlocal reporting
+            reporting = m
             trial.report(m.val_acc, m.epoch)
             history.append(m)
-            reporting.clear()
+            reporting = None
             return trial.should_prune()
 
         try:
@@ -70,8 +71,8 @@ class Objective:
         except BaseException as e:
             # A Ctrl-C can land inside report() after the value reached the storage: keep the
             # curves equal to the intermediate values that are stored.
-            if reporting and reporting[0].epoch in _stored_steps(trial):
-                history.append(reporting[0])
+            if reporting is not None and reporting.epoch in _stored_steps(trial):
+                history.append(reporting)
             _write_curves(trial, history, None)
             reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
             trial.set_user_attr(keys.FAIL_REASON, reason[:2000])
