@@ -2,7 +2,9 @@
 
 Problems: Branin (2-D, minimum 0.397887), Hartmann-6 (6-D, minimum -3.32237) and a mixed space
 (a 4-way categorical, a log-float over six decades and an int, with an interaction between
-them; minimum 0). Each strategy runs ``--trials`` trials per problem for every seed; the table
+them; minimum 0) and ``bnlike``, shaped like bnsearch's own space (five categoricals, two of
+them conditional on the third, a log lr whose best value depends on it, a log weight decay and
+a momentum; minimum 0). Each strategy runs ``--trials`` trials per problem for every seed; the table
 shows the median over seeds of the best-found regret (best value − optimum; lower is better)
 and the median seconds per run. Hyperopt's ``anneal`` algorithm runs as a baseline when the
 ``bench`` extra (hyperopt) is installed.
@@ -102,6 +104,65 @@ def _mixed(p: Mapping[str, Any]) -> float:
     return _BASE[c] + (math.log10(lr) - _LR_OPT[c] - 0.5 * dn) ** 2 / 2 + dn**2
 
 
+# A space shaped like bnsearch's own: five categoricals, two of them only when BN is used, and
+# three numeric params; the best lr depends on where BN sits. Costs are additive, minimum 0.
+_BN = {
+    "activation": {"relu": 0.0, "gelu": 0.05, "sigmoid": 0.4},
+    "bn_placement": {"none": 0.3, "before": 0.0, "after": 0.08},
+    "bn_classifier": {False: 0.02, True: 0.0},
+    "gamma_init": {"ones": 0.0, "zeros": 0.25, "normal": 0.05},  # only with BN
+    "beta_init": {"zeros": 0.0, "ones": 0.1, "normal": 0.03},  # only with BN
+}
+_BN_LR_OPT = {"none": -2.0, "before": -1.0, "after": -1.3}  # log10 of the best lr per placement
+
+
+def _bnlike(p: Mapping[str, Any]) -> float:
+    cost = sum(_BN[name][p[name]] for name in _BN if name in p)
+    return (
+        cost
+        + (math.log10(p["lr"]) - _BN_LR_OPT[p["bn_placement"]]) ** 2 / 2
+        + (math.log10(p["weight_decay"]) + 4) ** 2 / 8
+        + (p["momentum"] - 0.9) ** 2
+    )
+
+
+def _bnlike_trial(t: Any) -> float:
+    p = {name: t.suggest_categorical(name, list(_BN[name])) for name in ("activation", "bn_placement", "bn_classifier")}
+    if p["bn_placement"] != "none":
+        p |= {name: t.suggest_categorical(name, list(_BN[name])) for name in ("gamma_init", "beta_init")}
+    p["lr"] = t.suggest_float("lr", 1e-4, 1.0, log=True)
+    p["weight_decay"] = t.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+    p["momentum"] = t.suggest_float("momentum", 0.0, 0.99)
+    return _bnlike(p)
+
+
+def _bnlike_hyperopt() -> dict[str, Any]:
+    hp = _hp()
+
+    def placement(name: str) -> dict[str, Any]:
+        if name == "none":
+            return {"bn_placement": name}
+        # Hyperopt needs a label per branch for the conditional params.
+        return {
+            "bn_placement": name,
+            "gamma_init": hp.choice(f"gamma_init_{name}", list(_BN["gamma_init"])),
+            "beta_init": hp.choice(f"beta_init_{name}", list(_BN["beta_init"])),
+        }
+
+    return {
+        "activation": hp.choice("activation", list(_BN["activation"])),
+        "placement": hp.choice("bn_placement", [placement(n) for n in _BN["bn_placement"]]),
+        "bn_classifier": hp.choice("bn_classifier", list(_BN["bn_classifier"])),
+        "lr": hp.loguniform("lr", math.log(1e-4), 0.0),
+        "weight_decay": hp.loguniform("weight_decay", math.log(1e-6), math.log(1e-2)),
+        "momentum": hp.uniform("momentum", 0.0, 0.99),
+    }
+
+
+def _bnlike_hyperopt_eval(p: Mapping[str, Any]) -> float:
+    return _bnlike({**{k: v for k, v in p.items() if k != "placement"}, **p["placement"]})
+
+
 def _hp() -> Any:
     from hyperopt import hp
 
@@ -141,6 +202,7 @@ PROBLEMS = {
         _mixed,
         stuck_regret=0.1,  # below rmsprop's 0.15: only adam reaches it
     ),
+    "bnlike": Problem("bnlike", 0.0, _bnlike_trial, _bnlike_hyperopt, _bnlike_hyperopt_eval),
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 from bnsearch.samplers._moves import (
     AnnealSchedule,
     CategoricalDomain,
+    Domain,
     NumericDomain,
     Observation,
     metropolis_accept,
@@ -115,6 +116,23 @@ def test_default_neighbour_moves_every_numeric_param() -> None:
         for _ in range(50):
             out = propose_neighbour(current, DOMAINS, temperature, s, rng)
             assert all(out[name] != current[name] for name in DOMAINS)
+
+
+def test_switch_probability_is_shared_out_over_categorical_params() -> None:
+    # With n categorical params each switches with p/√n, so a neighbour in a space with many
+    # choices (bnsearch's has five) changes about as much as one with a single choice.
+    s = AnnealSchedule()
+    p = s.switch_probability(s.min_temperature)
+    rng = np.random.default_rng(7)
+    for n in (1, 4):
+        domains: dict[str, Domain] = {f"c{i}": CategoricalDomain(("a", "b", "c")) for i in range(n)}
+        domains["x"] = DOMAINS["float"]
+        current = {**{name: "a" for name in domains}, "x": 0.5}
+        switched = [
+            propose_neighbour(current, domains, s.min_temperature, s, rng)["c0"] != "a"
+            for _ in range(4000)
+        ]
+        assert np.mean(switched) == pytest.approx(p / math.sqrt(n), abs=0.02)
 
 
 def test_categorical_keeps_mixed_types_apart() -> None:

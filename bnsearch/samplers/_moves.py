@@ -116,6 +116,8 @@ class AnnealSchedule:
     numeric param moves on every trial; categorical switches stay frequent even when cold
     (0.3 at the coldest T), because a chain that settles in one choice otherwise rarely
     leaves it, even when another choice holds the better optimum at other numeric values.
+    These switch probabilities are for one categorical param; ``propose_neighbour`` divides
+    them by √n for n of them (checked on the benchmark's ``bnlike`` space, five categoricals).
     """
 
     n_startup_trials: int = 5  # random trials; the best of them is the first current state
@@ -216,12 +218,19 @@ def propose_neighbour(
     """A neighbour of ``current`` over every param in ``domains``.
 
     Numeric params take a normal step whose size shrinks with ``temperature``; categorical
-    params switch with a probability that falls with it. A param that ``current`` lacks (a
+    params switch with a probability that falls with it, divided by √n when ``n`` categorical
+    params can switch. A param that ``current`` lacks (a
     conditional param) or whose value lies outside its domain is drawn uniformly. When nothing
     changed, one param is forced to move, so no trial repeats its parent.
     """
     sigma = schedule.step_scale(temperature)
-    p_switch = schedule.switch_probability(temperature)
+    # The schedule's switch probability is for a space with one categorical param; with n of
+    # them each switches with p/√n, so a neighbour of a many-choice space stays a neighbour.
+    switchable = sum(
+        isinstance(dom, CategoricalDomain) and name in current and _movable(dom, current[name])
+        for name, dom in domains.items()
+    )
+    p_switch = schedule.switch_probability(temperature) / math.sqrt(max(1, switchable))
     out: dict[str, Value] = {}
     for name in sorted(domains):  # sorted: the draw order must not depend on dict order
         dom = domains[name]
