@@ -57,8 +57,9 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
        [0, 1], after ``log`` for log params) whose std shrinks with the temperature from
        ``max_step`` to ``min_step``; values are
        reflected into the bounds and rounded onto the step grid. Each categorical param
-       switches to another choice with a probability that falls with the temperature. If
-       nothing moved, one param is forced to move.
+       switches to another choice with a probability that falls with the temperature
+       (divided by √n when there are n categorical params). If nothing moved, one param is
+       forced to move.
     3. When the trial finishes, the Metropolis rule decides whether it becomes the current
        state: always if it is at least as good, else with probability ``exp(-Δ / (T·σ))``,
        where ``σ`` is the std of the values seen so far (so ``T`` is unit-free). Minimize and
