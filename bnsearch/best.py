@@ -119,13 +119,13 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
         BnsearchError: the dataset cannot be loaded, the stored split cannot be reproduced,
             training diverges, or the folder cannot be written.
     """
-    from bnsearch.config import resolve_device
+    from bnsearch.config import resolve_device, resolve_precision
     from bnsearch.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset
     from bnsearch.model import ModelConfig, build_model
     from bnsearch.search import library_versions
     from bnsearch.seeding import derive_seed
     from bnsearch.space import TrialParams
-    from bnsearch.train import TrainConfig, bf16_supported, evaluate, train
+    from bnsearch.train import TrainConfig, evaluate, train
 
     ident = best.identity
     for key, now in (("val_fraction", VAL_FRACTION), ("test_fraction", TEST_FRACTION)):
@@ -148,10 +148,8 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     )
     data = _train_val_test(splits, dev)
     # Retrain in the search's precision; bf16 where this device cannot run it natively would
-    # only be slower, so it falls back to fp32 (metrics.json records which ran).
-    precision = str(ident.get("precision", "fp32"))
-    if precision == "bf16" and not bf16_supported(dev):
-        precision = "fp32"
+    # only be slower, so auto falls back to fp32 there (metrics.json records which ran).
+    precision = resolve_precision("auto", [dev], study_precision=ident.get("precision", "fp32"))
     model = build_model(
         params,
         in_shape=splits.in_shape,

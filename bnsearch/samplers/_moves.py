@@ -219,17 +219,17 @@ def propose_neighbour(
 
     Numeric params take a normal step whose size shrinks with ``temperature``; categorical
     params switch with a probability that falls with it, divided by √n when ``n`` categorical
-    params can switch. A param that ``current`` lacks (a
-    conditional param) or whose value lies outside its domain is drawn uniformly. When nothing
-    changed, one param is forced to move, so no trial repeats its parent.
+    params can switch. A param that ``current`` lacks (a conditional param) or whose value lies
+    outside its domain is drawn uniformly. When nothing changed, one param is forced to move, so
+    no trial repeats its parent.
     """
     sigma = schedule.step_scale(temperature)
+    # Params of ``current`` that can take another value; a param new to this trial (drawn
+    # below) does not count as a move of the parent.
+    movable = [n for n in sorted(domains) if n in current and _movable(domains[n], current[n])]
     # The schedule's switch probability is for a space with one categorical param; with n of
     # them each switches with p/√n, so a neighbour of a many-choice space stays a neighbour.
-    switchable = sum(
-        isinstance(dom, CategoricalDomain) and name in current and _movable(dom, current[name])
-        for name, dom in domains.items()
-    )
+    switchable = sum(isinstance(domains[n], CategoricalDomain) for n in movable)
     p_switch = schedule.switch_probability(temperature) / math.sqrt(max(1, switchable))
     out: dict[str, Value] = {}
     for name in sorted(domains):  # sorted: the draw order must not depend on dict order
@@ -242,8 +242,6 @@ def propose_neighbour(
             out[name] = move_numeric(current[name], dom, sigma, rng)
         else:
             out[name] = current[name]
-    # A param new to this trial (drawn above) does not count as a move of the parent.
-    movable = [n for n in sorted(domains) if n in current and _movable(domains[n], current[n])]
     if movable and all(_same_value(out[n], current[n]) for n in movable):
         name = movable[int(rng.integers(len(movable)))]
         dom = domains[name]

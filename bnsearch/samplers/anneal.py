@@ -53,10 +53,10 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
     1. The first ``schedule.n_startup_trials`` trials are drawn uniformly (log params in log
        space); the best of them becomes the *current state*.
     2. Every later trial is a *neighbour* of the current state: each numeric param, with
-       probability ``move_prob`` (1 by default: all of them), takes a normal step in unit space (its range mapped to
-       [0, 1], after ``log`` for log params) whose std shrinks with the temperature from
-       ``max_step`` to ``min_step``; values are
-       reflected into the bounds and rounded onto the step grid. Each categorical param
+       probability ``move_prob`` (1 by default: all of them), takes a normal step in unit
+       space (its range mapped to [0, 1], after ``log`` for log params) whose std shrinks with
+       the temperature from ``max_step`` to ``min_step``; values are reflected into the bounds
+       and rounded onto the step grid. Each categorical param
        switches to another choice with a probability that falls with the temperature
        (divided by √n when there are n categorical params). If nothing moved, one param is
        forced to move.
