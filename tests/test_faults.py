@@ -252,7 +252,11 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
     )  # its epochs are kept
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1
-    assert retries[0].state == TrialState.COMPLETE
+    # Finished, not failed again: which trial was killed depends on timing, and a random draw
+    # can diverge at the default batch size (a diverged trial is PRUNED; --pruner is none).
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    if retries[0].state == TrialState.PRUNED:
+        assert "diverged" in str(retries[0].user_attrs.get(keys.PRUNE_REASON, ""))
     assert retries[0].params == dead.params  # the same configuration, run again
 
 
