@@ -46,9 +46,7 @@ def header(title: str) -> None:
     )
 
 
-def matmul_peak_gflops(
-    dtype: torch.dtype = torch.float32, *, n: int = 1024, reps: int = 7
-) -> float:
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, *, n: int = 1024, reps: int = 7) -> float:
     """Best-of-``reps`` n×n matmul rate in GFLOP/s with the current torch threads.
 
     Best-of, not mean: the least-disturbed run is the closest to what the CPU can do.
@@ -81,7 +79,6 @@ def train_flops_per_sample(
         loss.backward()
     model.zero_grad(set_to_none=True)
     return fwd_counter.get_total_flops() / batch, all_counter.get_total_flops() / batch
-
 
 
 def tutorial_model(params: Any, *, in_shape: tuple[int, int, int], num_classes: int, seed: int) -> torch.nn.Module:

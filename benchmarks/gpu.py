@@ -43,7 +43,9 @@ def gpu_peak(dtype: torch.dtype, n: int = 8192, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
-def epoch_seconds(data, *, batch: int, precision: str, epochs: int = 4, compile_model: bool = False) -> tuple[float, float, float]:
+def epoch_seconds(
+    data, *, batch: int, precision: str, epochs: int = 4, compile_model: bool = False
+) -> tuple[float, float, float]:
     """(median s/epoch after the first, first epoch s, final val acc) for the fixed config."""
     p = fixed_params(epochs)
     from dataclasses import replace
@@ -66,7 +68,9 @@ def main() -> None:
     print(f"# GPU benchmark: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     fp32_tf = gpu_peak(torch.float32)
     bf16_tf = gpu_peak(torch.bfloat16)
-    print(f"matmul peak: fp32 (tf32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}) {fp32_tf:.1f} TFLOP/s, bf16 {bf16_tf:.1f} TFLOP/s")
+    print(
+        f"matmul peak: fp32 (tf32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}) {fp32_tf:.1f} TFLOP/s, bf16 {bf16_tf:.1f} TFLOP/s"
+    )
 
     splits = split_dataset(load_dataset("mnist5k"), seed=derive_seed(0, "split"))
     data = to_device(splits, "cuda")
@@ -84,11 +88,15 @@ def main() -> None:
     torch.cuda.synchronize()
     naive_s = (time.perf_counter() - t0) / 4
     print(f"{'variant':28} {'s/epoch':>8} {'× naive':>8} {'samples/s':>10} {'% bf16 peak':>11} {'val acc':>8}")
-    print(f"{'naive (DataLoader bs32)':28} {naive_s:8.4f} {1.0:8.2f} {len(data.train_y) / naive_s:10.0f} {100 * flops_epoch / naive_s / (bf16_tf * 1e12):10.3f}% {naive_acc:8.4f}")
+    print(
+        f"{'naive (DataLoader bs32)':28} {naive_s:8.4f} {1.0:8.2f} {len(data.train_y) / naive_s:10.0f} {100 * flops_epoch / naive_s / (bf16_tf * 1e12):10.3f}% {naive_acc:8.4f}"
+    )
     for batch in (128, 512):
         for precision in ("fp32", "bf16"):
             s, _first, acc = epoch_seconds(data, batch=batch, precision=precision)
-            print(f"{f'bnsearch {precision} bs{batch}':28} {s:8.4f} {s / naive_s:8.2f} {len(data.train_y) / s:10.0f} {100 * flops_epoch / s / (bf16_tf * 1e12):10.3f}% {acc:8.4f}")
+            print(
+                f"{f'bnsearch {precision} bs{batch}':28} {s:8.4f} {s / naive_s:8.2f} {len(data.train_y) / s:10.0f} {100 * flops_epoch / s / (bf16_tf * 1e12):10.3f}% {acc:8.4f}"
+            )
 
     print("\n## torch.compile (bs128, bf16)")
     try:
@@ -96,20 +104,36 @@ def main() -> None:
         comp, comp_first, _ = epoch_seconds(data, batch=128, precision="bf16", compile_model=True)
         gain = eager - comp
         cost = comp_first - eager_first
-        pays = f"pays off after {cost / gain:.0f} epochs per compiled model" if gain > 0 else "never pays off (no per-epoch gain)"
-        print(f"eager {eager:.4f} s/epoch (first {eager_first:.2f}); compiled {comp:.4f} s/epoch (first, with compile, {comp_first:.2f}); {pays}")
+        pays = (
+            f"pays off after {cost / gain:.0f} epochs per compiled model"
+            if gain > 0
+            else "never pays off (no per-epoch gain)"
+        )
+        print(
+            f"eager {eager:.4f} s/epoch (first {eager_first:.2f}); compiled {comp:.4f} s/epoch (first, with compile, {comp_first:.2f}); {pays}"
+        )
     except Exception as e:  # compile needs a working triton toolchain; report, don't fail
         print(f"torch.compile failed: {type(e).__name__}: {str(e)[:200]}")
 
     print(f"\n## a default-shaped search on the GPU: tpe, median pruner, mnist5k, 4 epochs, {args.trials} trials")
     for precision in ("fp32", "bf16"):
         t0 = time.perf_counter()
-        study = run_search(RunConfig(strategy="tpe", trials=args.trials, storage=f"sqlite:////tmp/gpu-{precision}.db",
-                                     device="cuda", precision=precision, study_name=f"gpu-{precision}"))
+        study = run_search(
+            RunConfig(
+                strategy="tpe",
+                trials=args.trials,
+                storage=f"sqlite:////tmp/gpu-{precision}.db",
+                device="cuda",
+                precision=precision,
+                study_name=f"gpu-{precision}",
+            )
+        )
         wall = time.perf_counter() - t0
         states = [t.state.name for t in study.trials]
-        print(f"{precision}: {wall:.1f}s wall ({60 * args.trials / wall:.0f} trials/min), best val_acc {study.best_value:.4f}, "
-              f"{states.count('COMPLETE')} complete / {states.count('PRUNED')} pruned / {states.count('FAIL')} failed")
+        print(
+            f"{precision}: {wall:.1f}s wall ({60 * args.trials / wall:.0f} trials/min), best val_acc {study.best_value:.4f}, "
+            f"{states.count('COMPLETE')} complete / {states.count('PRUNED')} pruned / {states.count('FAIL')} failed"
+        )
 
 
 if __name__ == "__main__":

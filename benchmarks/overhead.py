@@ -115,9 +115,7 @@ def measure(strategy: str, trials: int, tmp: Path) -> tuple[list[float], StubObj
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--strategies", default=",".join(s for s in strategy_names() if s != "grid"))
     ap.add_argument("--threads", type=int, default=2)
@@ -132,9 +130,7 @@ def main() -> None:
     )
     n = args.trials
     buckets = [(0, n // 4), (n // 4, n // 2), (n // 2, 3 * n // 4), (3 * n // 4, n)]
-    print(
-        f"\nseconds per trial (sampler + storage + stub), by trial range; last column vs {train_s:.1f} s training"
-    )
+    print(f"\nseconds per trial (sampler + storage + stub), by trial range; last column vs {train_s:.1f} s training")
     print(
         f"{'strategy':9} "
         + " ".join(f"{f'{a}-{b}':>8}" for a, b in buckets)

@@ -107,7 +107,9 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, tuple[float, floa
     for pruner, study in studies.items():
         epochs, best, done, pruned = summarize(study)
         saved = 1 - epochs / base_epochs
-        print(f"{pruner:20} {epochs:7d} {100 * saved:5.0f}% {100 * best:8.2f}% {done:9d} {pruned:7d} {seconds[pruner]:8.0f}")
+        print(
+            f"{pruner:20} {epochs:7d} {100 * saved:5.0f}% {100 * best:8.2f}% {done:9d} {pruned:7d} {seconds[pruner]:8.0f}"
+        )
         if pruner != "none":
             out[f"real: {pruner}"] = (saved, best - base_best)
     curves = [list(t.user_attrs.get(keys.VAL_ACC_CURVE, [])) for t in studies["none"].get_trials(deepcopy=False)]
@@ -117,15 +119,15 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[str, tuple[float, floa
         r_epochs, r_best = replay(pruner, curves, max_epochs=max_epochs)
         saved = 1 - r_epochs / base_epochs
         out[f"replay: {name}"] = (saved, r_best - base_best)
-        print(f"  {name:20} {r_epochs:4d} epochs, saved {100 * saved:3.0f}%, "
-              f"best val {100 * r_best:6.2f}% ({100 * (r_best - base_best):+.2f} points)")
+        print(
+            f"  {name:20} {r_epochs:4d} epochs, saved {100 * saved:3.0f}%, "
+            f"best val {100 * r_best:6.2f}% ({100 * (r_best - base_best):+.2f} points)"
+        )
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="mnist5k", help="mnist5k (the default search) or digits (fast)")
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--strategy", default="tpe")

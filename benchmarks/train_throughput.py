@@ -50,8 +50,13 @@ BEFORE_COMMIT = "d2b2aab"  # the foundation's trainer, for the before/after tabl
 def load_before_train() -> Callable[..., TrainResult] | None:
     """``train`` from the trainer at BEFORE_COMMIT, or None when git or the commit is missing."""
     try:
-        src = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:bnsearch/train.py"], cwd=_common.ROOT,
-                             capture_output=True, text=True, check=True).stdout
+        src = subprocess.run(
+            ["git", "show", f"{BEFORE_COMMIT}:bnsearch/train.py"],
+            cwd=_common.ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     module = types.ModuleType("bnsearch_train_before")
@@ -68,18 +73,12 @@ def network(variant: str, p: TrialParams, data: DeviceData, *, seed: int) -> tor
     return build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed)
 
 
-def naive_train(
-    model: torch.nn.Module, data: DeviceData, p: TrialParams, *, seed: int
-) -> tuple[float, int]:
+def naive_train(model: torch.nn.Module, data: DeviceData, p: TrialParams, *, seed: int) -> tuple[float, int]:
     """The tutorial loop. Returns (final val accuracy, epochs run)."""
     torch.manual_seed(seed)  # a tutorial seeds the global RNG; DataLoader shuffles with it
-    loader = DataLoader(
-        TensorDataset(data.train_x, data.train_y), batch_size=NAIVE_BATCH, shuffle=True
-    )
+    loader = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=NAIVE_BATCH, shuffle=True)
     val_loader = DataLoader(TensorDataset(data.val_x, data.val_y), batch_size=1000)
-    opt = torch.optim.SGD(
-        param_groups(model, weight_decay=p.weight_decay), lr=p.lr, momentum=p.momentum
-    )
+    opt = torch.optim.SGD(param_groups(model, weight_decay=p.weight_decay), lr=p.lr, momentum=p.momentum)
     criterion = torch.nn.CrossEntropyLoss()
     acc = 0.0
     for _epoch in range(p.epochs):
@@ -195,9 +194,7 @@ def fixed_params(epochs: int) -> TrialParams:
     )
 
 
-def peak_fraction(
-    name: str, data: DeviceData, *, peak_gflops: float, repeats: int, epochs: int
-) -> None:
+def peak_fraction(name: str, data: DeviceData, *, peak_gflops: float, repeats: int, epochs: int) -> None:
     p = fixed_params(epochs)
     model = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=0)
     fwd, fwd_bwd = _common.train_flops_per_sample(model, data.in_shape)
@@ -224,9 +221,7 @@ def peak_fraction(
     )
     for v, s in best.items():
         gflops = flops_epoch / s / 1e9
-        print(
-            f"  {v:10} {s:7.3f} s/epoch  {gflops:6.1f} GFLOP/s  {100 * gflops / peak_gflops:5.1f}% of fp32 peak"
-        )
+        print(f"  {v:10} {s:7.3f} s/epoch  {gflops:6.1f} GFLOP/s  {100 * gflops / peak_gflops:5.1f}% of fp32 peak")
 
 
 def precision_accuracy(data: DeviceData, *, seeds: int, epochs: int) -> None:
@@ -240,8 +235,11 @@ def precision_accuracy(data: DeviceData, *, seeds: int, epochs: int) -> None:
     diffs = [b - a for a, b in zip(acc["fp32"], acc["bf16"], strict=True)]
     print(f"\nbf16 vs fp32 accuracy, mnist5k, relu + BN, lr 0.05, batch 128, {epochs} epochs, seeds 0..{seeds - 1}:")
     for precision, values in acc.items():
-        print(f"  {precision}: " + " ".join(f"{100 * v:.2f}%" for v in values)
-              + f"  mean {100 * statistics.mean(values):.2f}%")
+        print(
+            f"  {precision}: "
+            + " ".join(f"{100 * v:.2f}%" for v in values)
+            + f"  mean {100 * statistics.mean(values):.2f}%"
+        )
     print(f"  bf16 − fp32: mean {100 * statistics.mean(diffs):+.2f} points, worst {100 * min(diffs):+.2f}")
 
 
@@ -265,12 +263,12 @@ def lr_sweep(data: DeviceData, *, lrs: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=None, help="bnsearch's batch size in the search (default: the space's)")
+    ap.add_argument(
+        "--batch-size", type=int, default=None, help="bnsearch's batch size in the search (default: the space's)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the peak-fraction timing")
@@ -285,15 +283,16 @@ def main() -> None:
     peak = _common.matmul_peak_gflops(torch.float32)
     peak_bf16 = _common.matmul_peak_gflops(torch.bfloat16)
     print(f"matmul peak (1024², best of 7): fp32 {peak:.0f} GFLOP/s, bf16 {peak_bf16:.0f} GFLOP/s")
-    mnist = to_device(
-        split_dataset(load_dataset("mnist5k"), seed=derive_seed(args.seed, "split")), "cpu"
-    )
-    digits = to_device(
-        split_dataset(load_dataset("digits"), seed=derive_seed(args.seed, "split")), "cpu"
-    )
+    mnist = to_device(split_dataset(load_dataset("mnist5k"), seed=derive_seed(args.seed, "split")), "cpu")
+    digits = to_device(split_dataset(load_dataset("digits"), seed=derive_seed(args.seed, "split")), "cpu")
     if not args.skip_search:
         same_search(
-            mnist, trials=args.trials, epochs=args.epochs, seed=args.seed, with_before=args.with_before, batch_size=args.batch_size
+            mnist,
+            trials=args.trials,
+            epochs=args.epochs,
+            seed=args.seed,
+            with_before=args.with_before,
+            batch_size=args.batch_size,
         )
     peak_fraction("mnist5k", mnist, peak_gflops=peak, repeats=args.repeats, epochs=1)
     peak_fraction("digits", digits, peak_gflops=peak, repeats=args.repeats, epochs=2)

@@ -50,9 +50,7 @@ def _busy(stop: Any, parent_pid: int, max_s: float = 600.0) -> None:
         a @ a
 
 
-def run_layout(
-    processes: int, threads: int, *, trials: int, epochs: int, tmp: Path, tag: str, precision: str
-) -> float:
+def run_layout(processes: int, threads: int, *, trials: int, epochs: int, tmp: Path, tag: str, precision: str) -> float:
     """Trials per minute of ``processes`` workers × ``threads`` threads sharing one study."""
     import optuna
 
@@ -84,12 +82,8 @@ def run_layout(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument(
-        "--trials", type=int, default=16, help="trials per layout (a shared pool, as --workers)"
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=16, help="trials per layout (a shared pool, as --workers)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--precision", default="auto", help="auto (the default run's), fp32 or bf16")

@@ -102,9 +102,7 @@ def _trial_row(t: optuna.trial.FrozenTrial, include_curves: bool) -> dict[str, A
     for name in PARAM_COLUMNS:
         row[name] = resolved.get(name)
     placement = resolved.get("bn_placement")
-    row["has_bn"] = (
-        None if placement is None else (placement != "none" or bool(resolved.get("bn_classifier")))
-    )
+    row["has_bn"] = None if placement is None else (placement != "none" or bool(resolved.get("bn_classifier")))
     row["final_val_acc"] = _last(val)
     row["best_val_acc"] = max(val) if val else math.nan
     row["final_train_acc"] = _last(train_acc)
@@ -157,9 +155,7 @@ _DTYPES = {
 }
 
 
-def load_trials(
-    study: str | optuna.Study, storage: str | None = None, *, include_curves: bool = False
-) -> pd.DataFrame:
+def load_trials(study: str | optuna.Study, storage: str | None = None, *, include_curves: bool = False) -> pd.DataFrame:
     """One row per trial with typed columns, every setting flattened (fixed ones too).
 
     Columns: ``number``, ``state`` (COMPLETE, PRUNED, FAIL, RUNNING, WAITING), ``value``
@@ -188,9 +184,7 @@ def load_trials(
     searchable = sorted({p for t in trials for p in t.params})
     # Params bnsearch does not know (a study made by other code) get a column each too.
     extra = [p for p in searchable if p not in _DTYPES and p not in PARAM_COLUMNS]
-    rows = [
-        {**_trial_row(t, include_curves), **{p: t.params.get(p) for p in extra}} for t in trials
-    ]
+    rows = [{**_trial_row(t, include_curves), **{p: t.params.get(p) for p in extra}} for t in trials]
     columns = [*_DTYPES.keys(), *extra, "datetime_start", "datetime_complete"]
     if include_curves:
         columns += list(CURVE_COLUMNS)
@@ -228,9 +222,7 @@ def learning_curves(study: str | optuna.Study, storage: str | None = None) -> pd
                     "has_bn": r.has_bn,
                 }
             )
-    df = pd.DataFrame(
-        rows, columns=["trial", "epoch", "val_acc", "train_loss", "train_acc", "state", "has_bn"]
-    )
+    df = pd.DataFrame(rows, columns=["trial", "epoch", "val_acc", "train_loss", "train_acc", "state", "has_bn"])
     return df.astype(
         {
             "trial": "int64",
@@ -275,9 +267,7 @@ def study_summaries(storage: str | None = None) -> list[StudySummary]:
         trials = rdb.get_all_trials(s._study_id, deepcopy=False)
         counts = {st: sum(t.state == st for t in trials) for st in TrialState}
         done = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        times = [
-            d for t in trials for d in (t.datetime_start, t.datetime_complete) if d is not None
-        ]
+        times = [d for t in trials for d in (t.datetime_start, t.datetime_complete) if d is not None]
         out.append(
             StudySummary(
                 name=s.study_name,
@@ -294,9 +284,7 @@ def study_summaries(storage: str | None = None) -> list[StudySummary]:
     return out
 
 
-def export_trials(
-    study: str | optuna.Study, storage: str | None, *, fmt: str, out: str | Path | None = None
-) -> Path:
+def export_trials(study: str | optuna.Study, storage: str | None, *, fmt: str, out: str | Path | None = None) -> Path:
     """Write one row per trial (settings, state, value, duration, per-epoch curves) to a file.
 
     CSV cells hold the curves as JSON lists; Parquet and JSON keep them as lists.
@@ -313,15 +301,11 @@ def export_trials(
         MissingDependencyError: Parquet without pyarrow.
     """
     if fmt not in EXPORT_FORMATS:
-        raise ConfigError(
-            f"unknown export format '{fmt}'; choose one of: {', '.join(EXPORT_FORMATS)}"
-        )
+        raise ConfigError(f"unknown export format '{fmt}'; choose one of: {', '.join(EXPORT_FORMATS)}")
     df = load_trials(study, storage, include_curves=True)
     path = Path(out) if out is not None else Path(f"{df.attrs['study_name']}.{fmt}")
     if path.is_dir():
-        raise ConfigError(
-            f"--out {path} is a folder; give a file name like {path / ('trials.' + fmt)}"
-        )
+        raise ConfigError(f"--out {path} is a folder; give a file name like {path / ('trials.' + fmt)}")
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401

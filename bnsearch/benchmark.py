@@ -82,9 +82,7 @@ def encode(space: SearchSpace, values: dict[str, Any]) -> list[float]:
         p = space.params[name]
         v = values.get(name)
         if isinstance(p, CategoricalParam):
-            row.extend(
-                1.0 if v is not None and v == c and type(v) is type(c) else 0.0 for c in p.choices
-            )
+            row.extend(1.0 if v is not None and v == c and type(v) is type(c) else 0.0 for c in p.choices)
         elif isinstance(p, FloatParam | IntParam):
             x = float(v) if v is not None else float(p.low)
             row.append(math.log10(x) if p.log else x)
@@ -121,9 +119,7 @@ def _trial_row(
     return values, curve, epoch_s
 
 
-def fit_surrogate(
-    space: SearchSpace, trials: Sequence[optuna.trial.FrozenTrial], *, seed: int = 0
-) -> Surrogate:
+def fit_surrogate(space: SearchSpace, trials: Sequence[optuna.trial.FrozenTrial], *, seed: int = 0) -> Surrogate:
     """Fit a surrogate to finished trials of ``space`` (complete and pruned ones).
 
     Trials that diverged before their first epoch count as the worst curve seen.
@@ -137,11 +133,7 @@ def fit_surrogate(
     from bnsearch.search import max_epochs
 
     n_epochs = max_epochs(space)
-    rows = [
-        _trial_row(t, space, n_epochs)
-        for t in trials
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    ]
+    rows = [_trial_row(t, space, n_epochs) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     with_curve = [r for r in rows if r[1]]
     if len(rows) < MIN_SURROGATE_TRIALS or not with_curve:
         raise StudyError(
@@ -157,19 +149,13 @@ def fit_surrogate(
     log_s = np.log(np.array([r[2] if r[2] is not None else default_s for r in rows]))
     curve_model = ExtraTreesRegressor(n_estimators=SURROGATE_TREES, random_state=seed, n_jobs=1)
     curve_model.fit(x, y if n_epochs > 1 else y.ravel())
-    time_model = ExtraTreesRegressor(n_estimators=SURROGATE_TREES, random_state=seed, n_jobs=1).fit(
-        x, log_s
-    )
-    return Surrogate(
-        space=space, curve_model=curve_model, time_model=time_model, n_trials=len(rows)
-    )
+    time_model = ExtraTreesRegressor(n_estimators=SURROGATE_TREES, random_state=seed, n_jobs=1).fit(x, log_s)
+    return Surrogate(space=space, curve_model=curve_model, time_model=time_model, n_trials=len(rows))
 
 
 def space_from_dict(d: dict[str, Any]) -> SearchSpace:
     """Rebuild a ``SearchSpace`` from its stored ``to_dict()`` form."""
-    return SearchSpace.from_mapping(
-        {k: {kk: vv for kk, vv in v.items() if kk != "type"} for k, v in d.items()}
-    )
+    return SearchSpace.from_mapping({k: {kk: vv for kk, vv in v.items() if kk != "type"} for k, v in d.items()})
 
 
 def run_simulated_compare(
@@ -215,17 +201,13 @@ def run_simulated_compare(
                 pruner=make_pruner(pruner, max_epochs=max_epochs(space)),
                 direction="maximize",
             )
-            study.optimize(
-                objective, n_trials=trials, callbacks=list(trial_callbacks), gc_after_trial=False
-            )
+            study.optimize(objective, n_trials=trials, callbacks=list(trial_callbacks), gc_after_trial=False)
             names.append(study.study_name)
             runs.append(run_from_study(study, strategy=strategy, seed=seed))
             if on_event is not None:
                 on_event(f"{study.study_name}: {trials} simulated trials")
     data = build_compare_data(runs, trials=trials, mode="benchmark", mode_note=mode_note)
-    return CompareResult(
-        data=data, study_names=tuple(names), trials_run=sum(len(r.values) for r in runs)
-    )
+    return CompareResult(data=data, study_names=tuple(names), trials_run=sum(len(r.values) for r in runs))
 
 
 def source_studies(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -> list[str]:
@@ -267,9 +249,7 @@ def run_benchmark_compare(
         study = load_existing(storage, name)
         identity = study.user_attrs.get(keys.STUDY_CONFIG)
         if identity is None:
-            raise StudyError(
-                f"study '{name}' was not created by bnsearch; it has no stored search space"
-            )
+            raise StudyError(f"study '{name}' was not created by bnsearch; it has no stored search space")
         spaces[name] = identity["space"]
         datasets.add(str(identity.get("dataset")))
         trials.extend(study.get_trials(deepcopy=False))

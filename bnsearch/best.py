@@ -70,9 +70,7 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
     study = load_existing(storage, study_name)
     identity = study.user_attrs.get(keys.STUDY_CONFIG)
     if not isinstance(identity, dict) or "dataset" not in identity or "seed" not in identity:
-        raise StudyError(
-            f"study '{study_name}' was not created by bnsearch; it has no stored dataset and seed"
-        )
+        raise StudyError(f"study '{study_name}' was not created by bnsearch; it has no stored dataset and seed")
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
@@ -83,9 +81,7 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
     best = study.best_trial
     params = best.user_attrs.get(keys.RESOLVED_PARAMS)
     if params is None and "space" not in identity:
-        raise StudyError(
-            f"trial #{best.number} of '{study_name}' has no stored settings to retrain"
-        )
+        raise StudyError(f"trial #{best.number} of '{study_name}' has no stored settings to retrain")
     if params is None:
         from bnsearch.benchmark import space_from_dict
 
@@ -141,11 +137,7 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     splits = split_dataset(dataset, seed=split_seed)
     params = TrialParams(**best.params)
     widths = tuple(ident.get("widths", (32, 64)))
-    seed = (
-        best.seed
-        if best.seed is not None
-        else derive_seed(int(ident["seed"]), "trial", best.number)
-    )
+    seed = best.seed if best.seed is not None else derive_seed(int(ident["seed"]), "trial", best.number)
     data = _train_val_test(splits, dev)
     # Retrain in the search's precision; bf16 where this device cannot run it natively would
     # only be slower, so auto falls back to fp32 there (metrics.json records which ran).
@@ -167,9 +159,7 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
         cfg=TrainConfig(decay_bn_params=bool(ident.get("decay_bn_params")), precision=precision),
     )
     if result.diverged:
-        raise ModelError(
-            f"retraining trial #{best.number} of '{best.study_name}' failed: {result.reason}"
-        )
+        raise ModelError(f"retraining trial #{best.number} of '{best.study_name}' failed: {result.reason}")
     test_acc = evaluate(model, data.test_x, data.test_y)  # fp32, as ``predict`` runs it
     config = {
         "format": MODEL_FORMAT,
@@ -276,15 +266,9 @@ class LoadedModel:
         out = []
         with torch.inference_mode():
             for i in range(0, len(norm), step):
-                xb = torch.from_numpy(np.ascontiguousarray(norm[i : i + step])).to(
-                    self.device
-                )
+                xb = torch.from_numpy(np.ascontiguousarray(norm[i : i + step])).to(self.device)
                 out.append(torch.softmax(self.model(xb), dim=1).cpu().numpy())
-        return (
-            np.concatenate(out)
-            if out
-            else np.zeros((0, len(self.config["classes"])), dtype=np.float32)
-        )
+        return np.concatenate(out) if out else np.zeros((0, len(self.config["classes"])), dtype=np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted class labels (N,) for raw images, in the dataset's original labels."""
@@ -333,9 +317,7 @@ def load_model(model_dir: str | Path, *, device: str = "cpu") -> LoadedModel:
         )
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except (
-        Exception
-    ) as e:  # a bad config or weights file fails in many ways; all mean "cannot load"
+    except Exception as e:  # a bad config or weights file fails in many ways; all mean "cannot load"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"cannot load the model in {folder}: {msg}") from None
     model.to(dev).eval()
@@ -355,10 +337,7 @@ def as_model_input(x: np.ndarray, in_shape: Sequence[int]) -> np.ndarray:
     elif x.ndim == 4 and tuple(x.shape[1:]) != tuple(in_shape) and x.shape[3] in (1, 3):
         x = x.transpose(0, 3, 1, 2)
     if x.ndim != 4:
-        raise ModelError(
-            f"images must be (N, H, W) or (N, C, H, W), got shape {x.shape}; "
-            f"the model expects N×{want}"
-        )
+        raise ModelError(f"images must be (N, H, W) or (N, C, H, W), got shape {x.shape}; the model expects N×{want}")
     if tuple(x.shape[1:]) != tuple(in_shape):
         got = "×".join(map(str, x.shape[1:]))
         raise ModelError(f"images are {got} but the model expects {want} (C×H×W)")
@@ -390,9 +369,7 @@ def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     return x, y
 
 
-def predict(
-    model_dir: str | Path | LoadedModel, x: np.ndarray, *, device: str = "cpu"
-) -> np.ndarray:
+def predict(model_dir: str | Path | LoadedModel, x: np.ndarray, *, device: str = "cpu") -> np.ndarray:
     """Predicted labels for raw images ``x`` with the saved model's preprocessing.
 
     Args:
@@ -403,9 +380,7 @@ def predict(
     Returns:
         (N,) labels, in the dataset's original label values.
     """
-    loaded = (
-        model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, device=device)
-    )
+    loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, device=device)
     return loaded.predict(x)
 
 
@@ -417,9 +392,7 @@ def write_predictions_csv(path: str | Path, labels: np.ndarray, proba: np.ndarra
         with out.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["index", "label", "confidence"])
-            for i, (lab, p) in enumerate(
-                zip(labels.tolist(), proba.max(axis=1).tolist(), strict=True)
-            ):
+            for i, (lab, p) in enumerate(zip(labels.tolist(), proba.max(axis=1).tolist(), strict=True)):
                 w.writerow([i, lab, f"{p:.6f}" if math.isfinite(p) else "nan"])
     except OSError as e:
         raise ModelError(f"cannot write predictions to {out}: {e.strerror or e}") from None

@@ -77,10 +77,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (Optuna's per-trial log).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (Optuna's per-trial log).")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     _opts.debug = debug or os.environ.get("BNSEARCH_DEBUG") == "1"
     _opts.verbosity = -1 if quiet else verbose
@@ -122,24 +126,71 @@ def set_threads(threads: int | None, workers: int) -> int:
 @app.command()
 def run(
     strategy: Annotated[str | None, typer.Option(help=_strategy_help() + " [default: tpe]")] = None,
-    trials: Annotated[int | None, typer.Option(help=f"Trials to add to the study in this run. [default: {DEFAULT_TRIALS}]")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help=f"Trials to add to the study in this run. [default: {DEFAULT_TRIALS}]")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
-    dataset: Annotated[str | None, typer.Option(help=f"digits, mnist5k, or a path to an .npz file / MNIST IDX folder / CIFAR-10 folder. [default: {DEFAULT_DATASET}]")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help=f"digits, mnist5k, or a path to an .npz file / MNIST IDX folder / CIFAR-10 folder. [default: {DEFAULT_DATASET}]"
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size; default 32).")] = None,
-    pruner: Annotated[str | None, typer.Option(help="Pruner: " + ", ".join(PRUNER_NAMES) + f". [default: {DEFAULT_PRUNER}: keep the best 25% at each epoch]")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (fixes the space's batch_size; default 32).")
+    ] = None,
+    pruner: Annotated[
+        str | None,
+        typer.Option(
+            help="Pruner: "
+            + ", ".join(PRUNER_NAMES)
+            + f". [default: {DEFAULT_PRUNER}: keep the best 25% at each epoch]"
+        ),
+    ] = None,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
-    study_name: Annotated[str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")] = None,
-    space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")
+    ] = None,
+    space: Annotated[
+        str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Root seed: splits, initialisation, batch order, sampler.")] = 0,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads per worker [default: cores / workers, fewer when other processes keep cores busy].")] = None,
-    skopt_estimator: Annotated[str | None, typer.Option(help="--strategy skopt: surrogate model GP, RF, ET or GBRT [default: GP].")] = None,
-    skopt_acq: Annotated[str | None, typer.Option(help="--strategy skopt: acquisition function gp_hedge, EI, PI or LCB [default: gp_hedge].")] = None,
-    preset: Annotated[str | None, typer.Option(help="Named settings, e.g. 'findings' (enough trials for every BN finding of the report); options given here override it.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes sharing the study on this machine (one per GPU is a good start).")] = 1,
-    devices: Annotated[str | None, typer.Option(help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 [default: every GPU when --device is auto/cuda].")] = None,
-    precision: Annotated[str, typer.Option(help="auto: bf16 autocast where the device has native bf16 (recent x86 CPUs, CUDA GPUs since Ampere), else fp32; a resumed study keeps its own. Or fp32, bf16 to choose (part of the study).")] = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch CPU threads per worker [default: cores / workers, fewer when other processes keep cores busy]."
+        ),
+    ] = None,
+    skopt_estimator: Annotated[
+        str | None, typer.Option(help="--strategy skopt: surrogate model GP, RF, ET or GBRT [default: GP].")
+    ] = None,
+    skopt_acq: Annotated[
+        str | None,
+        typer.Option(help="--strategy skopt: acquisition function gp_hedge, EI, PI or LCB [default: gp_hedge]."),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Named settings, e.g. 'findings' (enough trials for every BN finding of the report); options given here override it."
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes sharing the study on this machine (one per GPU is a good start).")
+    ] = 1,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated devices the workers take round-robin, e.g. cuda:0,cuda:1 [default: every GPU when --device is auto/cuda]."
+        ),
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto: bf16 autocast where the device has native bf16 (recent x86 CPUs, CUDA GPUs since Ampere), else fp32; a resumed study keeps its own. Or fp32, bf16 to choose (part of the study)."
+        ),
+    ] = "auto",
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -148,8 +199,14 @@ def run(
         chosen = presets.resolve(
             preset,
             {"strategy": "tpe", "trials": DEFAULT_TRIALS, "dataset": DEFAULT_DATASET, "pruner": DEFAULT_PRUNER},
-            strategy=strategy, trials=trials, dataset=dataset, pruner=pruner, epochs=epochs,
-            study_name=study_name, space=space, threads=threads,
+            strategy=strategy,
+            trials=trials,
+            dataset=dataset,
+            pruner=pruner,
+            epochs=epochs,
+            study_name=study_name,
+            space=space,
+            threads=threads,
         )
         strategy, trials, dataset, pruner = chosen["strategy"], chosen["trials"], chosen["dataset"], chosen["pruner"]
         epochs, study_name, space, threads = chosen["epochs"], chosen["study_name"], chosen["space"], chosen["threads"]

@@ -21,24 +21,48 @@ if TYPE_CHECKING:
 
 @app.command()
 def compare(
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategies to compare, e.g. random,tpe,gp.")] = "random,tpe,gp",
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated strategies to compare, e.g. random,tpe,gp.")
+    ] = "random,tpe,gp",
     seeds: Annotated[int, typer.Option(help="Runs per strategy (root seeds --first-seed, --first-seed+1, ...).")] = 5,
     trials: Annotated[int, typer.Option(help="Finished trials per run (the same budget for every run).")] = 40,
     dataset: Annotated[str, typer.Option(help="digits, mnist5k, or a dataset path (as for run).")] = DEFAULT_DATASET,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size).")] = None,
-    pruner: Annotated[str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")] = DEFAULT_PRUNER,
+    pruner: Annotated[
+        str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")
+    ] = DEFAULT_PRUNER,
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL holding every run's study.")] = DEFAULT_STORAGE,
-    space: Annotated[str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")] = None,
-    out: Annotated[str | None, typer.Option(help="HTML page to write [default: compare-<dataset>[-benchmark].html].")] = None,
-    benchmark: Annotated[bool, typer.Option("--benchmark", help="Run against a surrogate of finished trials instead of training (seconds, not hours).")] = False,
-    from_study: Annotated[list[str] | None, typer.Option(help="With --benchmark: study whose trials fit the surrogate (repeatable) [default: this dataset's compare studies].")] = None,
+    space: Annotated[
+        str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="HTML page to write [default: compare-<dataset>[-benchmark].html].")
+    ] = None,
+    benchmark: Annotated[
+        bool,
+        typer.Option(
+            "--benchmark", help="Run against a surrogate of finished trials instead of training (seconds, not hours)."
+        ),
+    ] = False,
+    from_study: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --benchmark: study whose trials fit the surrogate (repeatable) [default: this dataset's compare studies]."
+        ),
+    ] = None,
     first_seed: Annotated[int, typer.Option(help="Root seed of each strategy's first run.")] = 0,
-    prefix: Annotated[str, typer.Option(help="First part of the run studies' names: <prefix>-<dataset>-<strategy>-s<seed>.")] = "compare",
+    prefix: Annotated[
+        str, typer.Option(help="First part of the run studies' names: <prefix>-<dataset>-<strategy>-s<seed>.")
+    ] = "compare",
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
-    widths: Annotated[str | None, typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")] = None,
-    workers: Annotated[int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")] = 1,
+    widths: Annotated[
+        str | None, typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")
+    ] = 1,
 ) -> None:
     """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
     with user_errors():
@@ -75,6 +99,7 @@ def compare(
         _configure_logging(_opts.verbosity)
         cfg.validate()
         set_threads(threads, workers)
+
         def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             value = f" val_acc {trial.value:.4f}" if trial.value is not None else ""
             console.print(f"  {study.study_name} #{trial.number} {trial.state.name.lower()}{value}", highlight=False)
@@ -105,7 +130,10 @@ def compare(
 def best(
     study: Annotated[str, typer.Option(help="Study whose best trial to show (and retrain).")],
     storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model.")] = False,
+    retrain: Annotated[
+        bool,
+        typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model."),
+    ] = False,
     out: Annotated[str | None, typer.Option(help="Model folder for --retrain [default: models/<study>].")] = None,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
@@ -115,7 +143,9 @@ def best(
         from bnsearch.best import find_best, retrain_best
 
         found = find_best(storage, study)
-        table = Table(title=f"best trial #{found.number} of {study}: val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)")
+        table = Table(
+            title=f"best trial #{found.number} of {study}: val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)"
+        )
         table.add_column("param")
         table.add_column("value")
         for name in sorted(found.params):
@@ -140,9 +170,13 @@ def best(
 
 @app.command()
 def predict(
-    images: Annotated[str, typer.Argument(help=".npz file with x: raw images (N,H,W), (N,C,H,W) or (N,H,W,C); y optional.")],
+    images: Annotated[
+        str, typer.Argument(help=".npz file with x: raw images (N,H,W), (N,C,H,W) or (N,H,W,C); y optional.")
+    ],
     model: Annotated[str, typer.Option(help="Model folder written by bnsearch best --retrain.")],
-    out: Annotated[str | None, typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
 ) -> None:
     """Predict labels for new images with a saved model (same normalisation as in training)."""
@@ -210,7 +244,8 @@ def studies(
                 f"{s.name}  strategy={s.strategy or '-'}  dataset={s.dataset or '-'}  "
                 f"complete={s.n_complete} pruned={s.n_pruned} failed={s.n_failed}{running}  "
                 f"best={best}  last_update={last}",
-                highlight=False, markup=False,
+                highlight=False,
+                markup=False,
             )
 
 
@@ -218,9 +253,7 @@ def studies(
 def report(
     study: StudyOpt,
     storage: StorageOpt = DEFAULT_STORAGE,
-    out: Annotated[
-        str | None, typer.Option(help="HTML file to write [default: <study>-report.html].")
-    ] = None,
+    out: Annotated[str | None, typer.Option(help="HTML file to write [default: <study>-report.html].")] = None,
 ) -> None:
     """Write one self-contained HTML report (figures and BN findings; opens offline)."""
     with user_errors():
@@ -235,9 +268,7 @@ def export(
     study: StudyOpt,
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
     storage: StorageOpt = DEFAULT_STORAGE,
-    out: Annotated[
-        str | None, typer.Option(help="File to write [default: <study>.<format>].")
-    ] = None,
+    out: Annotated[str | None, typer.Option(help="File to write [default: <study>.<format>].")] = None,
 ) -> None:
     """Export one row per trial: settings, state, value, duration and per-epoch curves."""
     with user_errors():

@@ -62,9 +62,7 @@ class CompareConfig:
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
         if not self.strategies:
-            raise ConfigError(
-                "--strategies is empty; give a comma-separated list, e.g. random,tpe,gp"
-            )
+            raise ConfigError("--strategies is empty; give a comma-separated list, e.g. random,tpe,gp")
         for name in self.strategies:
             get_strategy(name)
         dupes = sorted({s for s in self.strategies if self.strategies.count(s) > 1})
@@ -148,9 +146,7 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     from optuna.trial import TrialState
 
     done = (TrialState.COMPLETE, TrialState.PRUNED)
-    return sorted(
-        (t for t in study.get_trials(deepcopy=False) if t.state in done), key=lambda t: t.number
-    )
+    return sorted((t for t in study.get_trials(deepcopy=False) if t.state in done), key=lambda t: t.number)
 
 
 def run_from_study(study: optuna.Study, *, strategy: str, seed: int) -> Run:
@@ -164,9 +160,7 @@ def run_from_study(study: optuna.Study, *, strategy: str, seed: int) -> Run:
     values: list[float | None] = []
     times: list[float] = []
     for t in counted_trials(study):
-        values.append(
-            float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else None
-        )
+        values.append(float(t.value) if t.state == TrialState.COMPLETE and t.value is not None else None)
         elapsed = t.duration.total_seconds() if t.duration is not None else 0.0
         times.append(elapsed + float(t.user_attrs.get(keys.SIMULATED_TIME_S, 0.0)))
     return Run(strategy=strategy, seed=seed, values=tuple(values), times_s=tuple(times))
@@ -197,9 +191,7 @@ def _existing_counts(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -
             study = optuna.load_study(study_name=name, storage=storage)
             stored = study.user_attrs.get(keys.STUDY_CONFIG)
             if stored is None:
-                raise StudyError(
-                    f"study '{name}' was not created by bnsearch; choose another --prefix"
-                )
+                raise StudyError(f"study '{name}' was not created by bnsearch; choose another --prefix")
             precision = resolve_precision(
                 run_cfg.precision,
                 [resolve_device(run_cfg.device)],
@@ -268,9 +260,7 @@ def top_up_run(
         verb = "resuming at" if done else "starting,"
         on_event(f"{setup.study.study_name}: {verb} {done}/{cfg.trials} trials")
     # The study stops at the budget of counted trials; failed ones are retried.
-    stop = optuna.study.MaxTrialsCallback(
-        cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)
-    )
+    stop = optuna.study.MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
     # optimize() caps this call at run_cfg.trials; a top-up needs (budget - done).
     setup = replace(setup, cfg=replace(run_cfg, trials=cfg.trials - done))
     optimize(setup, callbacks=[*trial_callbacks, stop])
@@ -288,9 +278,7 @@ def _top_up_in_worker(job: tuple[CompareConfig, str, int, int]) -> tuple[str, in
     return cfg.study_name(strategy, seed), top_up_run(cfg, strategy, seed)
 
 
-def _top_up_parallel(
-    cfg: CompareConfig, pending: list[tuple[int, str]], emit: Callable[[str], None]
-) -> int:
+def _top_up_parallel(cfg: CompareConfig, pending: list[tuple[int, str]], emit: Callable[[str], None]) -> int:
     """Run the pending runs in ``cfg.workers`` processes, one whole run per task."""
     import multiprocessing
     import os
@@ -303,10 +291,7 @@ def _top_up_parallel(
     # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks).
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-        jobs = [
-            pool.submit(_top_up_in_worker, (cfg, strategy, seed, threads))
-            for seed, strategy in pending
-        ]
+        jobs = [pool.submit(_top_up_in_worker, (cfg, strategy, seed, threads)) for seed, strategy in pending]
         for job in as_completed(jobs):
             name, added = job.result()
             emit(f"{name}: {added} trials run")

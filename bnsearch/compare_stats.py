@@ -146,9 +146,7 @@ def time_grid(runs: Sequence[Run], points: int = TIME_GRID_POINTS) -> np.ndarray
 
 def curve_by_time(runs: Sequence[Run], grid_s: Sequence[float] | np.ndarray) -> Band:
     """Best-so-far against wall seconds on ``grid_s``, median and IQR over ``runs``."""
-    rows = (
-        np.vstack([value_at_times(r, grid_s) for r in runs]) if runs else np.zeros((0, len(grid_s)))
-    )
+    rows = np.vstack([value_at_times(r, grid_s) for r in runs]) if runs else np.zeros((0, len(grid_s)))
     return _band(grid_s, rows)
 
 
@@ -202,9 +200,7 @@ def summarize(runs: Sequence[Run], targets: dict[int, float]) -> list[StrategySu
     return sorted(out, key=key)
 
 
-def build_compare_data(
-    runs: Sequence[Run], *, trials: int, mode: str, mode_note: str
-) -> CompareData:
+def build_compare_data(runs: Sequence[Run], *, trials: int, mode: str, mode_note: str) -> CompareData:
     """Curves and ranking of ``runs``, each cut to its first ``trials`` trials (equal budgets)."""
     cut = [Run(r.strategy, r.seed, r.values[:trials], r.times_s[:trials]) for r in runs]
     targets = seed_targets(cut)
@@ -216,9 +212,7 @@ def build_compare_data(
         trials=trials,
         seeds=tuple(sorted({r.seed for r in cut})),
         targets=targets,
-        by_trials={
-            s: curve_by_trials([r for r in cut if r.strategy == s], trials) for s in strategies
-        },
+        by_trials={s: curve_by_trials([r for r in cut if r.strategy == s], trials) for s in strategies},
         by_time={s: curve_by_time([r for r in cut if r.strategy == s], grid) for s in strategies},
         ranking=tuple(summarize(cut, targets)),
     )

@@ -117,9 +117,7 @@ def _check_precision(precision: str) -> None:
         raise ConfigError(f"unknown precision '{precision}'; choose one of: {choices}")
 
 
-def resolve_precision(
-    precision: str, devices: Sequence[str], *, study_precision: str | None = None
-) -> str:
+def resolve_precision(precision: str, devices: Sequence[str], *, study_precision: str | None = None) -> str:
     """The precision trials train in, ``fp32`` or ``bf16``, for ``--precision``.
 
     ``auto`` keeps a resumed study's precision (``study_precision``); for a new study it is

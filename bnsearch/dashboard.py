@@ -56,9 +56,7 @@ def make_app(storage: str | None = None) -> Callable[..., Any]:
     return optuna_dashboard.wsgi(rdb)
 
 
-def make_server(
-    storage: str | None = None, *, host: str = "127.0.0.1", port: int = 8080
-) -> WSGIServer:
+def make_server(storage: str | None = None, *, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
     """Bind optuna-dashboard on ``host:port``; call ``serve_forever()`` on the result.
 
     Args:
@@ -74,13 +72,9 @@ def make_server(
         raise ConfigError(f"--port must be between 0 and 65535, got {port}")
     app = make_app(storage)
     try:
-        return _wsgiref_server(
-            host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
-        )
+        return _wsgiref_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
     except OSError as e:
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port"
-        ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port") from None
 
 
 def server_url(server: WSGIServer, host: str) -> str:

@@ -118,13 +118,9 @@ def split_dataset(
 
     idx = np.arange(len(ds.y))
     try:
-        rest, test = train_test_split(
-            idx, test_size=test_fraction, stratify=ds.y, random_state=seed
-        )
+        rest, test = train_test_split(idx, test_size=test_fraction, stratify=ds.y, random_state=seed)
         val_share = val_fraction / (1.0 - test_fraction)
-        train, val = train_test_split(
-            rest, test_size=val_share, stratify=ds.y[rest], random_state=seed + 1
-        )
+        train, val = train_test_split(rest, test_size=val_share, stratify=ds.y[rest], random_state=seed + 1)
     except ValueError as e:
         raise DataError(f"cannot make stratified splits of {ds.name}: {e}") from None
     mean = ds.x[train].mean(axis=(0, 2, 3))

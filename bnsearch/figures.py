@@ -63,9 +63,7 @@ def render_history(data: ReportData) -> go.Figure:
     x = [h.number for h in data.history]
     fig = go.Figure(
         [
-            go.Scatter(
-                x=x, y=[h.value for h in data.history], mode="markers", name="trial val_acc"
-            ),
+            go.Scatter(x=x, y=[h.value for h in data.history], mode="markers", name="trial val_acc"),
             go.Scatter(
                 x=x,
                 y=[h.best_so_far for h in data.history],
@@ -101,9 +99,7 @@ def render_learning_curves(data: ReportData) -> go.Figure:
                 legendgroup=state,
                 showlegend=state not in shown,
                 line={"dash": dash, "color": color, "width": 1.5},
-                hovertemplate=(
-                    f"trial {trial} ({state.lower()})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"
-                ),
+                hovertemplate=(f"trial {trial} ({state.lower()})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"),
             )
         )
         shown.add(state)
@@ -131,18 +127,14 @@ def render_learning_curves(data: ReportData) -> go.Figure:
 def _axis_values(series: pd.Series, name: str) -> tuple[list[float], dict[str, Any]]:
     """Numeric values for a param column, plus axis settings (ticks for categories, log)."""
     non_null = series.dropna()
-    numeric = len(non_null) > 0 and all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in non_null
-    )
+    numeric = len(non_null) > 0 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in non_null)
     if numeric and series.notna().all():
         vals = [float(v) for v in series]
         if name in _LOG_PARAMS and min(vals) > 0:
             return [math.log10(v) for v in vals], {"label": f"log10 {name}"}
         return vals, {"label": name}
     labels = [
-        _MISSING
-        if v is None or (isinstance(v, float) and math.isnan(v)) or v is _pd_na()
-        else str(v)
+        _MISSING if v is None or (isinstance(v, float) and math.isnan(v)) or v is _pd_na() else str(v)
         for v in series.astype(object)
     ]
     cats = sorted(set(labels))
@@ -268,15 +260,8 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
     bn = {True: o[o["has_bn"] == True], False: o[o["has_bn"] == False]}  # noqa: E712
     figs: dict[str, Any] = {}
 
-    fig = go.Figure(
-        [
-            _box(go, bn[b], "outcome", "with BN" if b else "without BN", BN_COLORS[b])
-            for b in (True, False)
-        ]
-    )
-    fig.update_layout(
-        title="Outcome val_acc with BN (gamma ≈ 1) vs without (diverged = 0)", yaxis_title="val_acc"
-    )
+    fig = go.Figure([_box(go, bn[b], "outcome", "with BN" if b else "without BN", BN_COLORS[b]) for b in (True, False)])
+    fig.update_layout(title="Outcome val_acc with BN (gamma ≈ 1) vs without (diverged = 0)", yaxis_title="val_acc")
     figs["findings_bn"] = fig
 
     ran = standard_init(df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()])
@@ -354,9 +339,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
         ("no BN before classifier", o["bn_classifier"].eq(False)),
     ):
         fig.add_trace(_box(go, o[sel.fillna(False)], "outcome", label))
-    fig.update_layout(
-        title="Where BN goes: outcome val_acc (gamma ≈ 1)", yaxis_title="val_acc", showlegend=False
-    )
+    fig.update_layout(title="Where BN goes: outcome val_acc (gamma ≈ 1)", yaxis_title="val_acc", showlegend=False)
     figs["findings_placement"] = fig
 
     fig = go.Figure()
@@ -394,9 +377,7 @@ def render_findings(data: ReportData) -> dict[str, go.Figure]:
                 pointpos=0,
             )
         )
-    fig.update_layout(
-        title="Activation × BN (gamma ≈ 1): outcome val_acc", boxmode="group", yaxis_title="val_acc"
-    )
+    fig.update_layout(title="Activation × BN (gamma ≈ 1): outcome val_acc", boxmode="group", yaxis_title="val_acc")
     figs["findings_activation"] = fig
     return figs
 

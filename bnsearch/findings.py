@@ -112,9 +112,7 @@ def bn_convergence(df: pd.DataFrame) -> Finding:
     """Does BN speed up convergence (higher validation accuracy after one epoch)?"""
     ran = standard_init(df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()]).copy()
     # A run that diverged in its first epoch has no epoch-1 accuracy: it did not converge.
-    ran["epoch1"] = ran["val_acc_epoch1"].where(
-        ~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0
-    )
+    ran["epoch1"] = ran["val_acc_epoch1"].where(~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0)
     return compare_groups(
         key="bn_convergence",
         claim="BN speeds up convergence.",
@@ -165,10 +163,7 @@ def bn_classifier(df: pd.DataFrame) -> Finding:
     o = standard_init(outcome_frame(df))
     return compare_groups(
         key="bn_classifier",
-        claim=(
-            "BN belongs between the conv layers, not before the classifier: "
-            "BN1d there does not help."
-        ),
+        claim=("BN belongs between the conv layers, not before the classifier: BN1d there does not help."),
         metric="outcome val_acc",
         figure="findings_placement",
         a_label="BN before classifier",
@@ -193,10 +188,7 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
     dead_o = int((ones["outcome"] < threshold).sum())
     f = compare_groups(
         key=f"gamma_zero_{activation}",
-        claim=(
-            "Initialising BN's gamma to 0 (as the article suggests) trains as well as "
-            f"gamma = 1 ({activation})."
-        ),
+        claim=(f"Initialising BN's gamma to 0 (as the article suggests) trains as well as gamma = 1 ({activation})."),
         metric="outcome val_acc",
         figure="findings_gamma",
         a_label="gamma = 0",
@@ -270,8 +262,7 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
             verdict=NOT_ENOUGH_DATA,
             effect=None,
             summary=(
-                f"Not enough data: n = {n_bn} with BN, n = {n_no} without BN; "
-                f"each group needs at least {MIN_TRIALS}."
+                f"Not enough data: n = {n_bn} with BN, n = {n_no} without BN; each group needs at least {MIN_TRIALS}."
             ),
             **base,
         )
@@ -311,9 +302,7 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
         )
     else:
         verdict, words = NO_CLEAR_DIFFERENCE, f"no clear difference (less than {LR_FACTOR:g}×)"
-    return Finding(
-        verdict=verdict, effect=ratio, summary=f"{verdict.capitalize()}: {words} — {desc}.", **base
-    )
+    return Finding(verdict=verdict, effect=ratio, summary=f"{verdict.capitalize()}: {words} — {desc}.", **base)
 
 
 def _lr(x: float | None, tested_above: bool = True) -> str:
@@ -359,10 +348,7 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
             ),
             **base,
         )
-    spread = {
-        bn: max(med[bn][a] for a in usable) - min(med[bn][a] for a in usable)
-        for bn in (True, False)
-    }
+    spread = {bn: max(med[bn][a] for a in usable) - min(med[bn][a] for a in usable) for bn in (True, False)}
     effect = spread[False] - spread[True]
     if effect >= MIN_RANGE_DIFF:
         verdict = SUPPORTED

@@ -41,8 +41,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
         raise DataError(
-            f"{path}: IDX header says {expected} bytes of data for shape {shape}, "
-            f"file has {len(data) - header}"
+            f"{path}: IDX header says {expected} bytes of data for shape {shape}, file has {len(data) - header}"
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 

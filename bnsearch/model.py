@@ -166,9 +166,7 @@ def build_model(
     return model.to(device)
 
 
-def param_groups(
-    model: nn.Module, *, weight_decay: float, decay_bn_params: bool = False
-) -> list[dict[str, object]]:
+def param_groups(model: nn.Module, *, weight_decay: float, decay_bn_params: bool = False) -> list[dict[str, object]]:
     """SGD parameter groups: conv/linear weights decayed; BN gamma/beta and biases not.
 
     Every parameter lands in exactly one group. ``decay_bn_params=True`` moves BN gamma/beta

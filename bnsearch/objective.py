@@ -89,7 +89,6 @@ class Objective:
             raise optuna.TrialPruned(reason)
         return result.val_acc
 
-
     def _restore_threads(self) -> None:
         # Sampling (relative and independent) is over once suggest() returns. A sampler may
         # have changed torch's process-wide thread count (Optuna's GPSampler sets one thread

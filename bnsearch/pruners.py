@@ -24,9 +24,7 @@ def make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3
-        )
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"unknown pruner '{name}'; choose one of: {', '.join(PRUNER_NAMES)}")

@@ -173,11 +173,7 @@ def _findings_html(findings: tuple[Finding, ...]) -> str:
             f"<td>{html.escape(g.note)}</td></tr>"
             for g in f.groups
         )
-        effect = (
-            ""
-            if f.effect is None
-            else f"<br>effect: {html.escape(f.effect_label)} = {f.effect:+.3g}"
-        )
+        effect = "" if f.effect is None else f"<br>effect: {html.escape(f.effect_label)} = {f.effect:+.3g}"
         parts.append(
             f'<div class="finding" id="finding-{html.escape(f.key)}">'
             f"<p><b>Claim:</b> {html.escape(f.claim)}</p>"
@@ -194,13 +190,9 @@ def _summary_html(data: ReportData) -> str:
     best = "no trial completed yet"
     if data.best_number is not None and data.best_value is not None:
         settings = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in sorted(data.best_params.items())
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(data.best_params.items())
         )
-        best = (
-            f"best trial #{data.best_number}: val_acc {data.best_value:.4f} "
-            f"({html.escape(settings)})"
-        )
+        best = f"best trial #{data.best_number}: val_acc {data.best_value:.4f} ({html.escape(settings)})"
     return (
         f"<p>strategy: {html.escape(str(data.strategy))} · "
         f"dataset: {html.escape(str(data.dataset))} · trials: {counts}</p><p>{best}</p>"
@@ -254,9 +246,7 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
     return path
 
 
-def write_report(
-    study: str | optuna.Study, storage: str | None = None, *, out: str | Path | None = None
-) -> Path:
+def write_report(study: str | optuna.Study, storage: str | None = None, *, out: str | Path | None = None) -> Path:
     """Build, render and write the report of ``study``; default file ``<study>-report.html``.
 
     Raises:

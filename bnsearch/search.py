@@ -91,9 +91,7 @@ def n_startup_trials(trials: int) -> int:
     return max(4, min(10, trials // 3))
 
 
-def prepare_search(
-    cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequence[str] | None = None
-) -> SearchSetup:
+def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequence[str] | None = None) -> SearchSetup:
     """Validate everything and open (or create) the study; start no trial.
 
     ``train_devices`` are where trials will train (default: ``cfg.device``); ``--precision
@@ -120,9 +118,7 @@ def prepare_search(
         existing = optuna.load_study(study_name=name, storage=storage)
         n_existing = len(existing.get_trials(deepcopy=False))
         study_precision = existing.user_attrs.get(keys.STUDY_CONFIG, {}).get("precision")
-    precision = resolve_precision(
-        cfg.precision, train_devices or (device,), study_precision=study_precision
-    )
+    precision = resolve_precision(cfg.precision, train_devices or (device,), study_precision=study_precision)
     cfg = replace(cfg, precision=precision)
     # A resumed run must not replay the first run's random draws: the sampler seed also
     # depends on how many trials exist and on which worker this is. On a database server,

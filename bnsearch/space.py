@@ -217,9 +217,7 @@ class SearchSpace:
         """
         values: dict[str, Any] = {}
         for name in _SUGGEST_ORDER:
-            if _RULES[name].conditional and not has_bn(
-                str(values["bn_placement"]), bool(values["bn_classifier"])
-            ):
+            if _RULES[name].conditional and not has_bn(str(values["bn_placement"]), bool(values["bn_classifier"])):
                 values[name] = None
                 continue
             values[name] = _suggest_one(trial, name, self.params[name])
@@ -230,9 +228,7 @@ class SearchSpace:
         merged: dict[str, Any] = {}
         for name in _SUGGEST_ORDER:
             p = self.params[name]
-            if _RULES[name].conditional and not has_bn(
-                str(merged["bn_placement"]), bool(merged["bn_classifier"])
-            ):
+            if _RULES[name].conditional and not has_bn(str(merged["bn_placement"]), bool(merged["bn_classifier"])):
                 merged[name] = None
             elif name in values:
                 merged[name] = values[name]
@@ -299,8 +295,7 @@ def _parse_param(name: str, raw: Any) -> Param:
     unknown = sorted(set(raw) - _TABLE_KEYS)
     if unknown:
         raise SpaceError(
-            f"{name}: unknown key '{unknown[0]}'; use low/high (with optional log, step), "
-            "choices, or value"
+            f"{name}: unknown key '{unknown[0]}'; use low/high (with optional log, step), choices, or value"
         )
     given = {k for k in ("value", "choices", "low") if k in raw} | ({"low"} if "high" in raw else set())
     if len(given) != 1:

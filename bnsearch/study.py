@@ -155,9 +155,7 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
                         max_retry=MAX_RETRY
                     ),
                 }
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **hb
-            )
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **hb)
         if path is not None and create:
             _begin_immediate(storage)
         return storage
@@ -271,8 +269,7 @@ def create_or_resume(
             raise StudyError(f"study '{name}' was not created by bnsearch; choose another --study-name")
         if study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise StudyError(
-                f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; "
-                "choose another --study-name"
+                f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; choose another --study-name"
             )
         diff = identity_mismatches(stored, identity)
         if diff:
@@ -283,7 +280,11 @@ def create_or_resume(
             )
         return study, True
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize",
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
         load_if_exists=True,
     )
     if keys.STUDY_CONFIG not in study.user_attrs:

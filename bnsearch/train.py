@@ -128,12 +128,8 @@ def evaluate(
     return correct.item() / max(len(y), 1)
 
 
-def _make_optimizer(
-    model: nn.Module, params: TrialParams, cfg: TrainConfig, device: torch.device
-) -> torch.optim.SGD:
-    groups = param_groups(
-        model, weight_decay=params.weight_decay, decay_bn_params=cfg.decay_bn_params
-    )
+def _make_optimizer(model: nn.Module, params: TrialParams, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
+    groups = param_groups(model, weight_decay=params.weight_decay, decay_bn_params=cfg.decay_bn_params)
     # One fused kernel per step instead of a loop over ~10 small tensors; same update rule.
     fused = device.type in ("cpu", "cuda")
     return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum, fused=fused)

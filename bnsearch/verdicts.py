@@ -67,9 +67,7 @@ def median(xs: Sequence[float]) -> float | None:
 
 def _magnitude(delta: float) -> str:
     d = abs(delta)
-    return (
-        "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
-    )
+    return "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
 
 
 def _fmt(x: float | None) -> str:
@@ -122,9 +120,7 @@ def compare_groups(
         direction = "higher" if diff > 0 else "lower"
     if claim_kind in ("higher", "lower"):
         verdict = (
-            NO_CLEAR_DIFFERENCE
-            if direction == "none"
-            else (SUPPORTED if direction == claim_kind else CONTRADICTED)
+            NO_CLEAR_DIFFERENCE if direction == "none" else (SUPPORTED if direction == claim_kind else CONTRADICTED)
         )
     else:  # "not higher" / "not lower"
         verdict = CONTRADICTED if f"not {direction}" == claim_kind else SUPPORTED
@@ -134,9 +130,7 @@ def compare_groups(
         f"{b_label} ({diff:+.3f}; Cliff's delta {delta:+.2f}, {_magnitude(delta)}; {counts})."
     )
     if verdict == NO_CLEAR_DIFFERENCE:
-        summary = summary.replace(
-            "No clear difference: no clear difference;", "No clear difference:", 1
-        )
+        summary = summary.replace("No clear difference: no clear difference;", "No clear difference:", 1)
     return Finding(
         key=key,
         claim=claim,

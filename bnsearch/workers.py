@@ -134,9 +134,7 @@ def parse_devices(text: str | None) -> tuple[str, ...]:
         return ()
     parts = tuple(p.strip() for p in text.split(","))
     if not any(parts) or not all(parts):
-        raise ConfigError(
-            f"--devices must be a comma-separated list like cuda:0,cuda:1, got {text!r}"
-        )
+        raise ConfigError(f"--devices must be a comma-separated list like cuda:0,cuda:1, got {text!r}")
     return parts
 
 
@@ -211,16 +209,12 @@ def close_interrupted(study: optuna.Study, worker: str) -> list[int]:
             storage.set_trial_user_attr(t._trial_id, keys.FAIL_REASON, "interrupted")
             if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 closed.append(t.number)
-        except (
-            Exception
-        ) as e:  # finished meanwhile, or the storage is gone: heartbeats will see to it
+        except Exception as e:  # finished meanwhile, or the storage is gone: heartbeats will see to it
             logger.warning("could not close trial #%d: %s", t.number, e)
     return closed
 
 
-def prepare_workers(
-    cfg: RunConfig, devices: Sequence[str] = ()
-) -> tuple[SearchSetup, tuple[WorkerSlot, ...]]:
+def prepare_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[SearchSetup, tuple[WorkerSlot, ...]]:
     """Validate everything and create or resume the study once, in the parent, before any worker.
 
     The parent's copy of the data stays on the CPU; each worker loads its own onto its device.
@@ -377,9 +371,7 @@ def _worker_main(
                 level=logging.WARNING if verbosity <= 0 else logging.INFO,
                 format=f"%(levelname)s worker {index}: %(message)s",
             )
-            optuna.logging.set_verbosity(
-                optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR
-            )
+            optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
             torch.set_num_threads(cfg.threads or 1)
             from bnsearch.search import make_objective, prepare_search
 

@@ -79,9 +79,7 @@ def make_trial(
         state=state,
         value=val[-1] if state == TrialState.COMPLETE else None,
         datetime_start=start,
-        datetime_complete=start + dt.timedelta(seconds=len(val))
-        if state != TrialState.RUNNING
-        else None,
+        datetime_complete=start + dt.timedelta(seconds=len(val)) if state != TrialState.RUNNING else None,
         params=params,
         distributions=dists,
         user_attrs=attrs,
@@ -92,9 +90,7 @@ def make_trial(
     return trial
 
 
-def make_study(
-    specs: list[dict[str, Any]], *, storage: str | None = None, name: str = "synth"
-) -> optuna.Study:
+def make_study(specs: list[dict[str, Any]], *, storage: str | None = None, name: str = "synth") -> optuna.Study:
     """A maximize study holding one trial per spec (``make_trial`` keyword arguments)."""
     study = optuna.create_study(direction="maximize", storage=storage, study_name=name)
     study.set_user_attr(keys.STUDY_STRATEGY, "random")

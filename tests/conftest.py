@@ -55,9 +55,15 @@ def tiny_digits(digits_splits: Splits) -> DeviceData:
     rng = np.random.default_rng(0)
     keep = np.sort(rng.choice(len(s.train_y), size=300, replace=False))
     small = Splits(
-        train_x=s.train_x[keep], train_y=s.train_y[keep],
-        val_x=s.val_x, val_y=s.val_y, test_x=s.test_x, test_y=s.test_y,
-        mean=s.mean, std=s.std, num_classes=s.num_classes,
+        train_x=s.train_x[keep],
+        train_y=s.train_y[keep],
+        val_x=s.val_x,
+        val_y=s.val_y,
+        test_x=s.test_x,
+        test_y=s.test_y,
+        mean=s.mean,
+        std=s.std,
+        num_classes=s.num_classes,
     )
     return to_device(small, "cpu")
 
@@ -73,10 +79,7 @@ POSTGRES_URL_ENV = "BNSEARCH_TEST_POSTGRES_URL"  # set by .ci/run (and .ci/postg
 def _postgres_problem(url: str | None) -> str | None:
     """Why the test PostgreSQL server cannot be used, or None when it can."""
     if not url:
-        return (
-            f"{POSTGRES_URL_ENV} is not set; start a server with: "
-            f"export {POSTGRES_URL_ENV}=$(.ci/postgres.sh start)"
-        )
+        return f"{POSTGRES_URL_ENV} is not set; start a server with: export {POSTGRES_URL_ENV}=$(.ci/postgres.sh start)"
     try:
         import psycopg
 
@@ -99,4 +102,3 @@ def postgres_url() -> str:
         pytest.skip(problem)
     assert url is not None
     return url
-

@@ -102,7 +102,5 @@ def test_missing_study_and_database_raise_without_creating(tmp_path: Path, store
     with pytest.raises(StudyError, match="no study database at"):
         load_trials("mixed", f"sqlite:///{missing}")
     assert not missing.exists()
-    with pytest.raises(
-        ConfigError, match="unknown export format 'xlsx'; choose one of: csv, parquet, json"
-    ):
+    with pytest.raises(ConfigError, match="unknown export format 'xlsx'; choose one of: csv, parquet, json"):
         export_trials("mixed", stored, fmt="xlsx")

@@ -30,9 +30,7 @@ class TestOptunaRelative(RelativeSamplerTestCase):
     @pytest.fixture
     def sampler(self) -> Callable[[], optuna.samplers.BaseSampler]:
         # No start-up trials, so sample_relative proposes neighbours from the first trial on.
-        return lambda: SimulatedAnnealingSampler(
-            seed=0, schedule=AnnealSchedule(n_startup_trials=1)
-        )
+        return lambda: SimulatedAnnealingSampler(seed=0, schedule=AnnealSchedule(n_startup_trials=1))
 
 
 class TestOptunaSingleOnly(SingleOnlySamplerTestCase):
@@ -95,9 +93,7 @@ def test_state_continues_across_seeds_of_different_workers() -> None:
 
 
 def test_pruned_trials_are_rejected_and_failed_ones_ignored() -> None:
-    sampler = SimulatedAnnealingSampler(
-        seed=3, schedule=AnnealSchedule(n_startup_trials=2, patience=100)
-    )
+    sampler = SimulatedAnnealingSampler(seed=3, schedule=AnnealSchedule(n_startup_trials=2, patience=100))
     study = optuna.create_study(sampler=sampler)
     calls = {"n": 0}
 
@@ -117,9 +113,7 @@ def test_pruned_trials_are_rejected_and_failed_ones_ignored() -> None:
     # Trials 3, 4 pruned; 5, 6 failed. A pruned trial is a move that cools T and never
     # becomes the parent; a failed one is ignored (no cooling).
     r = sampler.schedule.cooling_rate
-    assert all(
-        study.trials[rec["parent"]].state == TrialState.COMPLETE for rec in recs if "parent" in rec
-    )
+    assert all(study.trials[rec["parent"]].state == TrialState.COMPLETE for rec in recs if "parent" in rec)
     assert recs[5]["temperature"] == pytest.approx(recs[4]["temperature"] * r)
     assert recs[7]["temperature"] == pytest.approx(recs[5]["temperature"])
 
@@ -135,13 +129,9 @@ def test_seeded_sequential_runs_repeat_and_seeds_differ() -> None:
 
 
 def test_restarts_happen_when_the_search_stalls() -> None:
-    sampler = SimulatedAnnealingSampler(
-        seed=0, schedule=AnnealSchedule(n_startup_trials=2, patience=4)
-    )
+    sampler = SimulatedAnnealingSampler(seed=0, schedule=AnnealSchedule(n_startup_trials=2, patience=4))
     study = optuna.create_study(sampler=sampler)
-    study.optimize(
-        lambda t: float(t.suggest_int("k", 0, 3) != 0), n_trials=25
-    )  # flat: stalls at once
+    study.optimize(lambda t: float(t.suggest_int("k", 0, 3) != 0), n_trials=25)  # flat: stalls at once
     assert max(r.get("restarts", 0) for r in _records(study)) >= 2
 
 

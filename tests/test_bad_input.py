@@ -20,9 +20,7 @@ from bnsearch.cli import app
 
 @dataclass(frozen=True)
 class Bad:
-    args: Callable[
-        [Path], list[str]
-    ]  # run options (given tmp_path); --storage is added unless present
+    args: Callable[[Path], list[str]]  # run options (given tmp_path); --storage is added unless present
     message: str  # a part of the one error line
 
 
@@ -53,19 +51,13 @@ CASES: dict[str, Bad] = {
     "unknown-strategy": Bad(
         lambda d: ["--strategy", "tpee"], "unknown strategy 'tpee'; choose one of: anneal, cmaes, gp"
     ),
-    "unknown-pruner": Bad(
-        lambda d: ["--pruner", "mean"], "unknown pruner 'mean'; choose one of: median"
-    ),
+    "unknown-pruner": Bad(lambda d: ["--pruner", "mean"], "unknown pruner 'mean'; choose one of: median"),
     "unknown-dataset": Bad(
         lambda d: ["--dataset", "imagenet"],
         "unknown dataset 'imagenet'; use one of: digits, mnist5k",
     ),
-    "unknown-device": Bad(
-        lambda d: ["--device", "tpu"], "unknown device 'tpu'; choose one of: auto, cpu"
-    ),
-    "unavailable-gpu": Bad(
-        lambda d: ["--device", "cuda:0"], "--device cuda:0: no CUDA GPU is available here"
-    ),
+    "unknown-device": Bad(lambda d: ["--device", "tpu"], "unknown device 'tpu'; choose one of: auto, cpu"),
+    "unavailable-gpu": Bad(lambda d: ["--device", "cuda:0"], "--device cuda:0: no CUDA GPU is available here"),
     "unavailable-gpu-in-devices": Bad(
         lambda d: ["--workers", "2", "--devices", "cpu,cuda:1"], "no CUDA GPU is available here"
     ),
@@ -86,9 +78,7 @@ CASES: dict[str, Bad] = {
         lambda d: ["--storage", "redis://localhost/0"],
         "unsupported storage URL 'redis://localhost/0'; use sqlite:///",
     ),
-    "storage-without-scheme": Bad(
-        lambda d: ["--storage", str(d / "s.db")], "unsupported storage URL"
-    ),
+    "storage-without-scheme": Bad(lambda d: ["--storage", str(d / "s.db")], "unsupported storage URL"),
     "sqlite-url-two-slashes": Bad(
         lambda d: ["--storage", "sqlite://s.db"],
         "bad SQLite URL 'sqlite://s.db'; write it as sqlite:///",
@@ -97,9 +87,7 @@ CASES: dict[str, Bad] = {
         lambda d: ["--storage", "postgresql+psycopg://bn:secret@127.0.0.1:9/nodb"],
         "cannot open storage 'postgresql+psycopg://bn:***@127.0.0.1:9/nodb'",
     ),
-    "missing-db-driver": Bad(
-        lambda d: ["--storage", "mysql+nosuchdriver://u@127.0.0.1/db"], "cannot open storage"
-    ),
+    "missing-db-driver": Bad(lambda d: ["--storage", "mysql+nosuchdriver://u@127.0.0.1/db"], "cannot open storage"),
     "not-a-sqlite-file": Bad(
         lambda d: [
             "--storage",
@@ -111,9 +99,7 @@ CASES: dict[str, Bad] = {
         lambda d: ["--storage", f"sqlite:///{_file('keep', '')(d).parent}"],
         "is a folder, not a SQLite database file",
     ),
-    "malformed-space": Bad(
-        lambda d: ["--space", str(_file("s.toml", "lr = [1e-4,")(d))], "is not valid TOML"
-    ),
+    "malformed-space": Bad(lambda d: ["--space", str(_file("s.toml", "lr = [1e-4,")(d))], "is not valid TOML"),
     "space-low-above-high": Bad(
         lambda d: ["--space", str(_file("s.toml", "lr = { low = 0.5, high = 0.1 }\n")(d))],
         "lr: low > high (0.5 > 0.1)",
@@ -122,9 +108,7 @@ CASES: dict[str, Bad] = {
         lambda d: ["--space", str(_file("s.toml", "dropout = 0.5\n")(d))],
         "unknown parameter 'dropout'; known parameters:",
     ),
-    "space-file-missing": Bad(
-        lambda d: ["--space", str(d / "nope.toml")], "cannot read space file"
-    ),
+    "space-file-missing": Bad(lambda d: ["--space", str(d / "nope.toml")], "cannot read space file"),
     "dataset-not-npz": Bad(
         lambda d: ["--dataset", str(_file("fake.npz", "x,y\n1,2\n")(d))], "not a readable .npz file"
     ),
@@ -147,9 +131,7 @@ CASES: dict[str, Bad] = {
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-def test_bad_input_gives_one_error_line_exit_2_and_touches_nothing(
-    tmp_path: Path, case: Bad
-) -> None:
+def test_bad_input_gives_one_error_line_exit_2_and_touches_nothing(tmp_path: Path, case: Bad) -> None:
     args = case.args(tmp_path)
     if "--storage" not in args:
         args += ["--storage", f"sqlite:///{tmp_path / 'new' / 's.db'}"]

@@ -57,9 +57,7 @@ def test_find_best_is_the_studys_best_trial(searched: tuple[str, str]) -> None:
     assert best.identity["dataset"] == "digits" and best.n_complete == 3
 
 
-def test_retrained_weights_reproduce_the_recorded_test_accuracy(
-    model_dir: Path, searched: tuple[str, str]
-) -> None:
+def test_retrained_weights_reproduce_the_recorded_test_accuracy(model_dir: Path, searched: tuple[str, str]) -> None:
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
     assert set(metrics) >= {"val_acc", "test_acc", "epochs", "device", "seed", "versions"}
@@ -74,9 +72,7 @@ def test_retrained_weights_reproduce_the_recorded_test_accuracy(
     acc = evaluate(loaded.model, torch.from_numpy(splits.test_x), torch.from_numpy(splits.test_y))
     assert acc == metrics["test_acc"]
     assert metrics["test_examples"] == len(splits.test_y)
-    assert metrics["train_examples"] == len(splits.train_y) + len(
-        splits.val_y
-    )  # trained on train+val
+    assert metrics["train_examples"] == len(splits.train_y) + len(splits.val_y)  # trained on train+val
     assert acc > 0.5  # it learned something in 2 epochs
 
 
@@ -113,9 +109,7 @@ def test_a_format_1_model_loads_with_channel_first_features(model_dir: Path, tmp
     assert not any(isinstance(m, torch.nn.Flatten) for m in load_model(model_dir).model.features)
 
 
-def test_cli_best_and_predict_round_trip(
-    searched: tuple[str, str], model_dir: Path, tmp_path: Path
-) -> None:
+def test_cli_best_and_predict_round_trip(searched: tuple[str, str], model_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from bnsearch.cli import app

@@ -36,9 +36,7 @@ def test_studies_lists_one_line_per_study(stored: str) -> None:
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(
-        "mixed  strategy=random  dataset=digits  complete=4 pruned=2 failed=1  best=0.9500"
-    )
+    assert lines[0].startswith("mixed  strategy=random  dataset=digits  complete=4 pruned=2 failed=1  best=0.9500")
     assert "last_update=2026-01-01 12:01:02" in lines[0]
     assert lines[1].startswith("single ")
 
@@ -69,9 +67,7 @@ def test_report_and_export_write_files(stored: str, tmp_path: Path) -> None:
     assert len(pd.read_csv(tmp_path / "t.csv")) == 7
 
 
-def test_export_default_file_name(
-    stored: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_export_default_file_name(stored: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["export", "--study", "single", "--storage", stored, "--format", "json"])
     assert r.exit_code == 0, r.output
@@ -101,9 +97,7 @@ def test_bad_input_exits_2_with_one_line(stored: str, args: list[str], message: 
 @pytest.mark.parametrize("command", ["studies", "report", "export", "dashboard"])
 def test_missing_database_is_an_error_and_is_not_created(tmp_path: Path, command: str) -> None:
     db = tmp_path / "none.db"
-    args = [command, "--storage", f"sqlite:///{db}"] + (
-        ["--study", "x"] if command in ("report", "export") else []
-    )
+    args = [command, "--storage", f"sqlite:///{db}"] + (["--study", "x"] if command in ("report", "export") else [])
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and r.output.startswith("error: no study database at")
     assert not db.exists()
@@ -111,9 +105,7 @@ def test_missing_database_is_an_error_and_is_not_created(tmp_path: Path, command
 
 def test_preset_values_and_explicit_override() -> None:
     p = presets.load_preset("findings")
-    assert (
-        p.run["strategy"] == "grid" and p.run["pruner"] == "none" and p.run["dataset"] == "digits"
-    )
+    assert p.run["strategy"] == "grid" and p.run["pruner"] == "none" and p.run["dataset"] == "digits"
     assert p.run["threads"] == 1
     assert Path(p.run["space"]).is_file()
     got = presets.resolve("findings", {"trials": 30}, trials=None, dataset="mnist5k", strategy=None)
@@ -134,9 +126,7 @@ def test_findings_preset_grid_gives_every_group_enough_trials() -> None:
     for values in grid.values():
         n *= len(values)
     assert n == p.run["trials"]
-    per_act_no_bn = len(grid["lr"]) * len(
-        grid["gamma_init"]
-    )  # no BN: placement none, no classifier
+    per_act_no_bn = len(grid["lr"]) * len(grid["gamma_init"])  # no BN: placement none, no classifier
     per_act_gamma = len(grid["lr"]) * (len(grid["bn_placement"]) * len(grid["bn_classifier"]) - 1)
     assert min(per_act_no_bn, per_act_gamma) >= MIN_TRIALS
 
@@ -163,15 +153,10 @@ def test_dashboard_serves_the_study_in_process(stored: str) -> None:
     try:
         base = f"http://127.0.0.1:{server.server_port}"
         assert server_url(server, "127.0.0.1") == f"{base}/dashboard/"
-        summaries = {
-            s["study_name"]: s for s in _get_json(f"{base}/api/studies")["study_summaries"]
-        }
+        summaries = {s["study_name"]: s for s in _get_json(f"{base}/api/studies")["study_summaries"]}
         assert set(summaries) == {"mixed", "single"}
         detail = _get_json(f"{base}/api/studies/{summaries['mixed']['study_id']}")
-        assert (
-            sorted(t["state"] for t in detail["trials"])
-            == ["Complete"] * 4 + ["Fail"] + ["Pruned"] * 2
-        )
+        assert sorted(t["state"] for t in detail["trials"]) == ["Complete"] * 4 + ["Fail"] + ["Pruned"] * 2
         assert detail["best_trials"][0]["number"] == 6
     finally:
         server.shutdown()
@@ -284,17 +269,13 @@ def test_run_with_findings_preset_then_report(tmp_path: Path) -> None:
     assert study.user_attrs[keys.STUDY_STRATEGY] == "grid"
     assert study.user_attrs[keys.STUDY_PRUNER] == "none"
     space = study.user_attrs[keys.STUDY_CONFIG]["space"]
-    assert space["epochs"] == {"value": 1} and space["lr"] == {
-        "choices": [0.01, 0.03, 0.1, 0.3, 1.0]
-    }
+    assert space["epochs"] == {"value": 1} and space["lr"] == {"choices": [0.01, 0.03, 0.1, 0.3, 1.0]}
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in trials)
     r = runner.invoke(app, ["studies", "--storage", url])
     assert r.output.startswith("digits-findings  strategy=grid  dataset=digits  complete=3")
     out = tmp_path / "p.html"
-    r = runner.invoke(
-        app, ["report", "--study", "digits-findings", "--storage", url, "--out", str(out)]
-    )
+    r = runner.invoke(app, ["report", "--study", "digits-findings", "--storage", url, "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert out.exists()
 

@@ -18,8 +18,12 @@ FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads
 
 def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *args], cwd=cwd, capture_output=True, text=True,
-        env={**os.environ, "COLUMNS": "200"}, timeout=240,
+        [sys.executable, "-m", "bnsearch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=240,
     )
 
 
@@ -30,8 +34,20 @@ def load(url: str, name: str) -> optuna.Study:
 def test_run_then_resume(tmp_path: Path, sqlite_url: str) -> None:
     space = tmp_path / "space.toml"
     space.write_text("lr = { low = 0.01, high = 0.2, log = true }\n")  # no diverging trial here
-    args = ["run", "--strategy", "random", "--trials", "3", "--pruner", "none", "--storage", sqlite_url,
-            "--space", str(space), *FAST]
+    args = [
+        "run",
+        "--strategy",
+        "random",
+        "--trials",
+        "3",
+        "--pruner",
+        "none",
+        "--storage",
+        sqlite_url,
+        "--space",
+        str(space),
+        *FAST,
+    ]
     first = bnsearch(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "created study digits-random" in first.stdout
@@ -74,10 +90,29 @@ def test_pruning_really_prunes(tmp_path: Path, sqlite_url: str) -> None:
     # Half the learning rates cannot learn in 2 epochs: once 5 trials have finished, the
     # median pruner must stop those at epoch 1.
     space = tmp_path / "space.toml"
-    space.write_text('lr = { choices = [0.00001, 0.1] }\nbn_placement = "before_activation"\n'
-                     'activation = "relu"\nbn_classifier = false\n')
-    r = bnsearch("run", "--strategy", "random", "--trials", "14", "--pruner", "median", "--space", str(space),
-                 "--storage", sqlite_url, "--study-name", "p", "--seed", "1", *FAST, cwd=tmp_path)
+    space.write_text(
+        'lr = { choices = [0.00001, 0.1] }\nbn_placement = "before_activation"\n'
+        'activation = "relu"\nbn_classifier = false\n'
+    )
+    r = bnsearch(
+        "run",
+        "--strategy",
+        "random",
+        "--trials",
+        "14",
+        "--pruner",
+        "median",
+        "--space",
+        str(space),
+        "--storage",
+        sqlite_url,
+        "--study-name",
+        "p",
+        "--seed",
+        "1",
+        *FAST,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     trials = load(sqlite_url, "p").get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
@@ -91,10 +126,27 @@ def test_pruning_really_prunes(tmp_path: Path, sqlite_url: str) -> None:
 
 def test_nan_config_is_pruned_with_reason_and_search_goes_on(tmp_path: Path, sqlite_url: str) -> None:
     space = tmp_path / "space.toml"
-    space.write_text('lr = { choices = [1000000.0, 0.05] }\nbn_placement = "none"\nbn_classifier = false\n'
-                     'activation = "relu"\nweight_decay = 0.0\n')
-    r = bnsearch("run", "--strategy", "random", "--trials", "6", "--pruner", "none", "--space", str(space),
-                 "--storage", sqlite_url, "--study-name", "nan", *FAST, cwd=tmp_path)
+    space.write_text(
+        'lr = { choices = [1000000.0, 0.05] }\nbn_placement = "none"\nbn_classifier = false\n'
+        'activation = "relu"\nweight_decay = 0.0\n'
+    )
+    r = bnsearch(
+        "run",
+        "--strategy",
+        "random",
+        "--trials",
+        "6",
+        "--pruner",
+        "none",
+        "--space",
+        str(space),
+        "--storage",
+        sqlite_url,
+        "--study-name",
+        "nan",
+        *FAST,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     trials = load(sqlite_url, "nan").get_trials()
     by_lr = {lr: [t for t in trials if t.params["lr"] == lr] for lr in (1000000.0, 0.05)}
@@ -152,8 +204,20 @@ def test_help_documents_every_option(command: str) -> None:
     from bnsearch.cli import app
 
     out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
-    for opt in ("--strategy", "--trials", "--timeout", "--dataset", "--epochs", "--batch-size", "--pruner",
-                "--storage", "--study-name", "--space", "--seed", "--device"):
+    for opt in (
+        "--strategy",
+        "--trials",
+        "--timeout",
+        "--dataset",
+        "--epochs",
+        "--batch-size",
+        "--pruner",
+        "--storage",
+        "--study-name",
+        "--space",
+        "--seed",
+        "--device",
+    ):
         assert opt in out
     assert "tpe" in out and "hyperband" in out
 

@@ -109,9 +109,7 @@ def test_budget_cuts_longer_runs() -> None:
 class _LowestLrSampler(optuna.samplers.RandomSampler):
     """Random search that always picks the smallest learning rate: clearly worse."""
 
-    def sample_independent(
-        self, study: Any, trial: Any, param_name: str, param_distribution: Any
-    ) -> Any:
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
         if param_name == "lr":
             return param_distribution.low
         return super().sample_independent(study, trial, param_name, param_distribution)
@@ -119,9 +117,7 @@ class _LowestLrSampler(optuna.samplers.RandomSampler):
 
 @pytest.fixture
 def crippled(monkeypatch: pytest.MonkeyPatch) -> str:
-    strategy = samplers.Strategy(
-        "crippled", lambda ctx: _LowestLrSampler(seed=ctx.seed), "test only"
-    )
+    strategy = samplers.Strategy("crippled", lambda ctx: _LowestLrSampler(seed=ctx.seed), "test only")
     monkeypatch.setitem(samplers._REGISTRY, "crippled", strategy)
     return "crippled"
 
@@ -134,9 +130,7 @@ def _trial_snapshot(url: str, name: str) -> list[tuple[int, str, float | None]]:
     return [(t.number, t.state.name, t.value) for t in study.get_trials(deepcopy=False)]
 
 
-def test_compare_real_runs_resumes_and_benchmark_agrees(
-    sqlite_url: str, tmp_path: Path, crippled: str
-) -> None:
+def test_compare_real_runs_resumes_and_benchmark_agrees(sqlite_url: str, tmp_path: Path, crippled: str) -> None:
     cfg = CompareConfig(
         strategies=("random", crippled),
         seeds=2,
@@ -176,9 +170,7 @@ def test_compare_real_runs_resumes_and_benchmark_agrees(
     third = run_compare(bigger)
     assert third.trials_run == 0
     assert {n: _trial_snapshot(sqlite_url, n) for n in first.study_names} == snapshot
-    assert [s.final_bests for s in third.data.ranking] == [
-        s.final_bests for s in second.data.ranking
-    ]
+    assert [s.final_bests for s in third.data.ranking] == [s.final_bests for s in second.data.ranking]
 
     real_order = [s.strategy for s in third.data.ranking]
     assert real_order == ["random", crippled]
@@ -250,9 +242,7 @@ def test_bad_compare_options(kwargs: dict[str, Any], match: str, sqlite_url: str
 
 
 def test_benchmark_without_source_says_what_to_do(sqlite_url: str) -> None:
-    cfg = CompareConfig(
-        strategies=("random",), dataset="digits", storage=sqlite_url, benchmark=True
-    )
+    cfg = CompareConfig(strategies=("random",), dataset="digits", storage=sqlite_url, benchmark=True)
     optuna.create_study(storage=sqlite_url, study_name="unrelated")
     with pytest.raises(ConfigError, match="--from-study NAME"):
         run_compare(cfg)
@@ -272,9 +262,7 @@ def _truth(params: TrialParams) -> Outcome:
 
 def test_surrogate_benchmark_ranks_like_the_objective_it_stands_for(crippled: str) -> None:
     space = SearchSpace.default()
-    source = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1)
-    )
+    source = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
     source.optimize(StandInObjective(space=space, simulate=_truth), n_trials=40)
     surrogate = fit_surrogate(space, source.get_trials())
     common = {
@@ -305,9 +293,7 @@ def test_surrogate_needs_enough_trials() -> None:
 # ---------------------------------------------------------------- CLI
 
 
-def test_cli_compare_benchmark_says_which_mode_made_the_figures(
-    sqlite_url: str, tmp_path: Path
-) -> None:
+def test_cli_compare_benchmark_says_which_mode_made_the_figures(sqlite_url: str, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from bnsearch.cli import app
@@ -319,9 +305,7 @@ def test_cli_compare_benchmark_says_which_mode_made_the_figures(
         direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=0),
     )
-    source.set_user_attr(
-        "bnsearch_config", {"dataset": "digits", "space": space.to_dict(), "seed": 0}
-    )
+    source.set_user_attr("bnsearch_config", {"dataset": "digits", "space": space.to_dict(), "seed": 0})
     source.optimize(StandInObjective(space=space, simulate=_truth), n_trials=12)
     page = tmp_path / "b.html"
     res = CliRunner().invoke(
@@ -346,9 +330,7 @@ def test_cli_compare_benchmark_says_which_mode_made_the_figures(
     assert res.exit_code == 0, res.output
     assert "BENCHMARK mode" in res.output and "ranking (benchmark mode" in res.output
     assert "BENCHMARK mode" in page.read_text(encoding="utf-8")
-    assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == [
-        "src"
-    ]  # runs stay in memory
+    assert [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)] == ["src"]  # runs stay in memory
 
 
 @pytest.mark.parametrize(
@@ -360,17 +342,13 @@ def test_cli_compare_benchmark_says_which_mode_made_the_figures(
     ],
     ids=["strategy", "widths", "seeds"],
 )
-def test_cli_compare_bad_input_is_one_line_and_writes_nothing(
-    args: list[str], match: str, tmp_path: Path
-) -> None:
+def test_cli_compare_bad_input_is_one_line_and_writes_nothing(args: list[str], match: str, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from bnsearch.cli import app
 
     db = tmp_path / "s.db"
-    res = CliRunner().invoke(
-        app, ["compare", "--dataset", "digits", "--storage", f"sqlite:///{db}", *args]
-    )
+    res = CliRunner().invoke(app, ["compare", "--dataset", "digits", "--storage", f"sqlite:///{db}", *args])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and match in lines[0] and "Traceback" not in res.output

@@ -68,8 +68,9 @@ def test_cifar_folder(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for name in ("data_batch_1", "test_batch"):
         with (tmp_path / name).open("wb") as f:
-            pickle.dump({b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8),
-                         b"labels": list(np.arange(20) % 10)}, f)
+            pickle.dump(
+                {b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), b"labels": list(np.arange(20) % 10)}, f
+            )
     d = load_dataset(str(tmp_path))
     assert d.x.shape == (40, 3, 32, 32) and d.num_classes == 10
 
@@ -82,13 +83,36 @@ def test_npz_channels_last_and_label_remap(tmp_path: Path) -> None:
 
 
 BAD_FILES = [
-    ("mismatched-lengths", lambda p: np.savez(p / "d.npz", x=np.zeros((10, 8, 8)), y=np.zeros(9, int)), "d.npz", "x has 10 examples but y has 9"),
-    ("missing-arrays", lambda p: np.savez(p / "d.npz", images=np.zeros((10, 8, 8))), "d.npz", "needs arrays 'x' and 'y'"),
+    (
+        "mismatched-lengths",
+        lambda p: np.savez(p / "d.npz", x=np.zeros((10, 8, 8)), y=np.zeros(9, int)),
+        "d.npz",
+        "x has 10 examples but y has 9",
+    ),
+    (
+        "missing-arrays",
+        lambda p: np.savez(p / "d.npz", images=np.zeros((10, 8, 8))),
+        "d.npz",
+        "needs arrays 'x' and 'y'",
+    ),
     ("not-npz", lambda p: (p / "d.npz").write_text("hello"), "d.npz", "not a readable .npz"),
     ("unknown-format", lambda p: (p / "d.csv").write_text("1,2"), "d.csv", "unknown dataset format"),
     ("empty-folder", lambda p: None, ".", "no dataset found"),
-    ("bad-idx", lambda p: ((p / "train-images-idx3-ubyte").write_bytes(b"junkjunk"), (p / "train-labels-idx1-ubyte").write_bytes(b"junk")), ".", "not an IDX file"),
-    ("float-labels", lambda p: np.savez(p / "d.npz", x=np.zeros((4, 8, 8)), y=np.array([0.5, 1, 0, 1])), "d.npz", "integer class labels"),
+    (
+        "bad-idx",
+        lambda p: (
+            (p / "train-images-idx3-ubyte").write_bytes(b"junkjunk"),
+            (p / "train-labels-idx1-ubyte").write_bytes(b"junk"),
+        ),
+        ".",
+        "not an IDX file",
+    ),
+    (
+        "float-labels",
+        lambda p: np.savez(p / "d.npz", x=np.zeros((4, 8, 8)), y=np.array([0.5, 1, 0, 1])),
+        "d.npz",
+        "integer class labels",
+    ),
 ]
 
 

@@ -61,14 +61,10 @@ def plain(tiny_digits: DeviceData):  # type: ignore[no-untyped-def]
             id="bf16-channels_last",
             marks=needs_bf16,
         ),
-        pytest.param(
-            TrainConfig(precision="bf16", channels_last=False), id="bf16-nchw", marks=needs_bf16
-        ),
+        pytest.param(TrainConfig(precision="bf16", channels_last=False), id="bf16-nchw", marks=needs_bf16),
     ],
 )
-def test_fast_paths_learn_like_the_plain_fp32_loop(
-    tiny_digits: DeviceData, plain, cfg: TrainConfig
-) -> None:  # type: ignore[no-untyped-def]
+def test_fast_paths_learn_like_the_plain_fp32_loop(tiny_digits: DeviceData, plain, cfg: TrainConfig) -> None:  # type: ignore[no-untyped-def]
     fast = _run(tiny_digits, cfg)
     assert not fast.diverged
     assert all(math.isfinite(m.train_loss) for m in fast.history)
@@ -104,9 +100,7 @@ def test_huge_lr_still_diverges_with_fused_sgd(tiny_digits: DeviceData) -> None:
     assert "NaN or infinite" in (result.reason or "")
 
 
-def test_objective_restores_the_configured_threads(
-    tiny_digits: DeviceData, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_objective_restores_the_configured_threads(tiny_digits: DeviceData, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     import bnsearch.objective as objective_module
 

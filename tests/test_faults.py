@@ -25,9 +25,7 @@ from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL
 
 # Long enough (a few seconds per trial on digits) that a signal lands mid-trial.
 EPOCHS = 16
-LONG_TRIALS = (
-    "--dataset", "digits", "--epochs", str(EPOCHS), "--strategy", "random", "--pruner", "none"
-)
+LONG_TRIALS = ("--dataset", "digits", "--epochs", str(EPOCHS), "--strategy", "random", "--pruner", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -69,9 +67,7 @@ def _mid_trial(t: FrozenTrial) -> bool:
     # The worker attribute names the process to signal; it is written before training starts,
     # but a poll can read a trial's attributes and its intermediate values at different moments.
     return (
-        t.state == TrialState.RUNNING
-        and 1 <= len(t.intermediate_values) <= EPOCHS // 2
-        and keys.WORKER in t.user_attrs
+        t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= EPOCHS // 2 and keys.WORKER in t.user_attrs
     )
 
 
@@ -108,15 +104,9 @@ def _assert_intact(before: dict[int, tuple[Any, ...]], trials: list[FrozenTrial]
     ("sig", "workers", "target"),
     [
         pytest.param(signal.SIGINT, 1, "process", id="ctrl-c-one-process"),
-        pytest.param(
-            signal.SIGTERM, 1, "process", id="sigterm-one-process", marks=pytest.mark.slow
-        ),
-        pytest.param(
-            signal.SIGINT, 3, "group", id="ctrl-c-at-terminal-3-workers", marks=pytest.mark.slow
-        ),
-        pytest.param(
-            signal.SIGTERM, 2, "process", id="sigterm-parent-2-workers", marks=pytest.mark.slow
-        ),
+        pytest.param(signal.SIGTERM, 1, "process", id="sigterm-one-process", marks=pytest.mark.slow),
+        pytest.param(signal.SIGINT, 3, "group", id="ctrl-c-at-terminal-3-workers", marks=pytest.mark.slow),
+        pytest.param(signal.SIGTERM, 2, "process", id="sigterm-parent-2-workers", marks=pytest.mark.slow),
     ],
 )
 def test_interrupt_closes_the_running_trial_exits_and_resumes(
@@ -171,9 +161,7 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
         assert t.user_attrs[keys.FAIL_REASON] == "interrupted"
         # The epochs it finished are kept, as intermediate values and as the curve.
         assert t.intermediate_values
-        assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == t.user_attrs[
-            keys.VAL_ACC_CURVE
-        ]
+        assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == t.user_attrs[keys.VAL_ACC_CURVE]
 
     n_after = len(trials)
     resumed = subprocess.run(
@@ -199,11 +187,7 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
 def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 's.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     name = f"kill-{os.getpid()}-{time.time_ns()}"
     env = {**os.environ, ENV_HEARTBEAT_INTERVAL: "1", ENV_GRACE_PERIOD: "3"}
     args = ("run", *LONG_TRIALS, "--storage", url, "--study-name", name)
@@ -247,9 +231,7 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
     assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     dead = next(t for t in trials if t.number == victim.number)
     assert dead.state == TrialState.FAIL
-    assert (
-        len(dead.intermediate_values) >= len(victim.intermediate_values) >= 1
-    )  # its epochs are kept
+    assert len(dead.intermediate_values) >= len(victim.intermediate_values) >= 1  # its epochs are kept
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1
     # Finished, not failed again: which trial was killed depends on timing, and a random draw
@@ -266,7 +248,8 @@ def test_sigkilled_worker_trial_is_failed_by_heartbeat_and_retried(
 def _run(*args: str) -> Any:
     return CliRunner().invoke(
         # batch 128: these random draws all converge there (at 32 one diverges: PRUNED)
-        app, ["run", "--dataset", "digits", "--epochs", "1", "--batch-size", "128", "--strategy", "random", *args]
+        app,
+        ["run", "--dataset", "digits", "--epochs", "1", "--batch-size", "128", "--strategy", "random", *args],
     )
 
 
@@ -285,34 +268,24 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_search_goes_on(
         return real(*a, **kw)
 
     monkeypatch.setattr(objective, "build_model", oom_on_second_trial)
-    result = _run(
-        "--trials", "3", "--pruner", "none", "--storage", sqlite_url, "--study-name", "raise"
-    )
+    result = _run("--trials", "3", "--pruner", "none", "--storage", sqlite_url, "--study-name", "raise")
     assert result.exit_code == 0, result.output
     assert "trial #1 failed: RuntimeError: CUDA out of memory" in result.output
     trials = _trials(sqlite_url, "raise")
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert (
-        trials[1]
-        .user_attrs[keys.FAIL_REASON]
-        .startswith("RuntimeError: CUDA out of memory. Tried to allocate")
-    )
+    assert trials[1].user_attrs[keys.FAIL_REASON].startswith("RuntimeError: CUDA out of memory. Tried to allocate")
     assert trials[2].value is not None and trials[2].intermediate_values
 
 
 def test_a_trial_that_diverges_is_pruned_with_its_reason(tmp_path: Path, sqlite_url: str) -> None:
     space = tmp_path / "huge-lr.toml"
     space.write_text("lr = 1000.0\n")
-    result = _run(
-        "--trials", "2", "--space", str(space), "--storage", sqlite_url, "--study-name", "nan"
-    )
+    result = _run("--trials", "2", "--space", str(space), "--storage", sqlite_url, "--study-name", "nan")
     assert result.exit_code == 0, result.output
     trials = _trials(sqlite_url, "nan")
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2
     for t in trials:
-        assert t.user_attrs[keys.PRUNE_REASON].startswith(
-            "diverged: training loss became NaN or infinite"
-        )
+        assert t.user_attrs[keys.PRUNE_REASON].startswith("diverged: training loss became NaN or infinite")
 
 
 # --- resuming with other settings -------------------------------------------------------
@@ -328,8 +301,14 @@ def _tiny_npz(path: Path) -> Path:
     ("change", "named"),
     [
         (lambda d: ["--seed", "1"], "seed: study has 0, this run has 1"),
-        (lambda d: ["--epochs", "2"], "space.epochs: study has {'value': 1}, this run has {'value': 2} (pass --epochs 1)"),
-        (lambda d: ["--batch-size", "64"], "(space.batch_size: study has {'value': 128}, this run has {'value': 64} (pass --batch-size 128));"),
+        (
+            lambda d: ["--epochs", "2"],
+            "space.epochs: study has {'value': 1}, this run has {'value': 2} (pass --epochs 1)",
+        ),
+        (
+            lambda d: ["--batch-size", "64"],
+            "(space.batch_size: study has {'value': 128}, this run has {'value': 64} (pass --batch-size 128));",
+        ),
         (
             lambda d: [
                 "--space",
@@ -355,9 +334,7 @@ def test_resume_with_other_settings_names_the_mismatch_and_changes_nothing(
     result = _run(*base, *change(tmp_path))
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
-        "error: study 'same' was created with different settings"
-    )
+    assert len(lines) == 1 and lines[0].startswith("error: study 'same' was created with different settings")
     assert named in lines[0]
     assert "choose a new --study-name" in lines[0]
     study = optuna.load_study(study_name="same", storage=sqlite_url)
@@ -375,8 +352,7 @@ def _write(path: Path, text: str) -> Path:
         (
             "minimize",
             {keys.STUDY_CONFIG: {}},
-            "study 'foreign' minimizes; bnsearch studies maximize validation accuracy; "
-            "choose another --study-name",
+            "study 'foreign' minimizes; bnsearch studies maximize validation accuracy; choose another --study-name",
         ),
         (
             "maximize",
@@ -407,10 +383,19 @@ def test_ctrl_c_inside_report_keeps_the_curve_equal_to_the_stored_values(
     from bnsearch.objective import Objective
     from bnsearch.space import SearchSpace
 
-    space = SearchSpace.from_mapping({
-        "lr": 0.05, "weight_decay": 1e-4, "activation": "relu", "bn_placement": "before_activation",
-        "bn_classifier": False, "gamma_init": "ones", "beta_init": "zeros", "epochs": 3, "batch_size": 64,
-    })
+    space = SearchSpace.from_mapping(
+        {
+            "lr": 0.05,
+            "weight_decay": 1e-4,
+            "activation": "relu",
+            "bn_placement": "before_activation",
+            "bn_classifier": False,
+            "gamma_init": "ones",
+            "beta_init": "zeros",
+            "epochs": 3,
+            "batch_size": 64,
+        }
+    )
     study = optuna.create_study(direction="maximize")
     storage = study._storage
     real_write = storage.set_trial_intermediate_value

@@ -63,9 +63,7 @@ def test_not_enough_data_below_min_trials() -> None:
 
 
 def test_pruned_trials_are_left_out_but_diverged_ones_count_as_zero() -> None:
-    pruned = [
-        {**BN, "val": (0.1,), "state": TrialState.PRUNED, "prune_reason": "pruned by MedianPruner"}
-    ] * 6
+    pruned = [{**BN, "val": (0.1,), "state": TrialState.PRUNED, "prune_reason": "pruned by MedianPruner"}] * 6
     diverged = [{**NO_BN, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED}] * 3
     f = fd.bn_accuracy(frame(group(5, 0.9, **BN) + pruned + group(3, 0.9, **NO_BN) + diverged))
     assert [g.n for g in f.groups] == [5, 6]
@@ -93,9 +91,7 @@ def _lr_study(no_bn_lrs: list[float], no_bn_diverge_from: float) -> list[dict[st
     specs = [{**BN, "lr": lr, "val": (0.5, 0.9)} for lr in (0.01, 0.03, 0.1, 0.3, 1.0)]
     for lr in no_bn_lrs:
         if lr >= no_bn_diverge_from:
-            specs.append(
-                {**NO_BN, "lr": lr, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED}
-            )
+            specs.append({**NO_BN, "lr": lr, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED})
         else:
             specs.append({**NO_BN, "lr": lr, "val": (0.5, 0.9)})
     return specs
@@ -110,9 +106,7 @@ def test_highest_training_lr_with_bn() -> None:
 
 
 def test_highest_lr_not_enough_data_when_no_bn_never_tried_high() -> None:
-    f = fd.bn_learning_rate(
-        frame(_lr_study([0.01, 0.02, 0.03, 0.04, 0.05], no_bn_diverge_from=10.0))
-    )
+    f = fd.bn_learning_rate(frame(_lr_study([0.01, 0.02, 0.03, 0.04, 0.05], no_bn_diverge_from=10.0)))
     assert f.verdict == fd.NOT_ENOUGH_DATA
     assert "no trial without BN was tried at a higher lr" in f.summary
 
@@ -125,9 +119,7 @@ def test_placement_and_classifier() -> None:
     assert fd.bn_placement(df).verdict == fd.SUPPORTED
     # BN before the classifier: 5 trials at 0.80 vs 10 without (5×0.95, 5×0.80): no gain.
     assert fd.bn_classifier(df).verdict == fd.SUPPORTED
-    better_cls = frame(
-        before + after + group(5, 0.99, bn_placement="after_activation", bn_classifier=True)
-    )
+    better_cls = frame(before + after + group(5, 0.99, bn_placement="after_activation", bn_classifier=True))
     assert fd.bn_classifier(better_cls).verdict == fd.CONTRADICTED
 
 
@@ -182,11 +174,7 @@ def test_cliffs_delta() -> None:
 
 def test_bn_comparisons_count_only_nets_with_gamma_near_one() -> None:
     """Dead gamma = 0 nets don't turn "does BN help" into "does gamma = 0 hurt"."""
-    specs = (
-        group(5, 0.95, gamma_init="ones", **BN)
-        + group(5, 0.10, gamma_init="zeros", **BN)
-        + group(5, 0.80, **NO_BN)
-    )
+    specs = group(5, 0.95, gamma_init="ones", **BN) + group(5, 0.10, gamma_init="zeros", **BN) + group(5, 0.80, **NO_BN)
     f = fd.bn_accuracy(frame(specs))
     assert f.verdict == fd.SUPPORTED
     assert [g.n for g in f.groups] == [5, 5]
@@ -196,13 +184,9 @@ def test_lr_limit_needs_most_trials_of_a_bin_to_train() -> None:
     """One lucky run at a high lr does not set the limit; both at the top → unknown."""
     lucky = _lr_study([0.01, 0.03, 0.1, 0.3, 1.0], no_bn_diverge_from=0.3)
     lucky += [{**NO_BN, "lr": 1.0, "val": (0.5, 0.9)}]  # 1 of 2 at lr 1.0: a tie, still trains
-    lucky += [
-        {**NO_BN, "lr": 1.0, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED}
-    ] * 2
+    lucky += [{**NO_BN, "lr": 1.0, "val": (), "state": TrialState.PRUNED, "prune_reason": DIVERGED}] * 2
     f = fd.bn_learning_rate(frame(lucky))
     assert f.verdict == fd.SUPPORTED and f.groups[1].median == pytest.approx(0.1)
-    both_top = fd.bn_learning_rate(
-        frame(_lr_study([0.01, 0.03, 0.1, 0.3, 1.0], no_bn_diverge_from=9))
-    )
+    both_top = fd.bn_learning_rate(frame(_lr_study([0.01, 0.03, 0.1, 0.3, 1.0], no_bn_diverge_from=9)))
     assert both_top.verdict == fd.NOT_ENOUGH_DATA
     assert "both train at the highest lr tried" in both_top.summary

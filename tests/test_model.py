@@ -15,9 +15,16 @@ _CASES = list(itertools.product(BN_PLACEMENTS, ACTIVATIONS, (False, True)))
 
 def make_params(**kw: object) -> TrialParams:
     base: dict[str, object] = dict(
-        lr=0.05, weight_decay=1e-4, momentum=0.9, batch_size=32, epochs=1,
-        activation="relu", bn_placement="before_activation", bn_classifier=False,
-        gamma_init="ones", beta_init="zeros",
+        lr=0.05,
+        weight_decay=1e-4,
+        momentum=0.9,
+        batch_size=32,
+        epochs=1,
+        activation="relu",
+        bn_placement="before_activation",
+        bn_classifier=False,
+        gamma_init="ones",
+        beta_init="zeros",
     )
     base.update(kw)
     if base["bn_placement"] == "none" and not base["bn_classifier"]:
@@ -29,8 +36,9 @@ def small_model(p: TrialParams, seed: int = 0) -> BNCNN:
     return build_model(p, in_shape=(1, 8, 8), num_classes=10, seed=seed, cfg=ModelConfig(widths=(4, 8)))
 
 
-@pytest.mark.parametrize(("placement", "activation", "bn_classifier"), _CASES,
-                         ids=[f"{p}-{a}-cls{int(c)}" for p, a, c in _CASES])
+@pytest.mark.parametrize(
+    ("placement", "activation", "bn_classifier"), _CASES, ids=[f"{p}-{a}-cls{int(c)}" for p, a, c in _CASES]
+)
 def test_structure_and_shapes(placement: str, activation: str, bn_classifier: bool) -> None:
     p = make_params(bn_placement=placement, activation=activation, bn_classifier=bn_classifier)
     model = small_model(p)
@@ -76,8 +84,12 @@ def test_gamma_beta_hold_their_init(gamma: str, beta: str) -> None:
 
 
 def test_normal_init_has_the_documented_spread() -> None:
-    model = build_model(make_params(bn_classifier=True, gamma_init="normal", beta_init="normal"),
-                        in_shape=(1, 8, 8), num_classes=10, seed=0)
+    model = build_model(
+        make_params(bn_classifier=True, gamma_init="normal", beta_init="normal"),
+        in_shape=(1, 8, 8),
+        num_classes=10,
+        seed=0,
+    )
     gamma = model.bn_layers()[-1].weight.detach()  # BN1d over 64*4*4 features
     beta = model.bn_layers()[-1].bias.detach()
     assert abs(gamma.mean().item() - 1.0) < 0.02 and abs(gamma.std().item() - 0.1) < 0.02
@@ -158,14 +170,19 @@ def _design_order(model: BNCNN) -> nn.Sequential:
     return nn.Sequential(*seq, model.classifier)
 
 
-@pytest.mark.parametrize(("placement", "activation", "bn_classifier"), _CASES,
-                         ids=[f"{p}-{a}-cls{int(c)}" for p, a, c in _CASES])
+@pytest.mark.parametrize(
+    ("placement", "activation", "bn_classifier"), _CASES, ids=[f"{p}-{a}-cls{int(c)}" for p, a, c in _CASES]
+)
 def test_pooling_before_the_activation_is_the_network_of_the_design(
     placement: str, activation: str, bn_classifier: bool
 ) -> None:
-    p = make_params(bn_placement=placement, activation=activation, bn_classifier=bn_classifier,
-                    gamma_init="normal" if placement != "none" or bn_classifier else None,
-                    beta_init="normal" if placement != "none" or bn_classifier else None)
+    p = make_params(
+        bn_placement=placement,
+        activation=activation,
+        bn_classifier=bn_classifier,
+        gamma_init="normal" if placement != "none" or bn_classifier else None,
+        beta_init="normal" if placement != "none" or bn_classifier else None,
+    )
     x = torch.randn(16, 1, 8, 8, dtype=torch.float64)
     y = torch.randint(0, 10, (16,))
     ours = small_model(p).double()
@@ -190,7 +207,8 @@ def test_flattening_a_channels_last_map_copies_nothing() -> None:
 
 
 def test_chw_feature_order_is_torchs_flatten() -> None:
-    model = build_model(make_params(), in_shape=(1, 8, 8), num_classes=10, seed=0,
-                        cfg=ModelConfig(widths=(4, 8), feature_order="chw"))
+    model = build_model(
+        make_params(), in_shape=(1, 8, 8), num_classes=10, seed=0, cfg=ModelConfig(widths=(4, 8), feature_order="chw")
+    )
     assert sum(isinstance(m, nn.Flatten) for m in model.features) == 1
     assert not any(isinstance(m, FlattenHWC) for m in model.features)

@@ -80,9 +80,7 @@ def test_numeric_step_shrinks_with_temperature() -> None:
     spreads = []
     for temperature in (s.initial_temperature, s.min_temperature):
         rng = np.random.default_rng(2)
-        spreads.append(
-            np.std([move_numeric(0.5, dom, s.step_scale(temperature), rng) for _ in range(500)])
-        )
+        spreads.append(np.std([move_numeric(0.5, dom, s.step_scale(temperature), rng) for _ in range(500)]))
     assert spreads[0] > 5 * spreads[1]
     assert s.step_scale(s.initial_temperature) == pytest.approx(s.max_step)
     assert s.step_scale(s.min_temperature) == pytest.approx(s.min_step)
@@ -95,12 +93,7 @@ def test_categorical_switch_probability_falls_with_temperature() -> None:
     for temperature in (s.initial_temperature, s.min_temperature):
         rng = np.random.default_rng(3)
         rates.append(
-            np.mean(
-                [
-                    move_categorical("a", dom, s.switch_probability(temperature), rng) != "a"
-                    for _ in range(2000)
-                ]
-            )
+            np.mean([move_categorical("a", dom, s.switch_probability(temperature), rng) != "a" for _ in range(2000)])
         )
     assert rates[0] == pytest.approx(s.max_switch_prob, abs=0.04)
     assert rates[1] == pytest.approx(s.min_switch_prob, abs=0.02)
@@ -128,10 +121,7 @@ def test_switch_probability_is_shared_out_over_categorical_params() -> None:
         domains: dict[str, Domain] = {f"c{i}": CategoricalDomain(("a", "b", "c")) for i in range(n)}
         domains["x"] = DOMAINS["float"]
         current = {**{name: "a" for name in domains}, "x": 0.5}
-        switched = [
-            propose_neighbour(current, domains, s.min_temperature, s, rng)["c0"] != "a"
-            for _ in range(4000)
-        ]
+        switched = [propose_neighbour(current, domains, s.min_temperature, s, rng)["c0"] != "a" for _ in range(4000)]
         assert np.mean(switched) == pytest.approx(p / math.sqrt(n), abs=0.02)
 
 
@@ -174,18 +164,12 @@ def test_metropolis_rule(minimize: bool) -> None:
     assert not metropolis_accept(worse, current, u=p + 1e-9, **kw)
     assert not metropolis_accept(float("nan"), current, u=0.0, **kw)
     # Colder means pickier; a bigger objective scale means more tolerant.
-    assert not metropolis_accept(
-        worse, current, u=0.1, temperature=0.01, scale=1.0, minimize=minimize
-    )
-    assert metropolis_accept(
-        worse, current, u=0.1, temperature=0.01, scale=1000.0, minimize=minimize
-    )
+    assert not metropolis_accept(worse, current, u=0.1, temperature=0.01, scale=1.0, minimize=minimize)
+    assert metropolis_accept(worse, current, u=0.1, temperature=0.01, scale=1000.0, minimize=minimize)
 
 
 def _obs(number: int, value: float | None, u: float = 0.5, x: float | None = None) -> Observation:
-    return Observation(
-        number=number, params={"x": float(number) if x is None else x}, value=value, u=u
-    )
+    return Observation(number=number, params={"x": float(number) if x is None else x}, value=value, u=u)
 
 
 def test_replay_starts_from_the_best_startup_trial_and_cools_per_move() -> None:
@@ -200,9 +184,7 @@ def test_replay_starts_from_the_best_startup_trial_and_cools_per_move() -> None:
         0,
         1.0,
     )
-    state = replay(
-        [_obs(0, 5.0), _obs(1, 3.0), _obs(2, 4.0), _obs(3, 2.0), _obs(4, None)], s, minimize=True
-    )
+    state = replay([_obs(0, 5.0), _obs(1, 3.0), _obs(2, 4.0), _obs(3, 2.0), _obs(4, None)], s, minimize=True)
     assert state is not None
     assert (state.current_number, state.best_number, state.moves) == (3, 3, 2)
     assert state.temperature == pytest.approx(0.25)
@@ -233,9 +215,7 @@ def test_worse_move_accepted_by_its_stored_draw() -> None:
 
 
 def test_restart_from_the_best_after_patience_moves_without_improvement() -> None:
-    s = AnnealSchedule(
-        n_startup_trials=1, patience=3, initial_temperature=1.0, reheat_temperature=0.3
-    )
+    s = AnnealSchedule(n_startup_trials=1, patience=3, initial_temperature=1.0, reheat_temperature=0.3)
     obs = [_obs(0, 0.0), _obs(1, 10.0, u=0.0), _obs(2, 11.0, u=0.0)]  # accepted uphill moves
     state = replay(obs, s, minimize=True)
     assert state is not None and state.current_number == 2 and state.restarts == 0

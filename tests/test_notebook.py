@@ -38,9 +38,7 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("BNSEARCH_REPORT", str(tmp_path / "nb-report.html"))
     monkeypatch.setenv(
         "PYTHONPATH",
-        os.pathsep.join(
-            p for p in [str(NOTEBOOK.parents[1]), os.environ.get("PYTHONPATH", "")] if p
-        ),
+        os.pathsep.join(p for p in [str(NOTEBOOK.parents[1]), os.environ.get("PYTHONPATH", "")] if p),
     )
     # A kernelspec of our own, so the kernel runs this interpreter even where a system-wide
     # "python3" kernelspec points at another one.

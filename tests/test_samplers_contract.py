@@ -56,19 +56,9 @@ _ACTIVATION_BONUS = {"relu": 0.3, "leaky_relu": 0.25, "tanh": 0.1, "sigmoid": 0.
 
 def score(p: TrialParams) -> float:
     """A smooth stand-in for validation accuracy (maximized), peaked at lr=1e-2, wd=1e-4."""
-    s = (
-        1.0
-        - (math.log10(p.lr) + 2.0) ** 2 / 8
-        - (math.log10(p.weight_decay + 1e-9) + 4.0) ** 2 / 40
-    )
-    s += (
-        _ACTIVATION_BONUS[p.activation]
-        + (0.2 if p.has_bn else 0.0)
-        + (0.05 if p.gamma_init == "ones" else 0.0)
-    )
-    return (
-        s - abs(p.momentum - 0.9) - abs(math.log2(p.batch_size / 64)) / 20 - abs(p.epochs - 5) / 50
-    )
+    s = 1.0 - (math.log10(p.lr) + 2.0) ** 2 / 8 - (math.log10(p.weight_decay + 1e-9) + 4.0) ** 2 / 40
+    s += _ACTIVATION_BONUS[p.activation] + (0.2 if p.has_bn else 0.0) + (0.05 if p.gamma_init == "ones" else 0.0)
+    return s - abs(p.momentum - 0.9) - abs(math.log2(p.batch_size / 64)) / 20 - abs(p.epochs - 5) / 50
 
 
 def _sampler(name: str, space: SearchSpace, seed: int | None = 0) -> optuna.samplers.BaseSampler:
@@ -91,14 +81,10 @@ def _assert_valid(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> None:
         assert (name in trial.params) == resolved.has_bn, trial.params
 
 
-@pytest.mark.filterwarnings(
-    "ignore:The distribution is specified by:UserWarning"
-)  # int-uniform's 0.99
+@pytest.mark.filterwarnings("ignore:The distribution is specified by:UserWarning")  # int-uniform's 0.99
 @pytest.mark.parametrize("space_name", sorted(SPACES))
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_values_inside_bounds_on_grids_and_conditionals_consistent(
-    strategy: str, space_name: str
-) -> None:
+def test_values_inside_bounds_on_grids_and_conditionals_consistent(strategy: str, space_name: str) -> None:
     space = SPACES[space_name]
     study = optuna.create_study(direction="maximize", sampler=_sampler(strategy, space))
     study.optimize(_objective(space), n_trials=6)
@@ -121,10 +107,7 @@ def test_categorical_choices_of_mixed_types_come_back_exactly(strategy: str) -> 
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=8)
     for t in study.trials:
-        assert any(
-            t.params["c"] is c or (type(t.params["c"]) is type(c) and t.params["c"] == c)
-            for c in choices
-        )
+        assert any(t.params["c"] is c or (type(t.params["c"]) is type(c) and t.params["c"] == c) for c in choices)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -132,9 +115,7 @@ def test_same_seed_same_sequence(strategy: str) -> None:
     space = SPACES["default"]
 
     def run() -> list[dict]:
-        study = optuna.create_study(
-            direction="maximize", sampler=_sampler(strategy, space, seed=11)
-        )
+        study = optuna.create_study(direction="maximize", sampler=_sampler(strategy, space, seed=11))
         study.optimize(_objective(space), n_trials=7)
         return [t.params for t in study.trials]
 
@@ -237,9 +218,7 @@ _WORKER = textwrap.dedent("""
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_two_processes_share_one_sqlite_study(
-    strategy: str, sqlite_url: str, tmp_path: Path
-) -> None:
+def test_two_processes_share_one_sqlite_study(strategy: str, sqlite_url: str, tmp_path: Path) -> None:
     from bnsearch.search import prepare_search
 
     # Create the study first, as `bnsearch run --workers 2` does before starting its workers.
@@ -247,9 +226,7 @@ def test_two_processes_share_one_sqlite_study(
     script = _WORKER.format(tests=str(Path(__file__).parent), strategy=strategy, storage=sqlite_url)
     env = dict(os.environ)
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(i)], env=env, stderr=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]
     for p in procs:

@@ -56,9 +56,7 @@ class TestOptunaRelative(RelativeSamplerTestCase):
     @pytest.fixture
     def sampler(self) -> Callable[[], optuna.samplers.BaseSampler]:
         # One start-up point, so sample_relative asks the fitted surrogate at once.
-        return lambda: SkoptSampler(
-            seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling")
-        )
+        return lambda: SkoptSampler(seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling"))
 
 
 class TestOptunaSingleOnly(SingleOnlySamplerTestCase):
@@ -133,9 +131,7 @@ def test_gbrt_plain_skopt_still_fails_here() -> None:
 
 
 def test_maximize_study_is_negated_for_skopt() -> None:
-    sampler = SkoptSampler(
-        seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling")
-    )
+    sampler = SkoptSampler(seed=0, options=SkoptOptions(n_startup_trials=1, acq_optimizer="sampling"))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for x in (0.1, 0.9):
         study.enqueue_trial({"x": x})
@@ -156,12 +152,8 @@ def test_pruned_trials_are_told_with_their_last_report() -> None:
             intermediate_values={0: 9.0, 3: 7.0},
         )
     )
-    study.add_trial(
-        optuna.create_trial(params={"x": 0.3}, distributions=dist, state=TrialState.PRUNED)
-    )
-    study.add_trial(
-        optuna.create_trial(params={"x": 0.4}, distributions=dist, state=TrialState.FAIL)
-    )
+    study.add_trial(optuna.create_trial(params={"x": 0.3}, distributions=dist, state=TrialState.PRUNED))
+    study.add_trial(optuna.create_trial(params={"x": 0.4}, distributions=dist, state=TrialState.FAIL))
     told = SkoptSampler(seed=0)._observations(study, ["x"], dist)
     assert told == ([[0.5], [0.2]], [2.0, 7.0])
     ignored = SkoptSampler(seed=0, options=SkoptOptions(consider_pruned_trials=False))
@@ -237,9 +229,7 @@ def test_option_names_are_case_insensitive() -> None:
 def test_factory_passes_cli_options_through() -> None:
     sampler = make_sampler(
         "skopt",
-        SamplerContext(
-            seed=0, n_startup_trials=5, options={"skopt_estimator": "ET", "skopt_acq": "EI"}
-        ),
+        SamplerContext(seed=0, n_startup_trials=5, options={"skopt_estimator": "ET", "skopt_acq": "EI"}),
     )
     assert isinstance(sampler, SkoptSampler)
     assert (
@@ -261,16 +251,12 @@ def test_factory_passes_cli_options_through() -> None:
     ],
     ids=["estimator", "acq", "wrong-strategy"],
 )
-def test_cli_rejects_bad_skopt_options_without_creating_a_study(
-    tmp_path, args: list[str], message: str
-) -> None:
+def test_cli_rejects_bad_skopt_options_without_creating_a_study(tmp_path, args: list[str], message: str) -> None:
     from bnsearch.cli import app
 
     db = tmp_path / "s.db"
     base = ["run", "--strategy", "skopt"] if "--strategy" not in args else ["run"]
-    result = CliRunner().invoke(
-        app, [*base, *args, "--dataset", "digits", "--storage", f"sqlite:///{db}"]
-    )
+    result = CliRunner().invoke(app, [*base, *args, "--dataset", "digits", "--storage", f"sqlite:///{db}"])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not db.exists()

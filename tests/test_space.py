@@ -54,12 +54,12 @@ def test_gamma_beta_only_when_some_bn_exists() -> None:
 def test_toml_overrides_take_effect(tmp_path: Path) -> None:
     f = tmp_path / "space.toml"
     f.write_text(
-        'epochs = 2\n'
+        "epochs = 2\n"
         'activation = { choices = ["relu", "tanh"] }\n'
-        '[lr]\nlow = 0.01\nhigh = 0.1\nlog = true\n'
-        '[momentum]\nlow = 0.5\nhigh = 0.95\n'
-        '[batch_size]\nchoices = [32, 64]\n'
-        '[weight_decay]\nvalue = 0.0\n'
+        "[lr]\nlow = 0.01\nhigh = 0.1\nlog = true\n"
+        "[momentum]\nlow = 0.5\nhigh = 0.95\n"
+        "[batch_size]\nchoices = [32, 64]\n"
+        "[weight_decay]\nvalue = 0.0\n"
     )
     space = SearchSpace.from_toml(f)
     assert space.params["epochs"] == FixedParam(2)

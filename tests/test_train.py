@@ -13,8 +13,17 @@ SMALL = ModelConfig(widths=(8, 16))
 
 
 def params(**kw: object) -> TrialParams:
-    base = dict(lr=0.05, weight_decay=1e-4, activation="relu", bn_placement="before_activation",
-                bn_classifier=False, gamma_init="ones", beta_init="zeros", epochs=2, batch_size=32)
+    base = dict(
+        lr=0.05,
+        weight_decay=1e-4,
+        activation="relu",
+        bn_placement="before_activation",
+        bn_classifier=False,
+        gamma_init="ones",
+        beta_init="zeros",
+        epochs=2,
+        batch_size=32,
+    )
     base.update(kw)
     return SearchSpace.default().fixed_params(**base)
 

@@ -152,9 +152,7 @@ def _check_exact(url: str, study_name: str, expected: int) -> list[optuna.trial.
     """All trials finished, numbered 0..expected-1 once each, curves consistent, none duplicated."""
     trials = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
     assert sorted(t.number for t in trials) == list(range(expected))
-    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}, Counter(
-        t.state for t in trials
-    )
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}, Counter(t.state for t in trials)
     for t in trials:
         curve = t.user_attrs[keys.VAL_ACC_CURVE]
         assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == curve
@@ -200,9 +198,27 @@ def test_two_workers_add_exactly_the_asked_trials_fast(tmp_path: Path) -> None:
     """The cheap version of the parallel test below, for the default run."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     result = subprocess.run(
-        _cmd("run", "--dataset", "digits", "--epochs", "1", "--strategy", "random",
-             "--trials", "3", "--workers", "2", "--storage", url, "--study-name", "fast"),
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        _cmd(
+            "run",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--strategy",
+            "random",
+            "--trials",
+            "3",
+            "--workers",
+            "2",
+            "--storage",
+            url,
+            "--study-name",
+            "fast",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "2 workers on cpu" in result.stdout and "trial 3/3" in result.stdout
@@ -216,11 +232,7 @@ def test_two_workers_add_exactly_the_asked_trials_fast(tmp_path: Path) -> None:
 def test_parallel_workers_add_exactly_the_asked_trials(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 's.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     name = f"par-{uuid.uuid4().hex[:8]}"
 
     first = _search(url, name, trials=10, workers=3, tmp_path=tmp_path)
@@ -268,8 +280,12 @@ def test_sqlite_holds_concurrent_writers_without_lock_errors(tmp_path: Path) -> 
     optuna.create_study(study_name="hammer", storage=open_storage(url))
     n_procs, n_trials = 4, 100
     procs = [
-        subprocess.Popen([sys.executable, "-c", _HAMMER, url, str(i), str(n_trials)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _HAMMER, url, str(i), str(n_trials)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(n_procs)
     ]
     outputs = [p.communicate(timeout=500) for p in procs]

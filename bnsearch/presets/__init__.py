@@ -49,9 +49,7 @@ def load_preset(name: str) -> Preset:
         raise ConfigError(f"preset file {path} is not valid TOML: {e}") from None
     unknown = sorted(set(run) - set(_RUN_KEYS))
     if unknown:
-        raise ConfigError(
-            f"preset {name}: unknown key '{unknown[0]}'; known keys: {', '.join(_RUN_KEYS)}"
-        )
+        raise ConfigError(f"preset {name}: unknown key '{unknown[0]}'; known keys: {', '.join(_RUN_KEYS)}")
     if "space" in run:
         run["space"] = str(path.parent / str(run["space"]))
     return Preset(name=name, run=run)

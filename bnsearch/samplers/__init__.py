@@ -72,9 +72,7 @@ def get_strategy(name: str) -> Strategy:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown strategy '{name}'; choose one of: {', '.join(strategy_names())}"
-        ) from None
+        raise ConfigError(f"unknown strategy '{name}'; choose one of: {', '.join(strategy_names())}") from None
 
 
 def make_sampler(name: str, ctx: SamplerContext) -> BaseSampler:

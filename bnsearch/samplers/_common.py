@@ -22,9 +22,7 @@ def domain_of(dist: BaseDistribution) -> Domain:
     if isinstance(dist, CategoricalDistribution):
         return CategoricalDomain(tuple(dist.choices))
     if isinstance(dist, IntDistribution):
-        return NumericDomain(
-            low=dist.low, high=dist.high, log=dist.log, step=dist.step, integer=True
-        )
+        return NumericDomain(low=dist.low, high=dist.high, log=dist.log, step=dist.step, integer=True)
     if isinstance(dist, FloatDistribution):
         return NumericDomain(low=dist.low, high=dist.high, log=dist.log, step=dist.step)
     raise TypeError(f"unsupported distribution {dist!r}")

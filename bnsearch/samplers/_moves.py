@@ -36,9 +36,7 @@ class NumericDomain:
         if self.high == self.low:
             return 0.0
         if self.log:
-            return (math.log(value) - math.log(self.low)) / (
-                math.log(self.high) - math.log(self.low)
-            )
+            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
         return (value - self.low) / (self.high - self.low)
 
     def from_unit(self, u: float) -> float | int:
@@ -142,17 +140,13 @@ class AnnealSchedule:
         span = math.log(self.initial_temperature) - math.log(self.min_temperature)
         if span <= 0:
             return 1.0
-        h = (
-            math.log(max(temperature, self.min_temperature)) - math.log(self.min_temperature)
-        ) / span
+        h = (math.log(max(temperature, self.min_temperature)) - math.log(self.min_temperature)) / span
         return min(1.0, max(0.0, h))
 
     def step_scale(self, temperature: float) -> float:
         """Std of a numeric move in unit space: ``max_step`` hot, ``min_step`` cold (log-linear)."""
         h = self.heat(temperature)
-        return math.exp(
-            math.log(self.min_step) + h * (math.log(self.max_step) - math.log(self.min_step))
-        )
+        return math.exp(math.log(self.min_step) + h * (math.log(self.max_step) - math.log(self.min_step)))
 
     def switch_probability(self, temperature: float) -> float:
         """Chance that a categorical param switches to another choice at ``temperature``."""
@@ -160,9 +154,7 @@ class AnnealSchedule:
         return self.min_switch_prob + h * (self.max_switch_prob - self.min_switch_prob)
 
 
-def move_numeric(
-    value: float, domain: NumericDomain, step_scale: float, rng: np.random.Generator
-) -> float | int:
+def move_numeric(value: float, domain: NumericDomain, step_scale: float, rng: np.random.Generator) -> float | int:
     """A neighbour of ``value``: a normal step of std ``step_scale`` in unit space, reflected at
     the bounds and rounded onto the grid; on a grid it moves at least one grid point."""
     if domain.high == domain.low:
@@ -183,9 +175,7 @@ def move_numeric(
     return new
 
 
-def move_categorical(
-    value: Value, domain: CategoricalDomain, switch_prob: float, rng: np.random.Generator
-) -> Value:
+def move_categorical(value: Value, domain: CategoricalDomain, switch_prob: float, rng: np.random.Generator) -> Value:
     """``value``, or with probability ``switch_prob`` another choice drawn uniformly."""
     others = [c for c in domain.choices if not _same_choice(c, value)]
     if not others or rng.random() >= switch_prob:
@@ -314,9 +304,7 @@ class AnnealState:
     restarts: int
 
 
-def replay(
-    observations: Sequence[Observation], schedule: AnnealSchedule, *, minimize: bool
-) -> AnnealState | None:
+def replay(observations: Sequence[Observation], schedule: AnnealSchedule, *, minimize: bool) -> AnnealState | None:
     """Rebuild the annealing run from its finished trials, in trial-number order.
 
     The first ``n_startup_trials`` observations are random start-up trials; the best of them

@@ -114,9 +114,7 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
         if not study._is_multi_objective():
             self._plan(study, trial)
 
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if study._is_multi_objective():
             return {}
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -130,10 +128,7 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
         if not search_space:
             return {}
         plan = self._plan(study, trial)
-        return {
-            name: self._value(plan, trial, name, dist)
-            for name, dist in sorted(search_space.items())
-        }
+        return {name: self._value(plan, trial, name, dist) for name, dist in sorted(search_space.items())}
 
     def sample_independent(
         self,
@@ -197,11 +192,7 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
             return plan.proposal[name]
         rng = self._rng(trial.number, "param:" + name)
         state = plan.state
-        if (
-            state is None
-            or name not in state.current_params
-            or not dom.contains(state.current_params[name])
-        ):
+        if state is None or name not in state.current_params or not dom.contains(state.current_params[name]):
             return sample_uniform(dom, rng)
         # The current state has this param but under another range (a dynamic search space).
         if isinstance(dom, CategoricalDomain):
@@ -211,9 +202,7 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
                 self._schedule.switch_probability(state.temperature),
                 rng,
             )
-        return move_numeric(
-            state.current_params[name], dom, self._schedule.step_scale(state.temperature), rng
-        )
+        return move_numeric(state.current_params[name], dom, self._schedule.step_scale(state.temperature), rng)
 
 
 def _observation(trial: FrozenTrial) -> Observation:

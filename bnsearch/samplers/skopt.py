@@ -48,9 +48,7 @@ class SkoptOptions:
     estimator: str = "GP"  # one of ESTIMATORS
     acq_func: str = "gp_hedge"  # one of ACQ_FUNCS
     acq_optimizer: str = "auto"  # one of ACQ_OPTIMIZERS; lbfgs needs the GP estimator
-    n_startup_trials: int = (
-        10  # random points before the surrogate is used (skopt's n_initial_points)
-    )
+    n_startup_trials: int = 10  # random points before the surrogate is used (skopt's n_initial_points)
     consider_pruned_trials: bool = True  # tell pruned trials with their last reported value
     constant_liar: bool = True  # tell running trials (other workers') the worst value seen
 
@@ -133,14 +131,10 @@ class SkoptSampler(LazySeed, BaseSampler):
     def options(self) -> SkoptOptions:
         return self._options
 
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if study._is_multi_objective():
             return {}
-        space = intersection_search_space(
-            self._told_trials(study), include_pruned=self._options.consider_pruned_trials
-        )
+        space = intersection_search_space(self._told_trials(study), include_pruned=self._options.consider_pruned_trials)
         return {name: d for name, d in sorted(space.items()) if not d.single()}
 
     def sample_relative(
@@ -173,21 +167,15 @@ class SkoptSampler(LazySeed, BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         self._raise_error_if_multi_objective(study)
-        return sample_random(
-            param_distribution, trial_rng(self._base_seed(), trial.number, "param:" + param_name)
-        )
+        return sample_random(param_distribution, trial_rng(self._base_seed(), trial.number, "param:" + param_name))
 
     # ---- helpers ---------------------------------------------------------------------------
 
     def _told_trials(self, study: Study) -> list[FrozenTrial]:
         states = (
-            (TrialState.COMPLETE, TrialState.PRUNED)
-            if self._options.consider_pruned_trials
-            else (TrialState.COMPLETE,)
+            (TrialState.COMPLETE, TrialState.PRUNED) if self._options.consider_pruned_trials else (TrialState.COMPLETE,)
         )
-        return [
-            t for t in study.get_trials(deepcopy=False, states=states) if _objective(t) is not None
-        ]
+        return [t for t in study.get_trials(deepcopy=False, states=states) if _objective(t) is not None]
 
     def _observations(
         self,
@@ -331,18 +319,12 @@ def make_gbrt(seed: int | None) -> Any:
                 tags.estimator_type = "regressor"
                 return tags
 
-            def predict(
-                self, X: Any, return_std: bool = False, return_quantiles: bool = False
-            ) -> Any:
+            def predict(self, X: Any, return_std: bool = False, return_quantiles: bool = False) -> Any:
                 if not return_std or return_quantiles:
-                    return super().predict(
-                        X, return_std=return_std, return_quantiles=return_quantiles
-                    )
+                    return super().predict(X, return_std=return_std, return_quantiles=return_quantiles)
                 if not np.all(np.isin([0.16, 0.5, 0.84], self.quantiles)):
                     raise ValueError("return_std needs the quantiles 0.16, 0.5 and 0.84")
-                low, mid, high = (
-                    self.regressors_[self.quantiles.index(q)].predict(X) for q in (0.16, 0.5, 0.84)
-                )
+                low, mid, high = (self.regressors_[self.quantiles.index(q)].predict(X) for q in (0.16, 0.5, 0.84))
                 return mid, (high - low) / 2.0
 
         _GBRT_CLASS = _GBRT
