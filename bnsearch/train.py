@@ -11,6 +11,7 @@ autocast, and the optimizer step is the fused SGD kernel where the device has on
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnsearch.data import DeviceData
+from bnsearch.errors import ConfigError
 from bnsearch.model import param_groups
 from bnsearch.seeding import torch_generator
 from bnsearch.space import TrialParams
@@ -62,9 +64,25 @@ class TrainResult:
         return self.history[-1].val_acc if self.history else 0.0
 
 
+NATIVE_BF16_ENV = "BNSEARCH_NATIVE_BF16"  # "0" or "1" overrides the bf16 detection of CPUs and CUDA GPUs
+
+
 def bf16_supported(device: torch.device | str) -> bool:
-    """Whether ``device`` runs bf16 matrix math natively (emulated bf16 is slower than fp32)."""
+    """Whether ``device`` runs bf16 matrix math natively (emulated bf16 is slower than fp32).
+
+    ``BNSEARCH_NATIVE_BF16=0`` (or ``1``) overrides the detection for CPUs and CUDA devices, so
+    that one machine can run the fp32 path that CPUs without bf16 units get, and the bf16 path
+    (emulated, hence slow, where the units are missing): the test suite runs under both.
+
+    Raises:
+        ConfigError: the override is set to something other than ``0`` or ``1``.
+    """
     dev = torch.device(device)
+    override = os.environ.get(NATIVE_BF16_ENV)
+    if override is not None and dev.type in ("cpu", "cuda"):
+        if override not in ("0", "1"):
+            raise ConfigError(f"{NATIVE_BF16_ENV} must be 0 or 1, got '{override}'")
+        return override == "1"
     if dev.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if dev.type == "cpu":

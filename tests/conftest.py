@@ -14,6 +14,15 @@ import torch
 from bnsearch.data import DeviceData, Splits, load_dataset, split_dataset, to_device
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    from bnsearch.train import NATIVE_BF16_ENV, bf16_supported
+
+    override = os.environ.get(NATIVE_BF16_ENV)
+    path = "bf16" if bf16_supported("cpu") else "fp32"
+    how = f"{NATIVE_BF16_ENV}={override}" if override is not None else "detected"
+    return f"bnsearch: --precision auto trains in {path} on this CPU ({how}; {torch.backends.cpu.get_cpu_capability()})"
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail fast on any connection that leaves this machine (tests must not download)."""

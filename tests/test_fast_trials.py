@@ -20,9 +20,13 @@ from bnsearch.model import build_model
 from bnsearch.objective import Objective
 from bnsearch.search import prepare_search
 from bnsearch.space import SearchSpace, TrialParams
-from bnsearch.train import TrainConfig, bf16_supported, train
+from bnsearch.train import NATIVE_BF16_ENV, TrainConfig, bf16_supported, train
 
-needs_bf16 = pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no native bf16")
+
+@pytest.fixture
+def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Treat this CPU as one with bf16 units, whatever it has (bf16 autocast runs anywhere)."""
+    monkeypatch.setenv(NATIVE_BF16_ENV, "1")
 
 
 def _params(epochs: int = 3, lr: float = 0.05) -> TrialParams:
@@ -59,9 +63,8 @@ def plain(tiny_digits: DeviceData):  # type: ignore[no-untyped-def]
         pytest.param(
             TrainConfig(precision="bf16", channels_last=True),
             id="bf16-channels_last",
-            marks=needs_bf16,
         ),
-        pytest.param(TrainConfig(precision="bf16", channels_last=False), id="bf16-nchw", marks=needs_bf16),
+        pytest.param(TrainConfig(precision="bf16", channels_last=False), id="bf16-nchw"),
     ],
 )
 def test_fast_paths_learn_like_the_plain_fp32_loop(tiny_digits: DeviceData, plain, cfg: TrainConfig) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +77,7 @@ def test_fast_paths_learn_like_the_plain_fp32_loop(tiny_digits: DeviceData, plai
     assert abs(fast.val_acc - plain.val_acc) <= 0.05
 
 
-@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_same_seed_same_history(tiny_digits: DeviceData, precision: str) -> None:
     cfg = TrainConfig(precision=precision)
     a = _run(tiny_digits, cfg, _params(epochs=2))
@@ -167,7 +170,7 @@ def test_unknown_precision_is_a_config_error() -> None:
         RunConfig(precision="fp8", device="cpu").validate()
 
 
-@needs_bf16
+@pytest.mark.usefixtures("native_bf16")
 def test_precision_is_part_of_the_study_identity(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     prepare_search(RunConfig(dataset="digits", storage=url, device="cpu", precision="fp32"))
@@ -220,7 +223,7 @@ def test_auto_is_fp32_when_any_training_device_lacks_bf16(monkeypatch: pytest.Mo
         resolve_precision("bf16", ["cuda:0", "cuda:1"])
 
 
-@needs_bf16
+@pytest.mark.usefixtures("native_bf16")
 def test_auto_precision_is_stored_resolved_and_kept_on_resume(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     made = prepare_search(RunConfig(dataset="digits", storage=url, device="cpu", precision="fp32"))
@@ -230,3 +233,18 @@ def test_auto_precision_is_stored_resolved_and_kept_on_resume(tmp_path: Path) ->
     fresh = prepare_search(RunConfig(dataset="digits", storage=url, device="cpu", study_name="new"))
     assert fresh.cfg.precision == "bf16"
     assert fresh.study.user_attrs[keys.STUDY_CONFIG]["precision"] == "bf16"
+
+
+@pytest.mark.parametrize(("override", "expected"), [("0", "fp32"), ("1", "bf16")])
+def test_native_bf16_override_decides_what_auto_picks(
+    monkeypatch: pytest.MonkeyPatch, override: str, expected: str
+) -> None:
+    monkeypatch.setenv(NATIVE_BF16_ENV, override)
+    assert bf16_supported("cpu") is (override == "1")
+    assert resolve_precision("auto", ["cpu"]) == expected
+
+
+def test_bad_native_bf16_override_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NATIVE_BF16_ENV, "yes")
+    with pytest.raises(ConfigError, match="BNSEARCH_NATIVE_BF16 must be 0 or 1, got 'yes'"):
+        resolve_precision("auto", ["cpu"])
