@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,21 @@ def test_same_seed_same_sequence(strategy: str) -> None:
         return [t.params for t in study.trials]
 
     assert run() == run()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_pickled_mid_study_it_goes_on_exactly_as_the_original(strategy: str) -> None:
+    # Optuna's way to save and restore a sampler (its FAQ on reproducible resumption) is pickle.
+    space = SPACES["default"]
+    original = optuna.create_study(direction="maximize", sampler=_sampler(strategy, space, seed=5))
+    original.optimize(_objective(space), n_trials=N_STARTUP + 2)
+    restored = optuna.create_study(direction="maximize", sampler=pickle.loads(pickle.dumps(original.sampler)))
+    restored.add_trials(original.trials)
+    for key, value in original._storage.get_study_system_attrs(original._study_id).items():
+        restored._storage.set_study_system_attr(restored._study_id, key, value)  # qmc's sample counter
+    original.optimize(_objective(space), n_trials=4)
+    restored.optimize(_objective(space), n_trials=4)
+    assert [t.params for t in restored.trials] == [t.params for t in original.trials]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

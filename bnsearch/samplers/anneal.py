@@ -97,9 +97,16 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
         self._plans: dict[tuple[int, int, int], _Plan] = {}
         self._lock = threading.Lock()
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> SimulatedAnnealingSampler:
-        # A lock cannot be deep-copied; the cache is not worth copying.
-        return SimulatedAnnealingSampler(seed=self._seed, schedule=self._schedule)
+    # Pickling and deep copies (Optuna's way to save a sampler and to copy it for n_jobs) keep the
+    # seed and schedule; the lock cannot be copied and the plan cache is rebuilt from the study.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_seed": self._seed, "_schedule": self._schedule}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._seed = state["_seed"]
+        self._schedule = state["_schedule"]
+        self._plans = {}
+        self._lock = threading.Lock()
 
     @property
     def schedule(self) -> AnnealSchedule:
