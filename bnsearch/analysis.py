@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bnsearch import keys
 from bnsearch.config import DEFAULT_STORAGE
-from bnsearch.errors import ConfigError, MissingDependencyError
+from bnsearch.errors import ConfigError, MissingDependencyError, StudyError
 
 if TYPE_CHECKING:
     import optuna
@@ -282,6 +282,19 @@ def study_summaries(storage: str | None = None) -> list[StudySummary]:
             )
         )
     return out
+
+
+def latest_study(storage: str | None = None) -> str:
+    """The name of the study in ``storage`` whose trials changed last (the most recent search).
+
+    Raises:
+        StudyError: the storage cannot be opened or holds no study.
+    """
+    summaries = study_summaries(storage)
+    if not summaries:
+        raise StudyError(f"no studies in {storage or DEFAULT_STORAGE}; run a search first (bnsearch run)")
+    oldest = datetime.min
+    return max(summaries, key=lambda s: s.last_update or oldest).name
 
 
 def export_trials(study: str | optuna.Study, storage: str | None, *, fmt: str, out: str | Path | None = None) -> Path:

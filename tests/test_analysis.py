@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from _synth import make_study, mixed_specs
 
-from bnsearch.analysis import export_trials, learning_curves, load_trials, study_summaries
+from bnsearch.analysis import export_trials, latest_study, learning_curves, load_trials, study_summaries
 from bnsearch.errors import ConfigError, StudyError
 
 
@@ -77,6 +77,28 @@ def test_study_summaries(stored: str) -> None:
     assert (m.n_complete, m.n_pruned, m.n_failed, m.n_running) == (4, 2, 1, 1)
     assert m.best_value == pytest.approx(0.95)
     assert m.strategy == "random" and m.dataset == "digits" and m.last_update is not None
+
+
+def test_latest_study_is_the_one_whose_trials_changed_last(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(mixed_specs(), storage=url, name="long")  # its last trial ends after the other's
+    make_study([{"val": (0.5, 0.7)}], storage=url, name="created-later")
+    assert latest_study(url) == "long"
+    make_study([], storage=url, name="empty")
+    assert latest_study(url) == "long"
+    late = make_study([{"val": (0.5, 0.7)}], storage=url, name="z")
+    late.ask()  # a trial started now
+    assert latest_study(url) == "z"
+
+
+def test_latest_study_of_an_empty_storage_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    import optuna
+
+    optuna.create_study(storage=url, study_name="gone")  # creates the tables
+    optuna.delete_study(study_name="gone", storage=url)
+    with pytest.raises(StudyError, match="no studies in .*; run a search first"):
+        latest_study(url)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])

@@ -25,17 +25,22 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     nbclient = pytest.importorskip("nbclient")
     import nbformat
 
-    url = f"sqlite:///{tmp_path / 'nb.db'}"
+    # A user's checkout: the notebook in notebooks/, the default database in studies/, no
+    # BNSEARCH_* variables. The notebook must open the study updated last and say so.
+    for var in ("BNSEARCH_STUDY", "BNSEARCH_STORAGE", "BNSEARCH_REPORT"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    url = f"sqlite:///{tmp_path / 'studies' / 'bnsearch.db'}"
     make_study(
         mixed_specs() + [{"bn_placement": "none", "activation": "tanh", "val": (0.3, 0.6)}],
         storage=url,
         name="nb-study",
     )
+    # Created later, sorted first, but its trials ended earlier.
+    make_study([{"val": (0.5, 0.7)}], storage=url, name="a-older-study")
     # The kernel is a child process: it sees this environment, so it imports this checkout
     # of bnsearch (PYTHONPATH) with this interpreter's packages.
-    monkeypatch.setenv("BNSEARCH_STUDY", "nb-study")
-    monkeypatch.setenv("BNSEARCH_STORAGE", url)
-    monkeypatch.setenv("BNSEARCH_REPORT", str(tmp_path / "nb-report.html"))
     monkeypatch.setenv(
         "PYTHONPATH",
         os.pathsep.join(p for p in [str(NOTEBOOK.parents[1]), os.environ.get("PYTHONPATH", "")] if p),
@@ -60,7 +65,7 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         nb,
         timeout=120,
         kernel_name="bnsearch-test",
-        resources={"metadata": {"path": str(tmp_path)}},
+        resources={"metadata": {"path": str(tmp_path / "notebooks")}},
     )
     client.execute()
     outputs = "".join(
@@ -69,7 +74,7 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         if c.cell_type == "code"
         for o in c.outputs
     )
-    assert "'nb-study'" in outputs  # the parameters reached the kernel
+    assert "study 'nb-study' (the most recently updated study) in sqlite:///../studies/bnsearch.db" in outputs
     assert f"KERNEL {sys.executable}" in outputs
     assert "not enough data" in outputs
-    assert (tmp_path / "nb-report.html").stat().st_size > 1_000_000
+    assert (tmp_path / "notebooks" / "nb-study-report.html").stat().st_size > 1_000_000
