@@ -58,7 +58,7 @@ class SearchProgress:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=1, status=status)
             if trial.state != TrialState.COMPLETE:
-                self._progress.console.print(f"  {note}", highlight=False)
+                self._progress.console.print(f"  trial #{trial.number} {note}", highlight=False)
         else:
             elapsed = time.perf_counter() - self.start
             self.console.print(
@@ -79,7 +79,7 @@ def _trial_text(trial: optuna.trial.FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         return f"complete, val_acc {trial.value:.4f}"
     if trial.state == TrialState.PRUNED:
-        return f"trial #{trial.number} pruned: {trial.user_attrs.get(keys.PRUNE_REASON, 'pruned')}"
+        return f"pruned: {trial.user_attrs.get(keys.PRUNE_REASON, 'pruned')}"
     if trial.state == TrialState.FAIL:
-        return f"trial #{trial.number} failed: {trial.user_attrs.get(keys.FAIL_REASON, 'unknown error')}"
+        return f"failed: {trial.user_attrs.get(keys.FAIL_REASON, 'unknown error')}"
     return trial.state.name.lower()

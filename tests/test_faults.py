@@ -270,7 +270,7 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_search_goes_on(
     monkeypatch.setattr(objective, "build_model", oom_on_second_trial)
     result = _run("--trials", "3", "--pruner", "none", "--storage", sqlite_url, "--study-name", "raise")
     assert result.exit_code == 0, result.output
-    assert "trial #1 failed: RuntimeError: CUDA out of memory" in result.output
+    assert "trial 2/3 (#1) failed: RuntimeError: CUDA out of memory" in result.output
     trials = _trials(sqlite_url, "raise")
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].user_attrs[keys.FAIL_REASON].startswith("RuntimeError: CUDA out of memory. Tried to allocate")
