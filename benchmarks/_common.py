@@ -85,12 +85,12 @@ def tutorial_model(params: Any, *, in_shape: tuple[int, int, int], num_classes: 
     """The network as a tutorial writes it: conv → [BN] → act → [BN] → maxpool, ``nn.Flatten``.
 
     bnsearch's model pools before a monotone activation and flattens channel-last; this one has
-    its layers and weights, in DESIGN.md's order, with the classifier's (and BN1d's) inputs
+    its layers and weights, in bnsearch.core.model's order, with the classifier's (and BN1d's) inputs
     permuted to channel-first order, so it computes exactly the same function at init.
     """
     from torch import nn
 
-    from bnsearch.model import build_model
+    from bnsearch.core.model import build_model
 
     acts = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
     ours = build_model(params, in_shape=in_shape, num_classes=num_classes, seed=seed)

@@ -23,11 +23,11 @@ import torch
 from train_throughput import fixed_params, naive_train
 
 from bnsearch.config import RunConfig
-from bnsearch.data import load_dataset, split_dataset, to_device
-from bnsearch.model import build_model
+from bnsearch.core.data import load_dataset, split_dataset, to_device
+from bnsearch.core.model import build_model
+from bnsearch.core.seeding import derive_seed
+from bnsearch.core.train import TrainConfig, train
 from bnsearch.search import run_search
-from bnsearch.seeding import derive_seed
-from bnsearch.train import TrainConfig, train
 
 
 def gpu_peak(dtype: torch.dtype, n: int = 8192, reps: int = 10) -> float:

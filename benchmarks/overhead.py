@@ -33,12 +33,12 @@ from train_throughput import fixed_params
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_precision
-from bnsearch.data import load_dataset, split_dataset, to_device
-from bnsearch.model import build_model
+from bnsearch.core.data import load_dataset, split_dataset, to_device
+from bnsearch.core.model import build_model
+from bnsearch.core.space import DEFAULT_BATCH_SIZE, SearchSpace, TrialParams
+from bnsearch.core.train import TrainConfig, train
 from bnsearch.samplers import strategy_names
 from bnsearch.search import prepare_search
-from bnsearch.space import DEFAULT_BATCH_SIZE, SearchSpace, TrialParams
-from bnsearch.train import TrainConfig, train
 
 EPOCHS = 4
 _ACT = {"relu": 0.0, "leaky_relu": 0.005, "tanh": -0.02, "sigmoid": -0.15}

@@ -31,8 +31,8 @@ import torch
 
 from bnsearch import keys
 from bnsearch.config import RunConfig
-from bnsearch.pruners import make_pruner
 from bnsearch.search import run_search
+from bnsearch.search.pruners import make_pruner
 
 
 def summarize(study: optuna.Study) -> tuple[int, float, int, int]:

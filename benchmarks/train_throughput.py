@@ -36,12 +36,12 @@ import optuna
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bnsearch.data import DeviceData, load_dataset, split_dataset, to_device
-from bnsearch.model import build_model, param_groups
-from bnsearch.objective import Objective
-from bnsearch.seeding import derive_seed
-from bnsearch.space import DEFAULT_BATCH_SIZE, SearchSpace, TrialParams
-from bnsearch.train import TrainConfig, TrainResult, train
+from bnsearch.core.data import DeviceData, load_dataset, split_dataset, to_device
+from bnsearch.core.model import build_model, param_groups
+from bnsearch.core.seeding import derive_seed
+from bnsearch.core.space import DEFAULT_BATCH_SIZE, SearchSpace, TrialParams
+from bnsearch.core.train import TrainConfig, TrainResult, train
+from bnsearch.search.objective import Objective
 
 NAIVE_BATCH = 32
 BEFORE_COMMIT = "d2b2aab"  # the foundation's trainer, for the before/after table
@@ -67,7 +67,7 @@ def load_before_train() -> Callable[..., TrainResult] | None:
 
 def network(variant: str, p: TrialParams, data: DeviceData, *, seed: int) -> torch.nn.Module:
     """bnsearch's model, or for the naive loop and the pre-issue-7 trainer the network as a
-    tutorial (and bnsearch before) wrote it: the same function, layer order of DESIGN.md."""
+    tutorial (and bnsearch before) wrote it: the same function, layer order of bnsearch.core.model."""
     if variant.startswith(("naive", "before")):
         return _common.tutorial_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed)
     return build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=seed)

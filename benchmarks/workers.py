@@ -55,7 +55,7 @@ def run_layout(processes: int, threads: int, *, trials: int, epochs: int, tmp: P
     import optuna
 
     from bnsearch.config import RunConfig
-    from bnsearch.workers import prepare_workers, run_workers
+    from bnsearch.search.workers import prepare_workers, run_workers
 
     space = tmp / "fixed.toml"
     space.write_text(FIXED_SPACE)

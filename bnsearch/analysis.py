@@ -1,7 +1,7 @@
 """Studies → pandas: the notebook API and the data behind the report and ``bnsearch export``.
 
 Everything here reads the study database as it is (no second copy of the data). Trial
-attributes are read by their names in ``keys.py``, the same names ``objective.py`` writes.
+attributes are read by their names in ``keys.py``, the same names ``search/objective.py`` writes.
 
 ```python
 from bnsearch.analysis import load_trials, learning_curves

@@ -32,7 +32,7 @@ from bnsearch.errors import ModelError, StudyError
 if TYPE_CHECKING:
     import torch
 
-    from bnsearch.model import BNCNN
+    from bnsearch.core.model import BNCNN
 
 MODEL_FORMAT = "bnsearch-model/2"  # config.json "format"; bump when the folder layout changes
 # Format 1 flattened the feature map channel-first; format 2 channel-last (model.FlattenHWC).
@@ -83,9 +83,9 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
     if params is None and "space" not in identity:
         raise StudyError(f"trial #{best.number} of '{study_name}' has no stored settings to retrain")
     if params is None:
-        from bnsearch.benchmark import space_from_dict
+        from bnsearch.core.space import SearchSpace
 
-        params = space_from_dict(identity["space"]).fixed_params(**best.params).to_dict()
+        params = SearchSpace.from_dict(identity["space"]).fixed_params(**best.params).to_dict()
     return BestTrial(
         study_name=study_name,
         number=best.number,
@@ -116,12 +116,12 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
             training diverges, or the folder cannot be written.
     """
     from bnsearch.config import resolve_device, resolve_precision
-    from bnsearch.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset
-    from bnsearch.model import ModelConfig, build_model
-    from bnsearch.search import library_versions
-    from bnsearch.seeding import derive_seed
-    from bnsearch.space import TrialParams
-    from bnsearch.train import TrainConfig, evaluate, train
+    from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset
+    from bnsearch.core.model import ModelConfig, build_model
+    from bnsearch.core.seeding import derive_seed
+    from bnsearch.core.space import TrialParams
+    from bnsearch.core.train import TrainConfig, evaluate, train
+    from bnsearch.study import library_versions
 
     ident = best.identity
     for key, now in (("val_fraction", VAL_FRACTION), ("test_fraction", TEST_FRACTION)):
@@ -195,7 +195,7 @@ def _train_val_test(splits: Any, device: str) -> Any:
     """DeviceData whose training part is train+validation, with no validation to watch."""
     import torch
 
-    from bnsearch.data import DeviceData
+    from bnsearch.core.data import DeviceData
 
     dev = torch.device(device)
 
@@ -221,7 +221,7 @@ def _class_labels(dataset: str, num_classes: int) -> list[Any]:
     """The original label of each class index (load_dataset maps labels to 0..K-1)."""
     if dataset in ("digits", "mnist5k"):
         return list(range(num_classes))
-    from bnsearch.formats import read_path
+    from bnsearch.core.formats import read_path
 
     _, y = read_path(Path(dataset))
     return [v.item() for v in np.unique(y)]
@@ -256,7 +256,7 @@ class LoadedModel:
         """Class probabilities (N, num_classes) for raw images (see ``as_model_input``)."""
         import torch
 
-        from bnsearch.train import eval_batch_size
+        from bnsearch.core.train import eval_batch_size
 
         images = as_model_input(x, self.in_shape)
         mean = np.asarray(self.config["mean"], dtype=np.float32)[None, :, None, None]
@@ -290,8 +290,8 @@ def load_model(model_dir: str | Path, *, device: str = "cpu") -> LoadedModel:
     import torch
 
     from bnsearch.config import resolve_device
-    from bnsearch.model import BNCNN, ModelConfig
-    from bnsearch.space import TrialParams
+    from bnsearch.core.model import BNCNN, ModelConfig
+    from bnsearch.core.space import TrialParams
 
     folder = Path(model_dir)
     for name in (CONFIG_FILE, WEIGHTS_FILE):

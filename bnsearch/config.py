@@ -30,7 +30,7 @@ class RunConfig:
     dataset: str = DEFAULT_DATASET  # built-in name or a path
     epochs: int | None = None  # fixes the space's epochs when given
     batch_size: int | None = None  # fixes the space's batch_size when given
-    pruner: str = DEFAULT_PRUNER  # pruner name from bnsearch.pruners
+    pruner: str = DEFAULT_PRUNER  # pruner name from bnsearch.search.pruners
     storage: str = DEFAULT_STORAGE  # SQLAlchemy URL of the study database
     study_name: str | None = None  # default: "<dataset>-<strategy>"
     space_path: str | None = None  # TOML file overriding the default space
@@ -45,8 +45,8 @@ class RunConfig:
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
-        from bnsearch.pruners import PRUNER_NAMES
         from bnsearch.samplers import get_strategy
+        from bnsearch.search.pruners import PRUNER_NAMES
 
         get_strategy(self.strategy).validate_options(self.strategy_options)
         if self.pruner not in PRUNER_NAMES:
@@ -127,7 +127,7 @@ def resolve_precision(precision: str, devices: Sequence[str], *, study_precision
     Raises:
         ConfigError: bf16 asked for on a device without native bf16 (it would run slower).
     """
-    from bnsearch.train import bf16_supported
+    from bnsearch.core.train import bf16_supported
 
     _check_precision(precision)
     lacking = [d for d in devices if not bf16_supported(d)]

@@ -1,4 +1,4 @@
-"""Errors the library raises for bad input; ``cli.py`` turns them into one-line messages."""
+"""Errors the library raises for bad input; the CLI (``cli.app.user_errors``) prints them as one line."""
 
 from __future__ import annotations
 

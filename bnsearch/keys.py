@@ -1,6 +1,6 @@
 """Names of the attributes bnsearch writes on trials and studies.
 
-``objective.py`` and ``study.py`` write them; ``report.py``, ``analysis.py`` and the CLI read
+``search/objective.py`` and ``study.py`` write them; ``report/``, ``analysis.py`` and the CLI read
 them. Keeping the names in one module stops writers and readers from drifting apart.
 """
 

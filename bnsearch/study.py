@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import sqlite3
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +204,17 @@ def _redact(url: str) -> str:
     return url
 
 
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on (stored with studies and models)."""
+    out = {"python": platform.python_version()}
+    for pkg in ("bnsearch", "optuna", "torch", "numpy", "scikit-learn"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
@@ -240,6 +253,35 @@ def describe_mismatch(key: str, stored: Any, wanted: Any) -> str:
     return "; ".join(parts)
 
 
+def check_identity(study: optuna.Study, identity: dict[str, Any], *, rerun: str, option: str) -> None:
+    """Refuse to add trials to ``study`` unless bnsearch created it with this ``identity``.
+
+    Args:
+        identity: What makes trials comparable (dataset, space, split seed, widths ...).
+        rerun: The command to repeat with the original settings, for the message ("rerun").
+        option: The option that names another study instead, for the message ("--study-name").
+
+    Raises:
+        StudyError: the study has no stored identity, minimizes, or was created with another
+            identity (the message names each difference).
+    """
+    name = study.study_name
+    stored = study.user_attrs.get(keys.STUDY_CONFIG)
+    if stored is None:
+        raise StudyError(f"study '{name}' was not created by bnsearch; choose another {option}")
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StudyError(
+            f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; choose another {option}"
+        )
+    diff = identity_mismatches(stored, identity)
+    if diff:
+        details = "; ".join(describe_mismatch(k, stored.get(k), identity.get(k)) for k in diff)
+        raise StudyError(
+            f"study '{name}' was created with different settings ({details}); "
+            f"{rerun} with the original settings or choose a new {option}"
+        )
+
+
 def create_or_resume(
     storage: optuna.storages.BaseStorage,
     name: str,
@@ -264,20 +306,7 @@ def create_or_resume(
     """
     if name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        stored = study.user_attrs.get(keys.STUDY_CONFIG)
-        if stored is None:
-            raise StudyError(f"study '{name}' was not created by bnsearch; choose another --study-name")
-        if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-            raise StudyError(
-                f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; choose another --study-name"
-            )
-        diff = identity_mismatches(stored, identity)
-        if diff:
-            details = "; ".join(describe_mismatch(k, stored.get(k), identity.get(k)) for k in diff)
-            raise StudyError(
-                f"study '{name}' was created with different settings ({details}); "
-                "rerun with the original settings or choose a new --study-name"
-            )
+        check_identity(study, identity, rerun="rerun", option="--study-name")
         return study, True
     study = optuna.create_study(
         study_name=name,

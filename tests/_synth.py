@@ -10,7 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from bnsearch import keys
-from bnsearch.space import ACTIVATIONS, BETA_INITS, BN_PLACEMENTS, GAMMA_INITS
+from bnsearch.core.space import ACTIVATIONS, BETA_INITS, BN_PLACEMENTS, GAMMA_INITS
 
 _T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 

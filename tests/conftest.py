@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from bnsearch.data import DeviceData, Splits, load_dataset, split_dataset, to_device
+from bnsearch.core.data import DeviceData, Splits, load_dataset, split_dataset, to_device
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    from bnsearch.train import NATIVE_BF16_ENV, bf16_supported
+    from bnsearch.core.train import NATIVE_BF16_ENV, bf16_supported
 
     override = os.environ.get(NATIVE_BF16_ENV)
     path = "bf16" if bf16_supported("cpu") else "fp32"

@@ -12,10 +12,10 @@ import torch
 
 from bnsearch.best import as_model_input, find_best, load_model, predict, read_images, retrain_best
 from bnsearch.config import RunConfig
-from bnsearch.data import load_dataset, split_dataset
+from bnsearch.core.data import load_dataset, split_dataset
+from bnsearch.core.train import evaluate
 from bnsearch.errors import ModelError, StudyError
 from bnsearch.search import run_search
-from bnsearch.train import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_predict_on_raw_images_matches_the_test_accuracy(model_dir: Path, tmp_pa
 
 
 def test_retrain_uses_the_searchs_precision(model_dir: Path, searched: tuple[str, str]) -> None:
-    from bnsearch.train import bf16_supported
+    from bnsearch.core.train import bf16_supported
 
     url, name = searched
     metrics = json.loads((model_dir / "metrics.json").read_text())

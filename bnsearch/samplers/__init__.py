@@ -16,7 +16,7 @@ from bnsearch.errors import ConfigError
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
-    from bnsearch.space import SearchSpace
+    from bnsearch.core.space import SearchSpace
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +50,11 @@ class Strategy:
                 raise ConfigError(f"{flag} does not apply to --strategy {self.name}{where}")
         if self.check_options is not None:
             self.check_options(options)
+
+
+def n_startup_trials(trials: int) -> int:
+    """Random trials before model-based samplers take over: a third of a short budget, 4..10."""
+    return max(4, min(10, trials // 3))
 
 
 _REGISTRY: dict[str, Strategy] = {}

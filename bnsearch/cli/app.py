@@ -1,0 +1,120 @@
+"""The ``bnsearch`` Typer app: global options, logging, torch threads, and the one error boundary.
+
+The commands live in ``run`` (the search) and ``results`` (compare, best, predict, dashboard,
+studies, report, export); both hang on ``app`` and catch errors with ``user_errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bnsearch import __version__
+from bnsearch.errors import BnsearchError
+
+app = typer.Typer(
+    name="bnsearch",
+    help="Search batch-normalization settings of a small CNN with Optuna.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True)
+
+
+@dataclass
+class GlobalOptions:
+    debug: bool = False
+    verbosity: int = 0
+
+
+options = GlobalOptions()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library errors into one line on stderr and exit code 2 (``--debug`` re-raises)."""
+    try:
+        yield
+    except BnsearchError as e:
+        if options.debug:
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:  # Ctrl-C before a study was open (a search handles its own)
+        if options.debug:
+            raise
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(code=130) from None
+
+
+def configure_logging(verbosity: int) -> None:
+    import optuna
+
+    level = {-1: logging.ERROR, 0: logging.WARNING}.get(verbosity, logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Our progress line reports pruned/failed trials; Optuna's own log would add tracebacks.
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bnsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (Optuna's per-trial log).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    options.debug = debug or os.environ.get("BNSEARCH_DEBUG") == "1"
+    options.verbosity = -1 if quiet else verbose
+
+
+def default_threads(workers: int, *, cores: int | None = None, load: float | None = None) -> int:
+    """Torch threads per worker when ``--threads`` is not given: the cores split over the
+    workers, but never more than the cores other processes leave idle.
+
+    Small convolutions run one OpenMP barrier per op: a thread whose core is taken by another
+    process stalls all the others, and a 2-thread trial was measured 3–10× slower than a
+    1-thread one on a busy 2-core machine (benchmarks/README.md), so a busy machine gets 1.
+    """
+    cores = cores or os.cpu_count() or 1
+    share = max(1, cores // workers)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            return share
+    idle = int(cores - load + 0.5)
+    return max(1, min(share, idle))
+
+
+def set_threads(threads: int | None, workers: int) -> int:
+    """Torch CPU threads for this process: ``threads`` or ``default_threads(workers)``."""
+    import torch
+
+    n = threads or default_threads(workers)
+    torch.set_num_threads(n)
+    return n
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="bnsearch")

@@ -1,0 +1,278 @@
+"""The result commands of ``bnsearch``: compare, best, predict, dashboard, studies, report, export.
+
+They hang on ``app``; ``bnsearch.cli`` imports this module after ``run``, so ``--help`` lists
+``run`` first. Errors go through ``user_errors`` like every command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from bnsearch.cli.app import app, configure_logging, console, err_console, options, set_threads, user_errors
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE
+from bnsearch.search.pruners import PRUNER_NAMES
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@app.command()
+def compare(
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated strategies to compare, e.g. random,tpe,gp.")
+    ] = "random,tpe,gp",
+    seeds: Annotated[int, typer.Option(help="Runs per strategy (root seeds --first-seed, --first-seed+1, ...).")] = 5,
+    trials: Annotated[int, typer.Option(help="Finished trials per run (the same budget for every run).")] = 40,
+    dataset: Annotated[str, typer.Option(help="digits, mnist5k, or a dataset path (as for run).")] = DEFAULT_DATASET,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per trial (fixes the space's epochs; default 4).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (fixes the space's batch_size).")] = None,
+    pruner: Annotated[
+        str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")
+    ] = DEFAULT_PRUNER,
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL holding every run's study.")] = DEFAULT_STORAGE,
+    space: Annotated[
+        str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="HTML page to write [default: compare-<dataset>[-benchmark].html].")
+    ] = None,
+    benchmark: Annotated[
+        bool,
+        typer.Option(
+            "--benchmark", help="Run against a surrogate of finished trials instead of training (seconds, not hours)."
+        ),
+    ] = False,
+    from_study: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --benchmark: study whose trials fit the surrogate (repeatable) [default: this dataset's compare studies]."
+        ),
+    ] = None,
+    first_seed: Annotated[int, typer.Option(help="Root seed of each strategy's first run.")] = 0,
+    prefix: Annotated[
+        str, typer.Option(help="First part of the run studies' names: <prefix>-<dataset>-<strategy>-s<seed>.")
+    ] = "compare",
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    widths: Annotated[
+        str | None, typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")
+    ] = 1,
+) -> None:
+    """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
+    with user_errors():
+        from bnsearch.compare import CompareConfig, run_compare
+        from bnsearch.compare.html import write_compare_html
+        from bnsearch.compare.stats import ranking_rows
+        from bnsearch.errors import ConfigError
+
+        try:
+            width_pair = tuple(int(w) for w in widths.split(",")) if widths else (32, 64)
+        except ValueError:
+            raise ConfigError(f"--widths must be two integers like 32,64, got {widths!r}") from None
+        if len(width_pair) != 2:
+            raise ConfigError(f"--widths must be two integers like 32,64, got {widths!r}")
+        cfg = CompareConfig(
+            strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+            seeds=seeds,
+            first_seed=first_seed,
+            trials=trials,
+            dataset=dataset,
+            epochs=epochs,
+            batch_size=batch_size,
+            pruner=pruner,
+            storage=storage,
+            space_path=space,
+            device=device,
+            widths=width_pair,
+            prefix=prefix,
+            benchmark=benchmark,
+            from_studies=tuple(from_study or ()),
+            workers=workers,
+            threads=threads,
+        )
+        configure_logging(options.verbosity)
+        cfg.validate()
+        set_threads(threads, workers)
+
+        def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            value = f" val_acc {trial.value:.4f}" if trial.value is not None else ""
+            console.print(f"  {study.study_name} #{trial.number} {trial.state.name.lower()}{value}", highlight=False)
+
+        try:
+            result = run_compare(
+                cfg,
+                on_event=lambda line: console.print(line, highlight=False),
+                trial_callbacks=[trial_line] if options.verbosity >= 0 else [],
+            )
+        except KeyboardInterrupt:
+            typer.echo("interrupted; run the same command again to continue where it stopped", err=True)
+            raise typer.Exit(code=130) from None
+        data = result.data
+        console.print(f"[bold]{data.mode_note}[/]", highlight=False)
+        console.print(f"ranking ({data.mode} mode, {data.trials} trials × {len(data.seeds)} seeds):", highlight=False)
+        rows = ranking_rows(data)
+        if rows:
+            # Plain aligned text: stays readable in logs and pipes, where rich tables get squeezed.
+            widths_ = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+            for line in [dict(zip(rows[0], rows[0], strict=True)), *rows]:
+                console.print("  ".join(line[k].ljust(widths_[k]) for k in widths_).rstrip(), highlight=False)
+        path = write_compare_html(data, out or cfg.default_out_path())
+        console.print(f"wrote {path} ({result.trials_run} trials run now)", highlight=False)
+
+
+@app.command()
+def best(
+    study: Annotated[str, typer.Option(help="Study whose best trial to show (and retrain).")],
+    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
+    retrain: Annotated[
+        bool,
+        typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model."),
+    ] = False,
+    out: Annotated[str | None, typer.Option(help="Model folder for --retrain [default: models/<study>].")] = None,
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+) -> None:
+    """Show a study's best trial; with --retrain, retrain it and write model.pt, config.json, metrics.json."""
+    with user_errors():
+        from bnsearch.best import find_best, retrain_best
+
+        found = find_best(storage, study)
+        table = Table(
+            title=f"best trial #{found.number} of {study}: val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)"
+        )
+        table.add_column("param")
+        table.add_column("value")
+        for name in sorted(found.params):
+            value = found.params[name]
+            table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+        if found.wall_time_s is not None:
+            table.add_row("wall_time_s", f"{found.wall_time_s:.1f}")
+        console.print(table)
+        if not retrain:
+            return
+        set_threads(threads, 1)
+        folder = out or f"models/{study}"
+        console.print(f"retraining on train+validation for {found.params['epochs']} epochs ...", highlight=False)
+        res = retrain_best(found, folder, device=device)
+        console.print(
+            f"test accuracy {res.test_acc:.4f} (validation in the search {found.val_acc:.4f}); "
+            f"wrote {res.out_dir}/model.pt, config.json, metrics.json\n"
+            f"load it with: bnsearch.best.load_model({str(res.out_dir)!r})",
+            highlight=False,
+        )
+
+
+@app.command()
+def predict(
+    images: Annotated[
+        str, typer.Argument(help=".npz file with x: raw images (N,H,W), (N,C,H,W) or (N,H,W,C); y optional.")
+    ],
+    model: Annotated[str, typer.Option(help="Model folder written by bnsearch best --retrain.")],
+    out: Annotated[
+        str | None, typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
+) -> None:
+    """Predict labels for new images with a saved model (same normalisation as in training)."""
+    with user_errors():
+        from bnsearch.best import load_model, read_images, write_predictions_csv
+
+        loaded = load_model(model, device=device)
+        x, y = read_images(images)
+        proba = loaded.predict_proba(x)
+        labels = loaded.predict(x)
+        if out is None:
+            typer.echo("index,label,confidence")
+            for i, (lab, p) in enumerate(zip(labels.tolist(), proba.max(axis=1).tolist(), strict=True)):
+                typer.echo(f"{i},{lab},{p:.6f}")
+        else:
+            path = write_predictions_csv(out, labels, proba)
+            console.print(f"wrote {len(labels)} predictions to {path}", highlight=False)
+        if y is not None:
+            # Printed to stderr so that stdout stays a clean CSV.
+            err_console.print(f"accuracy against y in {images}: {float((labels == y).mean()):.4f}", highlight=False)
+
+
+# ---- results: dashboard, studies, report, export (issue 5) ----
+
+_STORAGE_HELP = "SQLAlchemy URL of the study database."
+_STUDY_HELP = "Name of the study (see `bnsearch studies`)."
+StorageOpt = Annotated[str, typer.Option(help=_STORAGE_HELP)]
+StudyOpt = Annotated[str, typer.Option(help=_STUDY_HELP)]
+
+
+@app.command()
+def dashboard(
+    storage: StorageOpt = DEFAULT_STORAGE,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8080,
+) -> None:
+    """Browse the studies with optuna-dashboard (in this process; Ctrl-C stops it)."""
+    with user_errors():
+        configure_logging(options.verbosity)
+        from bnsearch.dashboard import make_server, serve_until_interrupted, server_url
+
+        server = make_server(storage, host=host, port=port)
+        url = server_url(server, host)
+        console.print(f"optuna-dashboard on {storage}: {url}  (Ctrl-C to stop)", highlight=False)
+        serve_until_interrupted(server)
+        console.print("dashboard stopped", highlight=False)
+
+
+@app.command()
+def studies(
+    storage: StorageOpt = DEFAULT_STORAGE,
+) -> None:
+    """List the studies in a storage: strategy, dataset, trial counts, best value, last update."""
+    with user_errors():
+        from bnsearch.analysis import study_summaries
+
+        rows = study_summaries(storage)
+        if not rows:
+            console.print(f"no studies in {storage}", highlight=False)
+        for s in rows:
+            best = "-" if s.best_value is None else f"{s.best_value:.4f}"
+            last = "-" if s.last_update is None else s.last_update.strftime("%Y-%m-%d %H:%M:%S")
+            running = f", {s.n_running} running" if s.n_running else ""
+            console.print(
+                f"{s.name}  strategy={s.strategy or '-'}  dataset={s.dataset or '-'}  "
+                f"complete={s.n_complete} pruned={s.n_pruned} failed={s.n_failed}{running}  "
+                f"best={best}  last_update={last}",
+                highlight=False,
+                markup=False,
+            )
+
+
+@app.command()
+def report(
+    study: StudyOpt,
+    storage: StorageOpt = DEFAULT_STORAGE,
+    out: Annotated[str | None, typer.Option(help="HTML file to write [default: <study>-report.html].")] = None,
+) -> None:
+    """Write one self-contained HTML report (figures and BN findings; opens offline)."""
+    with user_errors():
+        from bnsearch.report import write_report
+
+        path = write_report(study, storage, out=out)
+        console.print(f"wrote {path}", highlight=False, markup=False)
+
+
+@app.command()
+def export(
+    study: StudyOpt,
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    storage: StorageOpt = DEFAULT_STORAGE,
+    out: Annotated[str | None, typer.Option(help="File to write [default: <study>.<format>].")] = None,
+) -> None:
+    """Export one row per trial: settings, state, value, duration and per-epoch curves."""
+    with user_errors():
+        from bnsearch.analysis import export_trials
+
+        path = export_trials(study, storage, fmt=fmt, out=out)
+        console.print(f"wrote {path}", highlight=False, markup=False)

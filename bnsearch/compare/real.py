@@ -1,0 +1,168 @@
+"""``bnsearch compare`` in real mode: every strategy × seed trains the CNN in its own study.
+
+Each run is an ordinary bnsearch study named ``<prefix>-<dataset>-<strategy>-s<seed>`` in one
+storage, so an interrupted compare is resumed by running it again: each study is topped up to
+``trials`` finished (complete or pruned) trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from bnsearch import keys
+from bnsearch.compare.runs import CompareConfig, CompareResult, counted_trials, run_from_study
+from bnsearch.compare.stats import build_compare_data
+
+if TYPE_CHECKING:
+    import optuna
+
+    from bnsearch.search.run import StudyCallback
+
+
+def _existing_counts(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -> dict[str, int]:
+    """Counted trials of the run studies that exist already.
+
+    Raises:
+        StudyError: a run study exists with other settings (checked before any trial runs).
+    """
+    import optuna
+
+    from bnsearch.config import resolve_device, resolve_precision
+    from bnsearch.search.run import load_space, study_identity
+    from bnsearch.study import check_identity, study_names
+
+    existing = set(study_names(storage))
+    counts: dict[str, int] = {}
+    for seed in cfg.seed_list:
+        for strategy in cfg.strategies:
+            run_cfg = cfg.run_config(strategy, seed)
+            name = run_cfg.resolved_study_name
+            if name not in existing:
+                continue
+            study = optuna.load_study(study_name=name, storage=storage)
+            stored = study.user_attrs.get(keys.STUDY_CONFIG) or {}
+            precision = resolve_precision(
+                run_cfg.precision,
+                [resolve_device(run_cfg.device)],
+                study_precision=stored.get("precision"),
+            )
+            run_cfg = replace(run_cfg, precision=precision)
+            check_identity(
+                study, study_identity(run_cfg, load_space(run_cfg)), rerun="rerun compare", option="--prefix"
+            )
+            counts[name] = len(counted_trials(study))
+    return counts
+
+
+def top_up_run(
+    cfg: CompareConfig,
+    strategy: str,
+    seed: int,
+    *,
+    trial_callbacks: Sequence[StudyCallback] = (),
+    on_event: Callable[[str], None] | None = None,
+) -> int:
+    """Bring one run's study to ``cfg.trials`` counted trials; return how many this call added."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from bnsearch.search.run import optimize, prepare_search
+
+    run_cfg = cfg.run_config(strategy, seed)
+    setup = prepare_search(run_cfg)
+    done = len(counted_trials(setup.study))
+    if done >= cfg.trials:
+        return 0
+    if on_event is not None:
+        verb = "resuming at" if done else "starting,"
+        on_event(f"{setup.study.study_name}: {verb} {done}/{cfg.trials} trials")
+    # The study stops at the budget of counted trials; failed ones are retried.
+    stop = optuna.study.MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    # optimize() caps this call at run_cfg.trials; a top-up needs (budget - done).
+    setup = replace(setup, cfg=replace(run_cfg, trials=cfg.trials - done))
+    optimize(setup, callbacks=[*trial_callbacks, stop])
+    return len(counted_trials(setup.study)) - done
+
+
+def _top_up_in_worker(job: tuple[CompareConfig, str, int, int]) -> tuple[str, int]:
+    """Entry point of a ``--workers`` process: its torch threads, a quiet Optuna, one run."""
+    import optuna
+    import torch
+
+    cfg, strategy, seed, threads = job
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return cfg.study_name(strategy, seed), top_up_run(cfg, strategy, seed)
+
+
+def _top_up_parallel(cfg: CompareConfig, pending: list[tuple[int, str]], emit: Callable[[str], None]) -> int:
+    """Run the pending runs in ``cfg.workers`` processes, one whole run per task."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    n_workers = min(cfg.workers, len(pending))
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
+    emit(f"{len(pending)} runs to top up in {n_workers} worker processes ({threads} threads each)")
+    ran = 0
+    # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks).
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+        jobs = [pool.submit(_top_up_in_worker, (cfg, strategy, seed, threads)) for seed, strategy in pending]
+        for job in as_completed(jobs):
+            name, added = job.result()
+            emit(f"{name}: {added} trials run")
+            ran += added
+    return ran
+
+
+def run_real(
+    cfg: CompareConfig,
+    *,
+    on_event: Callable[[str], None] | None,
+    trial_callbacks: Sequence[StudyCallback],
+) -> CompareResult:
+    import optuna
+
+    from bnsearch.study import open_storage
+
+    storage = open_storage(cfg.storage)
+    counts = _existing_counts(cfg, storage)
+    emit = on_event or (lambda _line: None)
+    # Seeds outside, strategies inside: an interrupted compare has balanced partial results.
+    pairs = [(seed, strategy) for seed in cfg.seed_list for strategy in cfg.strategies]
+    pending = []
+    for seed, strategy in pairs:
+        name = cfg.study_name(strategy, seed)
+        if counts.get(name, 0) >= cfg.trials:
+            emit(f"{name}: {counts[name]}/{cfg.trials} trials already done")
+        else:
+            pending.append((seed, strategy))
+    ran = 0
+    if cfg.workers > 1 and len(pending) > 1:
+        ran = _top_up_parallel(cfg, pending, emit)
+    else:
+        for seed, strategy in pending:
+            ran += top_up_run(cfg, strategy, seed, trial_callbacks=trial_callbacks, on_event=emit)
+    runs = [
+        run_from_study(
+            optuna.load_study(study_name=cfg.study_name(strategy, seed), storage=storage),
+            strategy=strategy,
+            seed=seed,
+        )
+        for seed, strategy in pairs
+    ]
+    data = build_compare_data(
+        runs,
+        trials=cfg.trials,
+        mode="real",
+        mode_note=(
+            f"REAL mode: every trial trained the CNN on {cfg.dataset} "
+            f"({len(cfg.strategies)} strategies × {cfg.seeds} seeds × {cfg.trials} trials, "
+            f"pruner {cfg.pruner})"
+        ),
+    )
+    names = tuple(cfg.study_name(strategy, seed) for seed, strategy in pairs)
+    return CompareResult(data=data, study_names=names, trials_run=ran)

@@ -1,0 +1,394 @@
+"""``ReportData`` → plotly figures: the report's charts, also usable one by one in a notebook.
+
+Every ``render_*`` takes the data ``report.build_report_data`` computed and returns a
+``plotly.graph_objects.Figure``; none reads the database. A figure without data to show
+(e.g. no complete trial yet) is an empty chart with a note, so a report always renders.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from bnsearch.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from bnsearch.report.data import ReportData
+
+_STATE_STYLE = {  # line dash and colour of a trial's learning curve by its state
+    "COMPLETE": ("solid", "rgba(31,119,180,0.55)"),
+    "PRUNED": ("dot", "rgba(214,39,40,0.7)"),
+    "FAIL": ("dash", "rgba(0,0,0,0.7)"),
+    "RUNNING": ("dashdot", "rgba(44,160,44,0.8)"),
+}
+_LOG_PARAMS = ("lr", "weight_decay")  # shown on log axes
+_MISSING = "n/a"  # category shown for a conditional param the trial did not have
+BN_COLORS = {True: "#1f77b4", False: "#ff7f0e"}
+
+
+def _go() -> Any:
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        raise MissingDependencyError("plotly", "report figures") from None
+    return go
+
+
+def _empty(title: str, note: str) -> go.Figure:
+    go = _go()
+    fig = go.Figure()
+    fig.update_layout(
+        title=title,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        annotations=[{"text": note, "showarrow": False, "font": {"size": 14}}],
+    )
+    return fig
+
+
+def _trials(data: ReportData) -> pd.DataFrame:
+    assert data.trials is not None
+    return data.trials
+
+
+def render_history(data: ReportData) -> go.Figure:
+    """Validation accuracy of each complete trial, with the best-so-far line."""
+    go = _go()
+    title = "Optimization history"
+    if not data.history:
+        return _empty(title, "no complete trial yet")
+    x = [h.number for h in data.history]
+    fig = go.Figure(
+        [
+            go.Scatter(x=x, y=[h.value for h in data.history], mode="markers", name="trial val_acc"),
+            go.Scatter(
+                x=x,
+                y=[h.best_so_far for h in data.history],
+                mode="lines",
+                name="best so far",
+                line={"shape": "hv"},
+            ),
+        ]
+    )
+    fig.update_layout(title=title, xaxis_title="trial", yaxis_title="validation accuracy")
+    return fig
+
+
+def render_learning_curves(data: ReportData) -> go.Figure:
+    """Per-epoch validation accuracy of every trial; pruned (dotted red, ✕ at the stop),
+    failed (dashed black) and running (green) trials are drawn differently from complete ones."""
+    go = _go()
+    title = "Learning curves (validation accuracy per epoch)"
+    curves = data.curves
+    if curves is None or curves.empty:
+        return _empty(title, "no trial has finished an epoch yet")
+    fig = go.Figure()
+    shown: set[str] = set()
+    for trial, g in curves.groupby("trial", sort=True):
+        state = str(g["state"].iloc[0])
+        dash, color = _STATE_STYLE.get(state, ("solid", "grey"))
+        fig.add_trace(
+            go.Scatter(
+                x=g["epoch"],
+                y=g["val_acc"],
+                mode="lines",
+                name=state.lower(),
+                legendgroup=state,
+                showlegend=state not in shown,
+                line={"dash": dash, "color": color, "width": 1.5},
+                hovertemplate=(f"trial {trial} ({state.lower()})<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>"),
+            )
+        )
+        shown.add(state)
+        if state == "PRUNED":
+            fig.add_trace(
+                go.Scatter(
+                    x=[g["epoch"].iloc[-1]],
+                    y=[g["val_acc"].iloc[-1]],
+                    mode="markers",
+                    legendgroup=state,
+                    showlegend=False,
+                    marker={"symbol": "x", "color": color, "size": 8},
+                    hovertemplate=f"trial {trial} pruned here<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title=title,
+        xaxis_title="epoch",
+        yaxis_title="validation accuracy",
+        legend_title="trial state",
+    )
+    return fig
+
+
+def _axis_values(series: pd.Series, name: str) -> tuple[list[float], dict[str, Any]]:
+    """Numeric values for a param column, plus axis settings (ticks for categories, log)."""
+    non_null = series.dropna()
+    numeric = len(non_null) > 0 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in non_null)
+    if numeric and series.notna().all():
+        vals = [float(v) for v in series]
+        if name in _LOG_PARAMS and min(vals) > 0:
+            return [math.log10(v) for v in vals], {"label": f"log10 {name}"}
+        return vals, {"label": name}
+    labels = [
+        _MISSING if v is None or (isinstance(v, float) and math.isnan(v)) or v is _pd_na() else str(v)
+        for v in series.astype(object)
+    ]
+    cats = sorted(set(labels))
+    index = {c: i for i, c in enumerate(cats)}
+    return [float(index[v]) for v in labels], {
+        "label": name,
+        "tickvals": list(range(len(cats))),
+        "ticktext": cats,
+    }
+
+
+def _pd_na() -> Any:
+    import pandas as pd
+
+    return pd.NA
+
+
+def render_parallel(data: ReportData) -> go.Figure:
+    """Parallel coordinates of the searched params and val_acc over complete trials."""
+    go = _go()
+    title = "Parallel coordinates (complete trials)"
+    df = _trials(data)
+    done = df[df["state"] == "COMPLETE"]
+    if done.empty or not data.searchable:
+        return _empty(title, "no complete trial yet" if done.empty else "no parameter was searched")
+    dims = []
+    for name in data.searchable:
+        vals, axis = _axis_values(done[name], name)
+        dims.append({"values": vals, **axis})
+    dims.append({"values": [float(v) for v in done["value"]], "label": "val_acc"})
+    fig = go.Figure(
+        go.Parcoords(
+            line={
+                "color": [float(v) for v in done["value"]],
+                "colorscale": "Viridis",
+                "showscale": True,
+            },
+            dimensions=dims,
+        )
+    )
+    fig.update_layout(title=title)
+    return fig
+
+
+def render_importances(data: ReportData) -> go.Figure:
+    """Horizontal bars of parameter importances, or a note why there are none."""
+    go = _go()
+    title = "Parameter importances"
+    if not data.importances:
+        return _empty(title, data.importance_note or "no importances")
+    items = sorted(data.importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
+    fig.update_layout(title=title, xaxis_title="importance (fANOVA, sums to 1)")
+    return fig
+
+
+def render_slices(data: ReportData) -> go.Figure:
+    """One panel per searched param: its value against val_acc for complete trials."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    title = "Slice plots (complete trials)"
+    df = _trials(data)
+    done = df[df["state"] == "COMPLETE"]
+    if done.empty or not data.searchable:
+        return _empty(title, "no complete trial yet" if done.empty else "no parameter was searched")
+    n = len(data.searchable)
+    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, subplot_titles=list(data.searchable))
+    for i, name in enumerate(data.searchable, start=1):
+        col = done[name].astype(object)
+        x = [
+            _MISSING
+            if v is None or v is _pd_na()
+            else (v if isinstance(v, int | float) and not isinstance(v, bool) else str(v))
+            for v in col
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=done["value"],
+                mode="markers",
+                showlegend=False,
+                marker={
+                    "color": done["number"],
+                    "colorscale": "Blues",
+                    "size": 6,
+                    "showscale": i == n,
+                    "colorbar": {"title": "trial"},
+                },
+                hovertemplate=f"{name}=%{{x}}<br>val_acc %{{y:.4f}}<extra></extra>",
+            ),
+            row=1,
+            col=i,
+        )
+        if name in _LOG_PARAMS and all(isinstance(v, float) and v > 0 for v in x):
+            fig.update_xaxes(type="log", row=1, col=i)
+        elif not all(isinstance(v, int | float) for v in x):
+            fig.update_xaxes(type="category", row=1, col=i)
+    fig.update_layout(title=title, yaxis_title="val_acc", width=max(600, 260 * n))
+    return fig
+
+
+def _box(go: Any, frame: pd.DataFrame, column: str, name: str, color: str | None = None) -> Any:
+    return go.Box(
+        y=frame[column],
+        name=name,
+        boxpoints="all",
+        jitter=0.4,
+        pointpos=0,
+        marker_color=color,
+        hovertext=[f"trial {n}" for n in frame["number"]],
+    )
+
+
+def render_findings(data: ReportData) -> dict[str, go.Figure]:
+    """The figures the Findings section refers to (``Finding.figure`` keys)."""
+    from bnsearch.report.findings import outcome_frame, standard_init
+
+    go = _go()
+    df = _trials(data)
+    every = outcome_frame(df)  # all inits: for the gamma figure
+    o = standard_init(every)  # BN nets with gamma ≈ 1, as the findings count them
+    bn = {True: o[o["has_bn"] == True], False: o[o["has_bn"] == False]}  # noqa: E712
+    figs: dict[str, Any] = {}
+
+    fig = go.Figure([_box(go, bn[b], "outcome", "with BN" if b else "without BN", BN_COLORS[b]) for b in (True, False)])
+    fig.update_layout(title="Outcome val_acc with BN (gamma ≈ 1) vs without (diverged = 0)", yaxis_title="val_acc")
+    figs["findings_bn"] = fig
+
+    ran = standard_init(df[df["state"].isin(["COMPLETE", "PRUNED"]) & df["has_bn"].notna()])
+    curves = data.curves
+    fig = go.Figure()
+    if curves is not None and not curves.empty:
+        c = curves[curves["trial"].isin(ran["number"])]
+        for b in (True, False):
+            g = c[c["has_bn"] == b].groupby("epoch")["val_acc"].median()
+            fig.add_trace(
+                go.Scatter(
+                    x=list(g.index),
+                    y=list(g.values),
+                    mode="lines+markers",
+                    name="with BN" if b else "without BN",
+                    line={"color": BN_COLORS[b]},
+                )
+            )
+    fig.update_layout(
+        title="Median val_acc per epoch, BN (gamma ≈ 1) vs none (convergence)",
+        xaxis_title="epoch",
+        yaxis_title="median val_acc",
+    )
+    figs["findings_convergence"] = fig
+
+    fig = go.Figure()
+    for b in (True, False):
+        g = bn[b]
+        fig.add_trace(
+            go.Scatter(
+                x=g["lr"],
+                y=g["outcome"],
+                mode="markers",
+                name="with BN" if b else "without BN",
+                marker={
+                    "color": BN_COLORS[b],
+                    "symbol": ["x" if d else "circle" for d in g["diverged"]],
+                },
+                hovertext=[f"trial {n}" for n in g["number"]],
+            )
+        )
+    fig.update_layout(
+        title="Learning rate vs outcome val_acc, BN at gamma ≈ 1 (✕ = diverged)",
+        xaxis_type="log",
+        xaxis_title="lr",
+        yaxis_title="val_acc",
+    )
+    figs["findings_lr"] = fig
+
+    done = standard_init(df[(df["state"] == "COMPLETE") & df["has_bn"].notna()])
+    fig = go.Figure(
+        [
+            _box(
+                go,
+                done[done["has_bn"] == b],
+                "train_val_gap",
+                "with BN" if b else "without BN",
+                BN_COLORS[b],
+            )
+            for b in (True, False)
+        ]
+    )
+    fig.update_layout(
+        title="Train − validation accuracy gap, BN at gamma ≈ 1 (complete trials)",
+        yaxis_title="gap",
+    )
+    figs["findings_gap"] = fig
+
+    fig = go.Figure()
+    for label, sel in (
+        ("before activation", o["bn_placement"] == "before_activation"),
+        ("after activation", o["bn_placement"] == "after_activation"),
+        ("no conv BN", o["bn_placement"] == "none"),
+        ("BN before classifier", o["bn_classifier"].eq(True)),
+        ("no BN before classifier", o["bn_classifier"].eq(False)),
+    ):
+        fig.add_trace(_box(go, o[sel.fillna(False)], "outcome", label))
+    fig.update_layout(title="Where BN goes: outcome val_acc (gamma ≈ 1)", yaxis_title="val_acc", showlegend=False)
+    figs["findings_placement"] = fig
+
+    fig = go.Figure()
+    with_bn = every[every["has_bn"] == True]  # noqa: E712
+    for gamma in ("zeros", "ones"):
+        g = with_bn[with_bn["gamma_init"] == gamma]
+        fig.add_trace(
+            go.Box(
+                x=g["activation"],
+                y=g["outcome"],
+                name=f"gamma = {'0' if gamma == 'zeros' else '1'}",
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+            )
+        )
+    fig.update_layout(
+        title="gamma init 0 vs 1 per activation (nets with BN)",
+        boxmode="group",
+        yaxis_title="val_acc",
+    )
+    figs["findings_gamma"] = fig
+
+    fig = go.Figure()
+    for b in (True, False):
+        g = bn[b]
+        fig.add_trace(
+            go.Box(
+                x=g["activation"],
+                y=g["outcome"],
+                name="with BN" if b else "without BN",
+                marker_color=BN_COLORS[b],
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+            )
+        )
+    fig.update_layout(title="Activation × BN (gamma ≈ 1): outcome val_acc", boxmode="group", yaxis_title="val_acc")
+    figs["findings_activation"] = fig
+    return figs
+
+
+def all_figures(data: ReportData) -> dict[str, go.Figure]:
+    """Every report figure by key, in display order (search figures, then findings)."""
+    return {
+        "history": render_history(data),
+        "learning_curves": render_learning_curves(data),
+        "parallel": render_parallel(data),
+        "importances": render_importances(data),
+        "slices": render_slices(data),
+        **render_findings(data),
+    }

@@ -1,0 +1,140 @@
+"""The report's HTML: ``ReportData`` and its figures → one self-contained file (plotly.js inline,
+so it opens offline)."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bnsearch.errors import ConfigError, MissingDependencyError
+from bnsearch.report.data import ReportData, build_report_data
+from bnsearch.report.figures import all_figures
+from bnsearch.report.findings import MIN_CLIFFS_DELTA, MIN_DIFF, MIN_TRIALS, Finding
+
+if TYPE_CHECKING:
+    import optuna
+    import plotly.graph_objects as go
+
+
+def _plotly_js() -> str:
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError:
+        raise MissingDependencyError("plotly", "the HTML report") from None
+    return str(get_plotlyjs())
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+.verdict{font-weight:bold}.supported{color:#1a7f37}.contradicted{color:#b42318}
+.no-clear-difference{color:#7a5c00}.not-enough-data{color:#666}
+.finding{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
+"""
+
+
+_FINDINGS_INTRO = (
+    "Each claim of the source article, tested on this study's trials. Outcome accuracy is the "
+    "final validation accuracy of complete trials; trials whose loss diverged count as 0 and "
+    "trials stopped by the pruner are left out. Nets with BN count only with gamma initialised "
+    "near 1 (ones or normal), except in the gamma findings. A group needs at least "
+    f"{MIN_TRIALS} trials; a difference counts when |Cliff's delta| ≥ {MIN_CLIFFS_DELTA} and the "
+    f"medians differ by ≥ {MIN_DIFF}."
+)
+
+
+def _findings_html(findings: tuple[Finding, ...]) -> str:
+    parts = []
+    for f in findings:
+        cls = f.verdict.replace(" ", "-")
+        rows = "".join(
+            f"<tr><td>{html.escape(g.label)}</td><td>{g.n}</td>"
+            f"<td>{'' if g.median is None else f'{g.median:.4g}'}</td>"
+            f"<td>{html.escape(g.note)}</td></tr>"
+            for g in f.groups
+        )
+        effect = "" if f.effect is None else f"<br>effect: {html.escape(f.effect_label)} = {f.effect:+.3g}"
+        parts.append(
+            f'<div class="finding" id="finding-{html.escape(f.key)}">'
+            f"<p><b>Claim:</b> {html.escape(f.claim)}</p>"
+            f'<p class="verdict {cls}">Verdict: {html.escape(f.verdict)}</p>'
+            f"<p>{html.escape(f.summary)}</p><table><tr><th>group</th><th>trials</th>"
+            f"<th>{html.escape(f.metric)} (median)</th><th>note</th></tr>"
+            f"{rows}</table><small>figure: {html.escape(f.figure)}{effect}</small></div>"
+        )
+    return "\n".join(parts)
+
+
+def _summary_html(data: ReportData) -> str:
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in data.counts.items()) or "no trials"
+    best = "no trial completed yet"
+    if data.best_number is not None and data.best_value is not None:
+        settings = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(data.best_params.items())
+        )
+        best = f"best trial #{data.best_number}: val_acc {data.best_value:.4f} ({html.escape(settings)})"
+    return (
+        f"<p>strategy: {html.escape(str(data.strategy))} · "
+        f"dataset: {html.escape(str(data.dataset))} · trials: {counts}</p><p>{best}</p>"
+    )
+
+
+def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path) -> Path:
+    """Write one self-contained HTML file: summary, figures and the Findings section.
+
+    plotly.js is embedded once, inline, so the file opens without network access.
+
+    Args:
+        data: From ``build_report_data``.
+        figures: Section title → figure, in display order (``figures.all_figures``); the
+            figures whose keys start with ``findings_`` go in the Findings section.
+        path: Target ``.html`` file; its folder is created.
+
+    Raises:
+        ConfigError: ``path`` is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; give a file name like {path / 'report.html'}")
+    js = _plotly_js()
+
+    def fig_div(key: str, fig: go.Figure) -> str:
+        body = fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"fig-{key}",
+            config={"displaylogo": False},
+        )
+        return f'<section id="{html.escape(key)}">{body}</section>'
+
+    main = [fig_div(k, f) for k, f in figures.items() if not k.startswith("findings_")]
+    extra = [fig_div(k, f) for k, f in figures.items() if k.startswith("findings_")]
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    doc = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>bnsearch report: {html.escape(data.study_name)}</title><style>{_CSS}</style>"
+        f'<script type="text/javascript">{js}</script></head><body>'
+        f"<h1>bnsearch report: {html.escape(data.study_name)}</h1>"
+        f"<p><small>written {created}</small></p>"
+        f"{_summary_html(data)}<h2>Search</h2>{''.join(main)}"
+        f"<p><small>{html.escape(data.importance_note)}</small></p>"
+        f"<h2>Findings</h2><p>{_FINDINGS_INTRO}</p>{_findings_html(data.findings)}"
+        f"{''.join(extra)}</body></html>"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc, encoding="utf-8")
+    return path
+
+
+def write_report(study: str | optuna.Study, storage: str | None = None, *, out: str | Path | None = None) -> Path:
+    """Build, render and write the report of ``study``; default file ``<study>-report.html``.
+
+    Raises:
+        StudyError: no such database or study. ConfigError: ``out`` is a folder.
+    """
+    data = build_report_data(study, storage)
+    path = Path(out) if out is not None else Path(f"{data.study_name}-report.html")
+    return write_html(data, all_figures(data), path)

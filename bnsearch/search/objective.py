@@ -1,0 +1,121 @@
+"""The Optuna objective: trial → params → model → train, with reports, pruning and attributes.
+
+This is the only module that writes trial attributes (names in ``keys.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+import optuna
+import torch
+
+from bnsearch import keys
+from bnsearch.core.data import DeviceData
+from bnsearch.core.model import ModelConfig, build_model
+from bnsearch.core.seeding import derive_seed
+from bnsearch.core.space import SearchSpace
+from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, train
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Objective:
+    """Callable for ``study.optimize``: returns the final validation accuracy of one trial.
+
+    Pruned and diverged trials raise ``optuna.TrialPruned`` with the reason, which is also
+    stored as the ``prune_reason`` attribute; any other exception is stored as
+    ``fail_reason`` and re-raised so Optuna marks the trial FAIL and the search goes on.
+    """
+
+    space: SearchSpace
+    data: DeviceData
+    root_seed: int  # the run's --seed; each trial derives its own from it and its number
+    model_cfg: ModelConfig = ModelConfig()
+    train_cfg: TrainConfig = TrainConfig()
+    threads: int | None = None  # torch CPU threads each trial trains with; None: leave as is
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = self.space.suggest(trial)
+        self._restore_threads()
+        seed = derive_seed(self.root_seed, "trial", trial.number)
+        trial.set_user_attr(keys.TRIAL_SEED, seed)
+        trial.set_user_attr(keys.DEVICE, str(self.data.device))
+        trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(keys.RESOLVED_PARAMS, params.to_dict())
+        history: list[EpochMetrics] = []
+        reporting: EpochMetrics | None = None  # the epoch inside report(), if any
+
+        def on_epoch(m: EpochMetrics) -> bool:
+            nonlocal reporting
+            reporting = m
+            trial.report(m.val_acc, m.epoch)
+            history.append(m)
+            reporting = None
+            return trial.should_prune()
+
+        try:
+            model = build_model(
+                params,
+                in_shape=self.data.in_shape,
+                num_classes=self.data.num_classes,
+                seed=seed,
+                cfg=self.model_cfg,
+                device=self.data.device,
+            )
+            result = train(model, self.data, params, seed=seed, cfg=self.train_cfg, on_epoch=on_epoch)
+        except BaseException as e:
+            # A Ctrl-C can land inside report() after the value reached the storage: keep the
+            # curves equal to the intermediate values that are stored.
+            if reporting is not None and reporting.epoch in _stored_steps(trial):
+                history.append(reporting)
+            _write_curves(trial, history, None)
+            reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+            trial.set_user_attr(keys.FAIL_REASON, reason[:2000])
+            raise
+        _write_curves(trial, list(result.history), result)
+        if result.diverged:
+            trial.set_user_attr(keys.PRUNE_REASON, result.reason)
+            raise optuna.TrialPruned(result.reason)
+        if result.stopped:
+            last = result.history[-1]
+            pruner = type(trial.study.pruner).__name__
+            reason = f"pruned by {pruner} after epoch {last.epoch} (val_acc {last.val_acc:.4f})"
+            trial.set_user_attr(keys.PRUNE_REASON, reason)
+            raise optuna.TrialPruned(reason)
+        return result.val_acc
+
+    def _restore_threads(self) -> None:
+        # Sampling (relative and independent) is over once suggest() returns. A sampler may
+        # have changed torch's process-wide thread count (Optuna's GPSampler sets one thread
+        # while it optimizes and restores it on exit; a sampler that does not would make every
+        # later trial train on one core).
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            logger.warning(
+                "torch threads were %d after sampling; restoring %d for training",
+                torch.get_num_threads(),
+                self.threads,
+            )
+            torch.set_num_threads(self.threads)
+
+
+def _stored_steps(trial: optuna.Trial) -> set[int]:
+    """Steps whose intermediate value this (running) trial has in the storage."""
+    running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return next((set(t.intermediate_values) for t in running if t.number == trial.number), set())
+
+
+def _write_curves(trial: optuna.Trial, history: list[EpochMetrics], result: TrainResult | None) -> None:
+    trial.set_user_attr(keys.VAL_ACC_CURVE, [m.val_acc for m in history])
+    trial.set_user_attr(keys.TRAIN_LOSS_CURVE, [m.train_loss for m in history])
+    trial.set_user_attr(keys.TRAIN_ACC_CURVE, [m.train_acc for m in history])
+    trial.set_user_attr(keys.EPOCH_TIME_CURVE, [round(m.epoch_time_s, 4) for m in history])
+    trial.set_user_attr(keys.EPOCHS_RUN, len(history))
+    if result is not None:
+        trial.set_user_attr(keys.WALL_TIME_S, round(result.wall_time_s, 4))
+    else:
+        trial.set_user_attr(keys.WALL_TIME_S, round(sum(m.epoch_time_s for m in history), 4))

@@ -1,0 +1,154 @@
+"""Set up and run one search: config → space → data → storage → study → optimize.
+
+Everything that can fail on bad input (options, space file, dataset, storage, a mismatched
+resume) is checked in ``prepare_search`` before a trial starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import optuna
+import torch
+
+from bnsearch import keys
+from bnsearch.config import RunConfig, resolve_device, resolve_precision
+from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, DeviceData, load_dataset, split_dataset, to_device
+from bnsearch.core.model import ModelConfig
+from bnsearch.core.seeding import derive_seed
+from bnsearch.core.space import SearchSpace
+from bnsearch.core.train import TrainConfig
+from bnsearch.samplers import SamplerContext, get_strategy, make_sampler, n_startup_trials
+from bnsearch.search.objective import Objective
+from bnsearch.search.pruners import make_pruner
+from bnsearch.study import create_or_resume, library_versions, open_storage, sqlite_path
+
+logger = logging.getLogger(__name__)
+
+StudyCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSetup:
+    cfg: RunConfig
+    space: SearchSpace
+    data: DeviceData
+    study: optuna.Study
+    resumed: bool  # the study existed before this run
+    n_existing: int  # trials in the study before this run
+
+
+def load_space(cfg: RunConfig) -> SearchSpace:
+    """The default space, or the ``--space`` file, with ``--epochs``/``--batch-size`` fixed."""
+    space = SearchSpace.from_toml(cfg.space_path) if cfg.space_path else SearchSpace.default()
+    return space.with_fixed(epochs=cfg.epochs, batch_size=cfg.batch_size)
+
+
+def study_identity(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
+    """What must match for a resumed study's trials to be comparable with this run's."""
+    return {
+        "dataset": cfg.dataset,
+        "space": space.to_dict(),
+        "seed": cfg.seed,
+        "widths": list(cfg.widths),
+        "val_fraction": VAL_FRACTION,
+        "test_fraction": TEST_FRACTION,
+        "decay_bn_params": TrainConfig().decay_bn_params,
+        "precision": cfg.precision,
+        "direction": "maximize",
+    }
+
+
+def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequence[str] | None = None) -> SearchSetup:
+    """Validate everything and open (or create) the study; start no trial.
+
+    ``train_devices`` are where trials will train (default: ``cfg.device``); ``--precision
+    auto`` is resolved for them, and ``setup.cfg.precision`` is then ``fp32`` or ``bf16``.
+
+    Raises:
+        BnsearchError: any invalid option, space, dataset or storage; nothing is written then.
+    """
+    cfg.validate()
+    strategy = get_strategy(cfg.strategy)
+    space = load_space(cfg)
+    device = resolve_device(cfg.device)
+    dataset = load_dataset(cfg.dataset)
+    splits = split_dataset(dataset, seed=derive_seed(cfg.seed, "split"))
+    data = to_device(splits, device)
+    if strategy.experimental:
+        logger.warning("strategy '%s' is experimental", strategy.name)
+
+    storage = open_storage(cfg.storage)
+    name = cfg.resolved_study_name
+    n_existing = 0
+    study_precision = None
+    if name in {s.study_name for s in storage.get_all_studies()}:
+        existing = optuna.load_study(study_name=name, storage=storage)
+        n_existing = len(existing.get_trials(deepcopy=False))
+        study_precision = existing.user_attrs.get(keys.STUDY_CONFIG, {}).get("precision")
+    precision = resolve_precision(cfg.precision, train_devices or (device,), study_precision=study_precision)
+    cfg = replace(cfg, precision=precision)
+    # A resumed run must not replay the first run's random draws: the sampler seed also
+    # depends on how many trials exist and on which worker this is. On a database server,
+    # processes on other machines may join at the same moment with the same --seed and trial
+    # count, so there the process (host:pid) is part of the seed too.
+    joiner = () if sqlite_path(cfg.storage) else (f"{socket.gethostname()}:{os.getpid()}",)
+    sampler = make_sampler(
+        cfg.strategy,
+        SamplerContext(
+            seed=derive_seed(cfg.seed, "sampler", cfg.strategy, n_existing, worker_index, *joiner),
+            space=space,
+            n_startup_trials=n_startup_trials(cfg.trials),
+            options=cfg.strategy_options,
+        ),
+    )
+    pruner = make_pruner(cfg.pruner, max_epochs=space.max_epochs)
+    attrs = {
+        keys.STUDY_VERSIONS: library_versions(),
+        keys.STUDY_STRATEGY: cfg.strategy,
+        keys.STUDY_PRUNER: cfg.pruner,
+        keys.STUDY_DATASET: cfg.dataset,
+    }
+    study, resumed = create_or_resume(
+        storage, name, identity=study_identity(cfg, space), attrs=attrs, sampler=sampler, pruner=pruner
+    )
+    return SearchSetup(cfg=cfg, space=space, data=data, study=study, resumed=resumed, n_existing=n_existing)
+
+
+def make_objective(setup: SearchSetup) -> Objective:
+    return Objective(
+        space=setup.space,
+        data=setup.data,
+        root_seed=setup.cfg.seed,
+        model_cfg=ModelConfig(widths=setup.cfg.widths),
+        train_cfg=TrainConfig(precision=setup.cfg.precision),
+        # The entry point has set the threads by now; each trial trains with this many.
+        threads=torch.get_num_threads() if setup.data.device.type == "cpu" else None,
+    )
+
+
+def optimize(setup: SearchSetup, *, callbacks: Sequence[StudyCallback] = ()) -> optuna.Study:
+    """Run ``cfg.trials`` more trials (or until ``cfg.timeout_s``) on the prepared study."""
+    setup.study.optimize(
+        make_objective(setup),
+        n_trials=setup.cfg.trials,
+        timeout=setup.cfg.timeout_s,
+        callbacks=list(callbacks),
+        catch=(Exception,),
+        gc_after_trial=False,
+    )
+    return setup.study
+
+
+def run_search(cfg: RunConfig, *, callbacks: Sequence[StudyCallback] = ()) -> optuna.Study:
+    """Prepare and run a search in this process; the notebook-friendly entry point.
+
+    Returns:
+        The study, holding every trial of this and earlier runs.
+    """
+    return optimize(prepare_search(cfg), callbacks=callbacks)
