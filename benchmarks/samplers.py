@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     if "mixed" in problems and args.seeds < 80:
         print(
             f"(with {args.seeds} seeds the mixed median mostly counts stuck runs, which happen in "
-            "about a quarter of the runs of the best strategies; the README's claims use 80 and 400 seeds)"
+            "about a quarter of the runs of the best strategies; the claims in docs/strategies.md use 80 and 400 seeds)"
         )
 
 

@@ -110,7 +110,7 @@ class AnnealSchedule:
     accepts a move one standard deviation worse with probability 1/e, whatever the units.
 
     The defaults were chosen on ``benchmarks/samplers.py``'s problems at a 50-trial budget with
-    seeds 100–899 and checked on 1000–1399 and 2000–2399 (the README reports 0–79). Every
+    seeds 100–899 and checked on 1000–1399 and 2000–2399 (docs/strategies.md reports 0–79). Every
     numeric param moves on every trial; categorical switches stay frequent even when cold
     (0.3 at the coldest T), because a chain that settles in one choice otherwise rarely
     leaves it, even when another choice holds the better optimum at other numeric values.

@@ -101,7 +101,7 @@ def test_categorical_switch_probability_falls_with_temperature() -> None:
 
 def test_default_neighbour_moves_every_numeric_param() -> None:
     # A neighbour that keeps some params fixed searched the 50-trial benchmarks worse
-    # (README, "Simulated annealing"); the default moves all of them.
+    # (docs/strategies.md, "anneal"); the default moves all of them.
     s = AnnealSchedule()
     current = {name: dom.from_unit(0.5) for name, dom in DOMAINS.items()}
     rng = np.random.default_rng(6)
