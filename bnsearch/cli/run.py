@@ -144,13 +144,14 @@ def run(
         n_threads = set_threads(cfg.threads, cfg.workers)
         from bnsearch.cli.progress import SearchProgress
         from bnsearch.search.run import optimize, prepare_search
-        from bnsearch.search.workers import close_interrupted, interrupts_raise, worker_id
+        from bnsearch.search.workers import close_interrupted, interrupts_raise, track_running_trials, worker_id
 
         setup = prepare_search(cfg)
         from bnsearch.search.workers import set_backends
 
         set_backends(str(setup.data.device))
         study = setup.study
+        started = track_running_trials(study)
         verb = "resuming" if setup.resumed else "created"
         console.print(
             f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {cfg.storage} · "
@@ -164,7 +165,7 @@ def run(
                 with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:
                     optimize(setup, callbacks=[progress])
             except KeyboardInterrupt:
-                close_interrupted(study, worker_id())
+                close_interrupted(study, worker_id(), started)
                 _interrupted(study, intr.signum)
         _print_summary(study, elapsed_s=progress.elapsed_s)
 

@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -189,11 +189,44 @@ def worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
-def close_interrupted(study: optuna.Study, worker: str) -> list[int]:
+def track_running_trials(study: optuna.Study) -> set[int]:
+    """The ids of the trials that this process's ``study`` sets RUNNING from now on.
+
+    Optuna makes a trial RUNNING (a new one, or a waiting retry it pops) before the sampler runs
+    and before the objective writes the worker attribute; an interrupt in that window would
+    otherwise leave a RUNNING trial that nobody closes until heartbeats fail it. Wraps this
+    study object's storage calls; nothing else sees the wrapper.
+    """
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    running: set[int] = set()
+    create, set_state = storage.create_new_trial, storage.set_trial_state_values
+
+    def create_new_trial(study_id: int, template_trial: Any = None) -> int:
+        trial_id = create(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            running.add(trial_id)
+        return trial_id
+
+    def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
+        changed = set_state(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:
+            running.add(trial_id)
+        return changed
+
+    storage.create_new_trial = create_new_trial  # type: ignore[method-assign]
+    storage.set_trial_state_values = set_trial_state_values  # type: ignore[method-assign]
+    return running
+
+
+def close_interrupted(study: optuna.Study, worker: str, started: Collection[int] = ()) -> list[int]:
     """Fail this worker's trials still RUNNING after an interrupt, with the reason ``interrupted``.
 
     Optuna closes the trial itself when the interrupt arrives inside the objective; this
-    covers an interrupt that lands in Optuna's own code between trials.
+    covers an interrupt that lands in Optuna's own code: between trials, or after a trial was
+    made RUNNING and before the objective wrote its worker attribute (``started``, from
+    ``track_running_trials``).
 
     Returns:
         Numbers of the trials closed here.
@@ -203,7 +236,7 @@ def close_interrupted(study: optuna.Study, worker: str) -> list[int]:
     closed = []
     storage = study._storage  # Optuna's public Study has no "fail this trial" call
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get(keys.WORKER) != worker:
+        if t._trial_id not in started and t.user_attrs.get(keys.WORKER) != worker:
             continue
         try:
             storage.set_trial_user_attr(t._trial_id, keys.FAIL_REASON, "interrupted")
@@ -378,6 +411,7 @@ def _worker_main(
             setup = prepare_search(cfg, worker_index=index)
             set_backends(str(setup.data.device))
             study = setup.study
+            started = track_running_trials(study)
             objective = make_objective(setup)
             try:
                 # Start together, so one fast starter does not take every ticket.
@@ -396,7 +430,7 @@ def _worker_main(
                     raise KeyboardInterrupt from None
         except KeyboardInterrupt:
             if study is not None:
-                close_interrupted(study, worker_id())
+                close_interrupted(study, worker_id(), started)
             sys.exit(exit_code(intr.signum))
         except BnsearchError as e:
             barrier.abort()

@@ -20,7 +20,14 @@ from optuna.trial import TrialState
 from bnsearch import keys
 from bnsearch.config import RunConfig
 from bnsearch.errors import ConfigError, StudyError
-from bnsearch.search.workers import interrupts_raise, parse_devices, plan_workers
+from bnsearch.search.workers import (
+    close_interrupted,
+    interrupts_raise,
+    parse_devices,
+    plan_workers,
+    track_running_trials,
+    worker_id,
+)
 from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, heartbeat_settings
 
 
@@ -192,6 +199,27 @@ def _search(
         timeout=400,
         cwd=tmp_path,
     )
+
+
+class _InterruptedWhileSampling(optuna.samplers.RandomSampler):
+    """Ctrl-C after Optuna made the trial RUNNING, before the objective wrote the worker attribute."""
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_before_the_objective_closes_the_trial_this_process_started(sqlite_url: str) -> None:
+    study = optuna.create_study(storage=sqlite_url, study_name="s", sampler=_InterruptedWhileSampling())
+    other_process = optuna.load_study(study_name="s", storage=sqlite_url)
+    foreign = other_process.ask()  # RUNNING, no worker attribute yet: not ours to close
+    started = track_running_trials(study)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(lambda t: 0.0, n_trials=1)
+    assert close_interrupted(study, worker_id(), started) == [1]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL]
+    assert trials[1].user_attrs[keys.FAIL_REASON] == "interrupted"
+    assert trials[0].number == foreign.number
 
 
 def test_two_workers_add_exactly_the_asked_trials_fast(tmp_path: Path) -> None:
