@@ -15,6 +15,7 @@ import optuna
 
 from bnsearch import keys
 from bnsearch.errors import StudyError
+from bnsearch.urls import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,13 @@ def _check_url(url: str) -> None:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
     if scheme not in _SCHEMES:
         raise StudyError(
-            f"unsupported storage URL '{url}'; use sqlite:///path/to/file.db or "
+            f"unsupported storage URL '{mask_url(url)}'; use sqlite:///path/to/file.db or "
             "postgresql+psycopg://user:password@host/dbname"
         )
     if scheme == "sqlite" and not url.startswith("sqlite:///"):
-        raise StudyError(f"bad SQLite URL '{url}'; write it as sqlite:///relative/path.db or sqlite:////abs/path.db")
+        raise StudyError(
+            f"bad SQLite URL '{mask_url(url)}'; write it as sqlite:///relative/path.db or sqlite:////abs/path.db"
+        )
 
 
 def _prepare_sqlite(path: Path, *, create: bool) -> None:
@@ -162,10 +165,10 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
             _begin_immediate(storage)
         return storage
     except ImportError as e:
-        raise StudyError(f"storage '{_redact(url)}' needs a database driver that is not installed: {e}") from None
+        raise StudyError(f"storage '{mask_url(url)}' needs a database driver that is not installed: {e}") from None
     except Exception as e:  # SQLAlchemy raises many kinds; all mean "cannot use this storage"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StudyError(f"cannot open storage '{_redact(url)}': {msg}") from None
+        raise StudyError(f"cannot open storage '{mask_url(url)}': {msg}") from None
 
 
 def _begin_immediate(storage: optuna.storages.RDBStorage) -> None:
@@ -191,17 +194,6 @@ def _begin_immediate(storage: optuna.storages.RDBStorage) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened while Optuna set up its tables lack the hooks
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a database URL before printing it."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            creds = creds.split(":", 1)[0] + ":***"
-        return f"{scheme}://{creds}@{host}"
-    return url
 
 
 def library_versions() -> dict[str, str]:

@@ -14,6 +14,7 @@ from rich.table import Table
 from bnsearch.cli.app import app, configure_logging, console, err_console, options, set_threads, user_errors
 from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE
 from bnsearch.search.pruners import PRUNER_NAMES
+from bnsearch.urls import mask_url
 
 if TYPE_CHECKING:
     import optuna
@@ -220,7 +221,7 @@ def dashboard(
 
         server = make_server(storage, host=host, port=port)
         url = server_url(server, host)
-        console.print(f"optuna-dashboard on {storage}: {url}  (Ctrl-C to stop)", highlight=False)
+        console.print(f"optuna-dashboard on {mask_url(storage)}: {url}  (Ctrl-C to stop)", highlight=False)
         serve_until_interrupted(server)
         console.print("dashboard stopped", highlight=False)
 
@@ -235,7 +236,7 @@ def studies(
 
         rows = study_summaries(storage)
         if not rows:
-            console.print(f"no studies in {storage}", highlight=False)
+            console.print(f"no studies in {mask_url(storage)}", highlight=False)
         for s in rows:
             best = "-" if s.best_value is None else f"{s.best_value:.4f}"
             last = "-" if s.last_update is None else s.last_update.strftime("%Y-%m-%d %H:%M:%S")

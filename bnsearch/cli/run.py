@@ -13,6 +13,7 @@ from bnsearch.cli.app import app, configure_logging, console, options, set_threa
 from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
 from bnsearch.samplers import strategies
 from bnsearch.search.pruners import PRUNER_NAMES
+from bnsearch.urls import mask_url
 
 if TYPE_CHECKING:
     import optuna
@@ -154,7 +155,7 @@ def run(
         started = track_running_trials(study)
         verb = "resuming" if setup.resumed else "created"
         console.print(
-            f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {cfg.storage} · "
+            f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {mask_url(cfg.storage)} · "
             f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} on {setup.data.device}"
             f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}"
             f", {setup.cfg.precision}",
@@ -197,7 +198,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
     placement = ", ".join(sorted({s.device for s in slots}))
     console.print(
         f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
-        f"in {cfg.storage} · "
+        f"in {mask_url(cfg.storage)} · "
         f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
         f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each), {setup.cfg.precision}",
         highlight=False,

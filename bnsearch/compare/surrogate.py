@@ -23,6 +23,7 @@ from bnsearch.compare.stats import Run, build_compare_data
 from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import CategoricalParam, FloatParam, IntParam, SearchSpace, TrialParams
 from bnsearch.errors import ConfigError, StudyError
+from bnsearch.urls import mask_url
 
 if TYPE_CHECKING:
     import optuna
@@ -214,7 +215,7 @@ def source_studies(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -> 
     if not found:
         raise ConfigError(
             f"--benchmark needs trials to fit its surrogate: pass --from-study NAME, or run a real "
-            f"compare on {cfg.dataset} first (no study named {head}* in {cfg.storage})"
+            f"compare on {cfg.dataset} first (no study named {head}* in {mask_url(cfg.storage)})"
         )
     return found
 
