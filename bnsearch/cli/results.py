@@ -258,6 +258,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (figures and BN findings; opens offline)."""
     with user_errors():
+        _configure_logging(_opts.verbosity)
         from bnsearch.report import write_report
 
         path = write_report(study, storage, out=out)

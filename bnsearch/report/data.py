@@ -50,6 +50,7 @@ class ReportData:
     findings: tuple[Finding, ...] = ()
     trials: pd.DataFrame | None = None  # analysis.load_trials
     curves: pd.DataFrame | None = None  # analysis.learning_curves
+    study: optuna.Study | None = None  # in-memory copy of the study's trials, for Optuna's plots
 
 
 def _history(trials: pd.DataFrame) -> tuple[HistoryPoint, ...]:
@@ -127,4 +128,16 @@ def build_report_data(study: str | optuna.Study, storage: str | None = None) -> 
         findings=all_findings(trials),
         trials=trials,
         curves=curves,
+        study=_memory_copy(st),
     )
+
+
+def _memory_copy(study: optuna.Study) -> optuna.Study | None:
+    """The study's trials in an in-memory study, so that figures never read the database."""
+    import optuna
+
+    if len(study.directions) != 1:
+        return None  # Optuna's single-objective plots do not apply
+    copy = optuna.create_study(direction=study.direction, study_name=study.study_name)
+    copy.add_trials(study.get_trials(deepcopy=False))
+    return copy

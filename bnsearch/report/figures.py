@@ -1,18 +1,24 @@
 """``ReportData`` → plotly figures: the report's charts, also usable one by one in a notebook.
 
 Every ``render_*`` takes the data ``report.build_report_data`` computed and returns a
-``plotly.graph_objects.Figure``; none reads the database. A figure without data to show
+``plotly.graph_objects.Figure``; none reads the database. The search figures (history,
+parallel coordinates, importances, slices, EDF, timeline) are Optuna's own
+(``optuna.visualization``, the look optuna-dashboard has), drawn from the in-memory copy of
+the study in ``ReportData.study``; the learning curves by trial state and the findings
+figures are bnsearch's. A figure without data to show
 (e.g. no complete trial yet) is an empty chart with a note, so a report always renders.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from bnsearch.errors import MissingDependencyError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import optuna
     import pandas as pd
     import plotly.graph_objects as go
 
@@ -24,8 +30,6 @@ _STATE_STYLE = {  # line dash and colour of a trial's learning curve by its stat
     "FAIL": ("dash", "rgba(0,0,0,0.7)"),
     "RUNNING": ("dashdot", "rgba(44,160,44,0.8)"),
 }
-_LOG_PARAMS = ("lr", "weight_decay")  # shown on log axes
-_MISSING = "n/a"  # category shown for a conditional param the trial did not have
 BN_COLORS = {True: "#1f77b4", False: "#ff7f0e"}
 
 
@@ -54,27 +58,29 @@ def _trials(data: ReportData) -> pd.DataFrame:
     return data.trials
 
 
-def render_history(data: ReportData) -> go.Figure:
-    """Validation accuracy of each complete trial, with the best-so-far line."""
-    go = _go()
-    title = "Optimization history"
-    if not data.history:
+def _visualization() -> Any:
+    try:
+        import optuna.visualization as vis
+
+        _go()  # Optuna's plots need plotly
+    except ImportError:
+        raise MissingDependencyError("plotly", "report figures") from None
+    return vis
+
+
+def _optuna_plot(data: ReportData, title: str, draw: Callable[[Any, optuna.Study, str], go.Figure]) -> go.Figure:
+    """One of Optuna's own plots (``optuna.visualization``) of the study's in-memory copy."""
+    if data.study is None or not data.history:
         return _empty(title, "no complete trial yet")
-    x = [h.number for h in data.history]
-    fig = go.Figure(
-        [
-            go.Scatter(x=x, y=[h.value for h in data.history], mode="markers", name="trial val_acc"),
-            go.Scatter(
-                x=x,
-                y=[h.best_so_far for h in data.history],
-                mode="lines",
-                name="best so far",
-                line={"shape": "hv"},
-            ),
-        ]
+    target = "val_acc" if data.strategy is not None else "Objective Value"
+    return draw(_visualization(), data.study, target)
+
+
+def render_history(data: ReportData) -> go.Figure:
+    """Optuna's optimization history: each complete trial's value and the best so far."""
+    return _optuna_plot(
+        data, "Optimization History Plot", lambda vis, st, target: vis.plot_optimization_history(st, target_name=target)
     )
-    fig.update_layout(title=title, xaxis_title="trial", yaxis_title="validation accuracy")
-    return fig
 
 
 def render_learning_curves(data: ReportData) -> go.Figure:
@@ -124,117 +130,66 @@ def render_learning_curves(data: ReportData) -> go.Figure:
     return fig
 
 
-def _axis_values(series: pd.Series, name: str) -> tuple[list[float], dict[str, Any]]:
-    """Numeric values for a param column, plus axis settings (ticks for categories, log)."""
-    non_null = series.dropna()
-    numeric = len(non_null) > 0 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in non_null)
-    if numeric and series.notna().all():
-        vals = [float(v) for v in series]
-        if name in _LOG_PARAMS and min(vals) > 0:
-            return [math.log10(v) for v in vals], {"label": f"log10 {name}"}
-        return vals, {"label": name}
-    labels = [
-        _MISSING if v is None or (isinstance(v, float) and math.isnan(v)) or v is _pd_na() else str(v)
-        for v in series.astype(object)
-    ]
-    cats = sorted(set(labels))
-    index = {c: i for i, c in enumerate(cats)}
-    return [float(index[v]) for v in labels], {
-        "label": name,
-        "tickvals": list(range(len(cats))),
-        "ticktext": cats,
-    }
-
-
-def _pd_na() -> Any:
-    import pandas as pd
-
-    return pd.NA
-
-
 def render_parallel(data: ReportData) -> go.Figure:
-    """Parallel coordinates of the searched params and val_acc over complete trials."""
-    go = _go()
-    title = "Parallel coordinates (complete trials)"
-    df = _trials(data)
-    done = df[df["state"] == "COMPLETE"]
-    if done.empty or not data.searchable:
-        return _empty(title, "no complete trial yet" if done.empty else "no parameter was searched")
-    dims = []
-    for name in data.searchable:
-        vals, axis = _axis_values(done[name], name)
-        dims.append({"values": vals, **axis})
-    dims.append({"values": [float(v) for v in done["value"]], "label": "val_acc"})
-    fig = go.Figure(
-        go.Parcoords(
-            line={
-                "color": [float(v) for v in done["value"]],
-                "colorscale": "Viridis",
-                "showscale": True,
-            },
-            dimensions=dims,
-        )
+    """Optuna's parallel-coordinate plot of the searched params and the objective."""
+    title = "Parallel Coordinate Plot"
+    if not data.searchable:
+        return _empty(title, "no parameter was searched")
+    params = list(data.searchable)
+    return _optuna_plot(
+        data, title, lambda vis, st, target: vis.plot_parallel_coordinate(st, params=params, target_name=target)
     )
-    fig.update_layout(title=title)
-    return fig
 
 
 def render_importances(data: ReportData) -> go.Figure:
-    """Horizontal bars of parameter importances, or a note why there are none."""
-    go = _go()
-    title = "Parameter importances"
-    if not data.importances:
+    """Optuna's importance bars, of the fANOVA importances ``build_report_data`` computed."""
+    title = "Hyperparameter Importances"
+    importances = data.importances
+    if not importances:
         return _empty(title, data.importance_note or "no importances")
-    items = sorted(data.importances.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
-    fig.update_layout(title=title, xaxis_title="importance (fANOVA, sums to 1)")
-    return fig
+    evaluator = _precomputed_evaluator(importances)
+    return _optuna_plot(
+        data,
+        title,
+        lambda vis, st, target: vis.plot_param_importances(
+            st, evaluator=evaluator, params=list(importances), target_name=target
+        ),
+    )
+
+
+def _precomputed_evaluator(importances: dict[str, float]) -> Any:
+    """An Optuna importance evaluator that answers with importances computed once already."""
+    from optuna.importance import BaseImportanceEvaluator
+
+    class _Precomputed(BaseImportanceEvaluator):
+        def evaluate(self, study: Any, params: Any = None, *, target: Any = None) -> dict[str, float]:
+            return dict(sorted(importances.items(), key=lambda kv: kv[1], reverse=True))
+
+    return _Precomputed()
 
 
 def render_slices(data: ReportData) -> go.Figure:
-    """One panel per searched param: its value against val_acc for complete trials."""
-    go = _go()
-    from plotly.subplots import make_subplots
+    """Optuna's slice plot: one panel per searched param against the objective."""
+    title = "Slice Plot"
+    if not data.searchable:
+        return _empty(title, "no parameter was searched")
+    params = list(data.searchable)
+    return _optuna_plot(data, title, lambda vis, st, target: vis.plot_slice(st, params=params, target_name=target))
 
-    title = "Slice plots (complete trials)"
-    df = _trials(data)
-    done = df[df["state"] == "COMPLETE"]
-    if done.empty or not data.searchable:
-        return _empty(title, "no complete trial yet" if done.empty else "no parameter was searched")
-    n = len(data.searchable)
-    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, subplot_titles=list(data.searchable))
-    for i, name in enumerate(data.searchable, start=1):
-        col = done[name].astype(object)
-        x = [
-            _MISSING
-            if v is None or v is _pd_na()
-            else (v if isinstance(v, int | float) and not isinstance(v, bool) else str(v))
-            for v in col
-        ]
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=done["value"],
-                mode="markers",
-                showlegend=False,
-                marker={
-                    "color": done["number"],
-                    "colorscale": "Blues",
-                    "size": 6,
-                    "showscale": i == n,
-                    "colorbar": {"title": "trial"},
-                },
-                hovertemplate=f"{name}=%{{x}}<br>val_acc %{{y:.4f}}<extra></extra>",
-            ),
-            row=1,
-            col=i,
-        )
-        if name in _LOG_PARAMS and all(isinstance(v, float) and v > 0 for v in x):
-            fig.update_xaxes(type="log", row=1, col=i)
-        elif not all(isinstance(v, int | float) for v in x):
-            fig.update_xaxes(type="category", row=1, col=i)
-    fig.update_layout(title=title, yaxis_title="val_acc", width=max(600, 260 * n))
-    return fig
+
+def render_edf(data: ReportData) -> go.Figure:
+    """Optuna's empirical distribution function of the complete trials' objective values."""
+    return _optuna_plot(
+        data, "Empirical Distribution Function Plot", lambda vis, st, target: vis.plot_edf(st, target_name=target)
+    )
+
+
+def render_timeline(data: ReportData) -> go.Figure:
+    """Optuna's timeline: when each trial ran and how it ended (workers show as overlaps)."""
+    title = "Timeline Plot"
+    if data.study is None or not data.counts:
+        return _empty(title, "no trial yet")
+    return _visualization().plot_timeline(data.study)
 
 
 def _box(go: Any, frame: pd.DataFrame, column: str, name: str, color: str | None = None) -> Any:
@@ -390,5 +345,7 @@ def all_figures(data: ReportData) -> dict[str, go.Figure]:
         "parallel": render_parallel(data),
         "importances": render_importances(data),
         "slices": render_slices(data),
+        "edf": render_edf(data),
+        "timeline": render_timeline(data),
         **render_findings(data),
     }

@@ -75,10 +75,41 @@ def test_html_is_self_contained(mixed, tmp_path: Path) -> None:  # type: ignore[
         "parallel",
         "importances",
         "slices",
+        "edf",
+        "timeline",
         "findings_gamma",
     ):
         assert f'id="{key}"' in text
     assert 'id="finding-bn_accuracy"' in text and "not enough data" in text
+
+
+def test_search_figures_are_optunas_own(mixed) -> None:  # type: ignore[no-untyped-def]
+    """History, parallel coordinates, importances, slices, EDF and timeline come from
+    optuna.visualization, drawn from an in-memory copy of the study."""
+    data = build_report_data(mixed)
+    assert data.study is not None and data.study is not mixed
+    assert len(data.study.trials) == len(mixed.trials)
+    figs = all_figures(data)
+    titles = {k: figs[k].layout.title.text for k in ("history", "parallel", "importances", "slices", "edf", "timeline")}
+    assert titles == {
+        "history": "Optimization History Plot",
+        "parallel": "Parallel Coordinate Plot",
+        "importances": "Hyperparameter Importances",
+        "slices": "Slice Plot",
+        "edf": "Empirical Distribution Function Plot",
+        "timeline": "Timeline Plot",
+    }
+    history = {t.name: dict(zip(t.x, t.y, strict=True)) for t in figs["history"].data}
+    assert history["val_acc"] == {h.number: h.value for h in data.history}
+    assert {h.number: history["Best Value"][h.number] for h in data.history} == {
+        h.number: h.best_so_far for h in data.history
+    }
+    # The importances drawn are the fANOVA ones of ReportData, not recomputed by another method.
+    bars = figs["importances"].data[0]
+    assert dict(zip(bars.y, bars.x, strict=True)) == pytest.approx(data.importances, abs=0.01)
+    # The timeline has one bar per trial, complete, pruned, failed and running alike.
+    assert {t.name for t in figs["timeline"].data} == {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
+    assert sum(len(t.x) for t in figs["timeline"].data) == len(mixed.trials)
 
 
 def test_report_of_a_study_not_made_by_bnsearch(tmp_path: Path) -> None:
