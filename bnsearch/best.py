@@ -28,17 +28,15 @@ import numpy as np
 
 from bnsearch import keys
 from bnsearch.errors import ModelError, StudyError
+from bnsearch.saved_models import CONFIG_FILE, MODEL_FORMAT, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     import torch
 
     from bnsearch.core.model import BNCNN
 
-MODEL_FORMAT = "bnsearch-model/2"  # config.json "format"; bump when the folder layout changes
 # Format 1 flattened the feature map channel-first; format 2 channel-last (model.FlattenHWC).
 _FEATURE_ORDER = {"bnsearch-model/1": "chw", MODEL_FORMAT: "hwc"}
-WEIGHTS_FILE = "model.pt"
-CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 
 
@@ -54,6 +52,7 @@ class BestTrial:
     seed: int | None  # the trial's init and batch-order seed
     identity: dict[str, Any]  # the study's stored bnsearch_config (dataset, seed, widths, ...)
     n_complete: int  # complete trials in the study
+    saved_model: dict[str, str] | None = None  # artifact ids of its saved model.pt / config.json
 
 
 def find_best(storage_url: str, study_name: str) -> BestTrial:
@@ -86,6 +85,8 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
         from bnsearch.core.space import SearchSpace
 
         params = SearchSpace.from_dict(identity["space"]).fixed_params(**best.params).to_dict()
+    from bnsearch.saved_models import saved_model_ids
+
     return BestTrial(
         study_name=study_name,
         number=best.number,
@@ -95,6 +96,7 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
         seed=best.user_attrs.get(keys.TRIAL_SEED),
         identity=identity,
         n_complete=len(complete),
+        saved_model=saved_model_ids(best),
     )
 
 
@@ -116,25 +118,17 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
             training diverges, or the folder cannot be written.
     """
     from bnsearch.config import resolve_device, resolve_precision
-    from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset
     from bnsearch.core.model import ModelConfig, build_model
     from bnsearch.core.seeding import derive_seed
     from bnsearch.core.space import TrialParams
     from bnsearch.core.train import TrainConfig, evaluate, train
+    from bnsearch.saved_models import model_config
     from bnsearch.study import library_versions
 
     ident = best.identity
-    for key, now in (("val_fraction", VAL_FRACTION), ("test_fraction", TEST_FRACTION)):
-        if ident.get(key, now) != now:
-            raise StudyError(
-                f"study '{best.study_name}' used {key} {ident.get(key)}, this bnsearch uses {now}; "
-                "its test split cannot be reproduced"
-            )
     dev = resolve_device(device)
     out = Path(out_dir)
-    split_seed = derive_seed(int(ident["seed"]), "split")
-    dataset = load_dataset(str(ident["dataset"]))
-    splits = split_dataset(dataset, seed=split_seed)
+    split_seed, splits = _search_splits(best)
     params = TrialParams(**best.params)
     widths = tuple(ident.get("widths", (32, 64)))
     seed = best.seed if best.seed is not None else derive_seed(int(ident["seed"]), "trial", best.number)
@@ -161,18 +155,17 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     if result.diverged:
         raise ModelError(f"retraining trial #{best.number} of '{best.study_name}' failed: {result.reason}")
     test_acc = evaluate(model, data.test_x, data.test_y)  # fp32, as ``predict`` runs it
-    config = {
-        "format": MODEL_FORMAT,
-        "params": params.to_dict(),
-        "in_shape": list(splits.in_shape),
-        "num_classes": splits.num_classes,
-        "widths": list(widths),
-        "mean": list(splits.mean),
-        "std": list(splits.std),
-        "classes": _class_labels(str(ident["dataset"]), splits.num_classes),
-        "dataset": ident["dataset"],
-        "split_seed": split_seed,
-    }
+    config = model_config(
+        params.to_dict(),
+        in_shape=splits.in_shape,
+        num_classes=splits.num_classes,
+        widths=widths,
+        mean=splits.mean,
+        std=splits.std,
+        classes=class_labels(str(ident["dataset"]), splits.num_classes),
+        dataset=ident["dataset"],
+        split_seed=split_seed,
+    )
     metrics = {
         "study": best.study_name,
         "trial": best.number,
@@ -189,6 +182,91 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     }
     _write_folder(out, model, config, metrics)
     return RetrainResult(out_dir=out, test_acc=test_acc, metrics=metrics)
+
+
+def _search_splits(best: BestTrial) -> tuple[int, Any]:
+    """The split seed and the splits of ``best``'s search (its dataset and root seed).
+
+    Raises:
+        StudyError: the study used split fractions this bnsearch does not.
+    """
+    from bnsearch.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset
+    from bnsearch.seeding import derive_seed
+
+    ident = best.identity
+    for key, now in (("val_fraction", VAL_FRACTION), ("test_fraction", TEST_FRACTION)):
+        if ident.get(key, now) != now:
+            raise StudyError(
+                f"study '{best.study_name}' used {key} {ident.get(key)}, this bnsearch uses {now}; "
+                "its test split cannot be reproduced"
+            )
+    split_seed = derive_seed(int(ident["seed"]), "split")
+    return split_seed, split_dataset(load_dataset(str(ident["dataset"])), seed=split_seed)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedModelResult:
+    model_dir: Path  # where the saved model.pt and config.json were downloaded
+    test_acc: float  # accuracy (0..1) on the held-out test split, measured once now
+
+
+def evaluate_saved_model(
+    best: BestTrial, artifacts: str | Path, out_dir: str | Path, *, device: str = "cpu"
+) -> SavedModelResult:
+    """Download the model ``best``'s trial saved in the search and evaluate it once on the
+    test split (the model trained on the training split only; nothing is retrained).
+
+    Raises:
+        ModelError: the trial saved no model, or it is missing from the artifact store.
+    """
+    import torch
+
+    from bnsearch.saved_models import download_model
+    from bnsearch.train import evaluate
+
+    if best.saved_model is None:
+        raise ModelError(f"trial #{best.number} of '{best.study_name}' has no saved model")
+    folder = download_model(best.saved_model, Path(artifacts), Path(out_dir), number=best.number)
+    loaded = load_model(folder, device=device)
+    _, splits = _search_splits(best)
+    test_x = torch.from_numpy(np.ascontiguousarray(splits.test_x)).to(loaded.device)
+    test_y = torch.from_numpy(np.ascontiguousarray(splits.test_y)).to(loaded.device)
+    return SavedModelResult(model_dir=folder, test_acc=evaluate(loaded.model, test_x, test_y))
+
+
+STUDY_MODEL_PREFIX = "study:"  # predict --model study:NAME[:TRIAL]: a model saved in the search
+
+
+def saved_model_folder(ref: str, storage_url: str, artifacts: str | None, out_dir: str | Path) -> Path:
+    """Download the saved model ``ref`` names (``study:NAME``: the best trial's; ``study:NAME:N``:
+    trial N's) into ``out_dir`` and return it.
+
+    Raises:
+        StudyError: no such study or trial. ModelError: the trial saved no model, or the
+            artifact store lacks it.
+    """
+    from bnsearch.saved_models import artifacts_dir, download_model, saved_model_ids
+    from bnsearch.study import load_existing, open_storage
+
+    name = ref[len(STUDY_MODEL_PREFIX) :]
+    head, _, tail = name.rpartition(":")
+    number = int(tail) if head and tail.isdigit() else None
+    name = head if number is not None else name
+    if number is None:
+        found = find_best(storage_url, name)
+        ids, number = found.saved_model, found.number
+    else:
+        study = load_existing(open_storage(storage_url, create=False, heartbeat=False), name)
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+        if trial is None:
+            raise StudyError(f"study '{name}' has no trial #{number} ({len(study.trials)} trials)")
+        ids = saved_model_ids(trial)
+    if ids is None:
+        raise ModelError(
+            f"trial #{number} of '{name}' has no saved model; runs keep models with --save-models best|all, "
+            f"or make one with: bnsearch best --study {name} --retrain"
+        )
+    return download_model(ids, artifacts_dir(storage_url, artifacts), Path(out_dir), number=number)
 
 
 def _train_val_test(splits: Any, device: str) -> Any:
@@ -217,7 +295,7 @@ def _train_val_test(splits: Any, device: str) -> Any:
     )
 
 
-def _class_labels(dataset: str, num_classes: int) -> list[Any]:
+def class_labels(dataset: str, num_classes: int) -> list[Any]:
     """The original label of each class index (load_dataset maps labels to 0..K-1)."""
     if dataset in ("digits", "mnist5k"):
         return list(range(num_classes))

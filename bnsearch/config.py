@@ -42,6 +42,8 @@ class RunConfig:
     # auto, fp32 or bf16 (autocast); the resolved fp32/bf16 is part of the study's identity
     precision: str = "auto"
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. skopt estimator
+    save_models: str = "best"  # best, all or none: trial models kept in the artifact store
+    artifacts: str | None = None  # artifact-store folder; default beside the SQLite database
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -65,6 +67,9 @@ class RunConfig:
             raise ConfigError("--study-name must not be empty")
         resolve_device(self.device)
         _check_precision(self.precision)
+        from bnsearch.saved_models import check_save_mode
+
+        check_save_mode(self.save_models)
 
     @property
     def resolved_study_name(self) -> str:

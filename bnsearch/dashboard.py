@@ -1,103 +1,207 @@
-"""optuna-dashboard on a bnsearch storage, served in this process (stdlib wsgiref server).
+"""optuna-dashboard on a bnsearch storage, through optuna-dashboard's own ``run_server``.
 
-``make_server`` binds the socket and returns the server without serving, so the caller can
-print the real URL (``port=0`` picks a free port); ``serve_until_interrupted`` then serves
-until Ctrl-C.
+``start_dashboard`` checks the storage and the address here, then starts
+``optuna_dashboard.run_server`` (with the study's artifact store, so each trial's saved model
+is listed) in a child process and waits until it answers; ``Dashboard.url`` is then the
+address to open (``port=0`` picks a free port first). ``wait_until_interrupted`` returns on
+Ctrl-C, after the server process has stopped.
 
-Requests are handled in worker threads, never in the thread that waits for Ctrl-C:
-wsgiref's handler catches *every* exception raised while it runs the app, so a
-KeyboardInterrupt landing in the middle of a request (the dashboard page polls the API
-every few seconds) would be turned into an HTTP 500 and the server would keep running.
+A child process rather than a thread: ``run_server`` serves in the thread that calls it, with
+no way to stop it from outside, and its wsgiref server writes a line to stderr for every
+request (the dashboard page polls every few seconds); in the child, those lines go to
+``logging`` (visible with -v), and stopping it is stopping the process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-import threading
-from socketserver import ThreadingMixIn
+import socket
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
-from wsgiref.simple_server import make_server as _wsgiref_server
 
 from bnsearch.config import DEFAULT_STORAGE
 from bnsearch.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from multiprocessing.process import BaseProcess
+    from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-
-class _QuietHandler(WSGIRequestHandler):
-    """Log requests through ``logging`` (visible with -v) instead of one stderr line each."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
-        logger.info("%s " + format, self.address_string(), *args)
+START_TIMEOUT_S = 60  # the server process must answer within this long
+STOP_TIMEOUT_S = 5  # after Ctrl-C, wait this long for it to exit before terminating it
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # an unfinished request does not keep the process alive
+def _check_dashboard_installed() -> None:
+    try:
+        import optuna_dashboard  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("optuna-dashboard", "bnsearch dashboard") from None
 
 
-def make_app(storage: str | None = None) -> Callable[..., Any]:
-    """The optuna-dashboard WSGI app on ``storage`` (an existing database; nothing created).
+def _free_port(host: str, port: int) -> int:
+    """``port`` if it can be bound on ``host`` (a free one for 0), checked by binding it."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+            return int(s.getsockname()[1])
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port") from None
+
+
+class _LogLines(io.TextIOBase):
+    """A text stream that passes each line written to it to ``logger.info``."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                logger.info("%s", line)
+        return len(text)
+
+
+def _serve(storage: str, host: str, port: int, artifacts: str | None, log_level: int) -> None:
+    """The server process: optuna-dashboard's ``run_server`` until SIGINT or SIGTERM."""
+    import optuna_dashboard
+
+    from bnsearch.saved_models import AtomicFileSystemArtifactStore
+    from bnsearch.study import open_storage
+
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
+    store = AtomicFileSystemArtifactStore(artifacts) if artifacts is not None else None
+    rdb = open_storage(storage, create=False, heartbeat=False)
+    with contextlib.redirect_stderr(_LogLines()):  # bottle's banner and one line per request
+        optuna_dashboard.run_server(rdb, host=host, port=port, artifact_store=store)
+
+
+@dataclass
+class Dashboard:
+    """A running optuna-dashboard server process."""
+
+    process: BaseProcess
+    host: str
+    port: int
+    artifacts: Path | None  # the artifact store it serves, if the folder exists
+
+    @property
+    def url(self) -> str:
+        """The URL a browser on this machine opens."""
+        shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else "::1" if self.host == "::" else self.host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}/dashboard/"
+
+    def stop(self) -> None:
+        """Stop the server process (SIGTERM, then SIGKILL) and wait for it."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(STOP_TIMEOUT_S)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def wait_until_interrupted(self) -> None:
+        """Wait until Ctrl-C (or the server process ends); the process is stopped on return."""
+        try:
+            while self.process.is_alive():
+                self.process.join(0.5)
+        except KeyboardInterrupt:
+            logger.info("Ctrl-C: stopping the dashboard")
+            # The terminal's Ctrl-C reached the server process too and stops it; a request
+            # in flight can swallow it (wsgiref answers 500 and goes on), so wait briefly.
+            self.process.join(STOP_TIMEOUT_S)
+        finally:
+            self.stop()
+
+
+def start_dashboard(
+    storage: str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    artifacts: str | None = None,
+    log_level: int = logging.WARNING,
+) -> Dashboard:
+    """Start optuna-dashboard on ``storage`` in a child process; return once it answers.
+
+    Args:
+        storage: Storage URL (an existing database; nothing is created); default
+            ``bnsearch.config.DEFAULT_STORAGE``.
+        host: Interface to listen on (127.0.0.1: this machine only; 0.0.0.0: all).
+        port: TCP port; 0 picks a free one (read it back from ``Dashboard.port``).
+        artifacts: Artifact-store folder (``--artifacts``); default as for ``run``. Served
+            when the folder exists, so the trials' saved models are listed.
+        log_level: Logging level of the server process (INFO shows each request).
+
+    Raises:
+        ConfigError: bad port, or the address is in use / not available.
+        StudyError: the database does not exist or cannot be opened.
+        MissingDependencyError: optuna-dashboard is not installed.
+    """
+    import multiprocessing
+
+    from bnsearch.saved_models import artifacts_dir
+    from bnsearch.study import open_storage
+
+    _check_dashboard_installed()
+    url = storage or DEFAULT_STORAGE
+    open_storage(url, create=False, heartbeat=False)  # a missing database is an error here
+    folder = artifacts_dir(url, artifacts)
+    served = folder if folder.is_dir() else None
+    port = _free_port(host, port)
+    # spawn: a fresh interpreter, not a fork of one that may hold torch threads or a database pool.
+    ctx = multiprocessing.get_context("spawn")
+    args = (url, host, port, None if served is None else str(served), log_level)
+    process = ctx.Process(target=_serve, args=args, name="bnsearch-dashboard", daemon=True)
+    process.start()
+    dashboard = Dashboard(process=process, host=host, port=port, artifacts=served)
+    try:
+        _wait_until_answering(dashboard)
+    except BaseException:
+        dashboard.stop()
+        raise
+    return dashboard
+
+
+def _wait_until_answering(dashboard: Dashboard) -> None:
+    host = "127.0.0.1" if dashboard.host in ("", "0.0.0.0") else "::1" if dashboard.host == "::" else dashboard.host
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if not dashboard.process.is_alive():
+            raise ConfigError(
+                f"optuna-dashboard stopped while starting (exit code {dashboard.process.exitcode}); "
+                f"rerun with -v to see why (is {dashboard.host}:{dashboard.port} taken?)"
+            )
+        try:
+            with socket.create_connection((host, dashboard.port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"optuna-dashboard did not answer within {START_TIMEOUT_S} s") from None
+            time.sleep(0.2)
+
+
+def make_app(storage: str | None = None, *, artifacts: str | None = None) -> Any:
+    """The optuna-dashboard WSGI app on ``storage`` with its artifact store, for a WSGI server
+    of your own (gunicorn, uWSGI); ``bnsearch dashboard`` uses ``run_server`` instead.
 
     Raises:
         StudyError: the database does not exist or cannot be opened.
         MissingDependencyError: optuna-dashboard is not installed.
     """
+    from bnsearch.saved_models import AtomicFileSystemArtifactStore, artifacts_dir
     from bnsearch.study import open_storage
 
-    try:
-        import optuna_dashboard
-    except ImportError:
-        raise MissingDependencyError("optuna-dashboard", "bnsearch dashboard") from None
-    rdb = open_storage(storage or DEFAULT_STORAGE, create=False, heartbeat=False)
-    return optuna_dashboard.wsgi(rdb)
+    _check_dashboard_installed()
+    import optuna_dashboard
 
-
-def make_server(storage: str | None = None, *, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
-    """Bind optuna-dashboard on ``host:port``; call ``serve_forever()`` on the result.
-
-    Args:
-        storage: Storage URL; default ``bnsearch.config.DEFAULT_STORAGE``.
-        host: Interface to listen on (127.0.0.1: this machine only; 0.0.0.0: all).
-        port: TCP port; 0 picks a free one (read it back from ``server.server_port``).
-
-    Raises:
-        ConfigError: bad port, or the address is in use / not available.
-        StudyError: the database does not exist or cannot be opened.
-    """
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port must be between 0 and 65535, got {port}")
-    app = make_app(storage)
-    try:
-        return _wsgiref_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-    except OSError as e:
-        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port") from None
-
-
-def server_url(server: WSGIServer, host: str) -> str:
-    """The URL a browser on this machine opens for ``server``."""
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{server.server_port}/dashboard/"
-
-
-def serve_until_interrupted(server: WSGIServer) -> None:
-    """Serve in a background thread until Ctrl-C (KeyboardInterrupt) reaches this thread.
-
-    The server is shut down and its socket closed before this returns.
-    """
-    thread = threading.Thread(target=server.serve_forever, name="bnsearch-dashboard", daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(0.5)
-    except KeyboardInterrupt:
-        logger.info("Ctrl-C: stopping the dashboard")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    url = storage or DEFAULT_STORAGE
+    rdb = open_storage(url, create=False, heartbeat=False)
+    folder = artifacts_dir(url, artifacts)
+    store = AtomicFileSystemArtifactStore(folder) if folder.is_dir() else None
+    return optuna_dashboard.wsgi(rdb, artifact_store=store)

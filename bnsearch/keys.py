@@ -19,6 +19,7 @@ PRUNE_REASON = "prune_reason"  # str, why the trial was pruned (pruner, divergen
 FAIL_REASON = "fail_reason"  # str, "ExceptionType: message" of a failed trial
 WORKER = "worker"  # str, host:pid of the process that ran the trial
 RESOLVED_PARAMS = "resolved_params"  # dict, every setting the trial trained with (fixed ones too)
+SAVED_MODEL = "saved_model"  # dict, artifact id of model.pt and config.json (set once both are stored)
 SIMULATED_TIME_S = "simulated_time_s"  # float, compare --benchmark: training seconds a stand-in trial represents
 
 # Study user attributes.

@@ -39,6 +39,13 @@ class GlobalOptions:
 
 options = GlobalOptions()
 
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Folder of the artifact store holding saved models [default: $BNSEARCH_ARTIFACTS, else artifacts/ beside a SQLite database, else studies/artifacts]."
+    ),
+]
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:

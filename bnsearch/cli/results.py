@@ -11,13 +11,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import app, configure_logging, console, err_console, options, set_threads, user_errors
+from bnsearch.cli.app import (
+    ArtifactsOpt,
+    app,
+    configure_logging,
+    console,
+    err_console,
+    options,
+    set_threads,
+    user_errors,
+)
 from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE
 from bnsearch.search.pruners import PRUNER_NAMES
 from bnsearch.urls import mask_url
 
 if TYPE_CHECKING:
     import optuna
+
+    from bnsearch.best import BestTrial
 
 
 @app.command()
@@ -135,11 +146,17 @@ def best(
         bool,
         typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model."),
     ] = False,
-    out: Annotated[str | None, typer.Option(help="Model folder for --retrain [default: models/<study>].")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Model folder to write: --retrain's model [default: models/<study>], else a copy of the saved model [default: none]."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
-    """Show a study's best trial; with --retrain, retrain it and write model.pt, config.json, metrics.json."""
+    """Show a study's best trial and test its saved model once; --retrain trains it again on train+validation."""
     with user_errors():
         from bnsearch.best import find_best, retrain_best
 
@@ -156,6 +173,7 @@ def best(
             table.add_row("wall_time_s", f"{found.wall_time_s:.1f}")
         console.print(table)
         if not retrain:
+            _show_saved_model(found, storage, artifacts, out=out, device=device, threads=threads)
             return
         set_threads(threads, 1)
         folder = out or f"models/{study}"
@@ -169,22 +187,62 @@ def best(
         )
 
 
+def _show_saved_model(
+    found: BestTrial, storage: str, artifacts: str | None, *, out: str | None, device: str, threads: int | None
+) -> None:
+    """``best`` without ``--retrain``: the test accuracy of the model the best trial saved."""
+    import tempfile
+
+    from bnsearch.best import evaluate_saved_model
+    from bnsearch.saved_models import artifacts_dir
+
+    if found.saved_model is None:
+        console.print(
+            f"trial #{found.number} saved no model (runs keep models with --save-models best|all); "
+            f"train it again with: bnsearch best --study {found.study_name} --retrain",
+            highlight=False,
+        )
+        return
+    set_threads(threads, 1)
+    with tempfile.TemporaryDirectory(prefix="bnsearch-best-") as tmp:
+        res = evaluate_saved_model(found, artifacts_dir(storage, artifacts), out or tmp, device=device)
+    kept = f"; wrote {res.model_dir}/model.pt, config.json" if out else ""
+    console.print(
+        f"test accuracy {res.test_acc:.4f} of the model trial #{found.number} saved in the search "
+        f"(trained on the training split, not retrained; evaluated once now on the test split){kept}\n"
+        f"predict with it: bnsearch predict IMAGES.npz --model study:{found.study_name}",
+        highlight=False,
+    )
+
+
 @app.command()
 def predict(
     images: Annotated[
         str, typer.Argument(help=".npz file with x: raw images (N,H,W), (N,C,H,W) or (N,H,W,C); y optional.")
     ],
-    model: Annotated[str, typer.Option(help="Model folder written by bnsearch best --retrain.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Model folder written by bnsearch best --retrain, or study:NAME (the model its best trial saved in the search) or study:NAME:N (trial N's)."
+        ),
+    ],
     out: Annotated[
         str | None, typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
+    storage: Annotated[str, typer.Option(help="With --model study:...: the study database.")] = DEFAULT_STORAGE,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Predict labels for new images with a saved model (same normalisation as in training)."""
     with user_errors():
-        from bnsearch.best import load_model, read_images, write_predictions_csv
+        import tempfile
 
-        loaded = load_model(model, device=device)
+        from bnsearch.best import STUDY_MODEL_PREFIX, load_model, read_images, saved_model_folder, write_predictions_csv
+
+        with tempfile.TemporaryDirectory(prefix="bnsearch-model-") as tmp:
+            if model.startswith(STUDY_MODEL_PREFIX):
+                model = str(saved_model_folder(model, storage, artifacts, tmp))
+            loaded = load_model(model, device=device)
         x, y = read_images(images)
         proba = loaded.predict_proba(x)
         labels = loaded.predict(x)
@@ -213,16 +271,22 @@ def dashboard(
     storage: StorageOpt = DEFAULT_STORAGE,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8080,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
-    """Browse the studies with optuna-dashboard (in this process; Ctrl-C stops it)."""
+    """Browse the studies and the trials' saved models with optuna-dashboard (Ctrl-C stops it)."""
     with user_errors():
         configure_logging(options.verbosity)
-        from bnsearch.dashboard import make_server, serve_until_interrupted, server_url
+        import logging
 
-        server = make_server(storage, host=host, port=port)
-        url = server_url(server, host)
-        console.print(f"optuna-dashboard on {mask_url(storage)}: {url}  (Ctrl-C to stop)", highlight=False)
-        serve_until_interrupted(server)
+        from bnsearch.dashboard import start_dashboard
+
+        level = logging.INFO if options.verbosity > 0 else logging.WARNING
+        board = start_dashboard(storage, host=host, port=port, artifacts=artifacts, log_level=level)
+        models = f", saved models from {board.artifacts}" if board.artifacts is not None else ""
+        console.print(
+            f"optuna-dashboard on {mask_url(storage)}{models}: {board.url}  (Ctrl-C to stop)", highlight=False
+        )
+        board.wait_until_interrupted()
         console.print("dashboard stopped", highlight=False)
 
 
@@ -258,7 +322,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (figures and BN findings; opens offline)."""
     with user_errors():
-        _configure_logging(_opts.verbosity)
+        configure_logging(options.verbosity)
         from bnsearch.report import write_report
 
         path = write_report(study, storage, out=out)

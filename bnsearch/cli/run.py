@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import app, configure_logging, console, options, set_threads, user_errors
+from bnsearch.cli.app import ArtifactsOpt, app, configure_logging, console, options, set_threads, user_errors
 from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
 from bnsearch.samplers import strategies
 from bnsearch.search.pruners import PRUNER_NAMES
@@ -92,6 +92,13 @@ def run(
             help="auto: bf16 autocast where the device has native bf16 (recent x86 CPUs, CUDA GPUs since Ampere), else fp32; a resumed study keeps its own. Or fp32, bf16 to choose (part of the study)."
         ),
     ] = "auto",
+    save_models: Annotated[
+        str,
+        typer.Option(
+            help="Trained models to keep in Optuna's artifact store, linked to their trials: best (each trial that beat the study's best when it finished), all (every complete trial) or none."
+        ),
+    ] = "best",
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -130,6 +137,8 @@ def run(
             },
             workers=workers,
             precision=precision,
+            save_models=save_models,
+            artifacts=artifacts,
         )
         configure_logging(options.verbosity)
         cfg.validate()

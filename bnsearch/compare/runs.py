@@ -110,6 +110,7 @@ class CompareConfig:
             device=self.device,
             widths=self.widths,
             threads=self.threads,
+            save_models="none",  # a comparison ranks strategies; it keeps no models
         )
 
     def default_out_path(self) -> Path:

@@ -19,6 +19,7 @@ from bnsearch.core.model import ModelConfig, build_model
 from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import SearchSpace
 from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, train
+from bnsearch.saved_models import ModelSaver
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Objective:
     model_cfg: ModelConfig = ModelConfig()
     train_cfg: TrainConfig = TrainConfig()
     threads: int | None = None  # torch CPU threads each trial trains with; None: leave as is
+    saver: ModelSaver | None = None  # keeps trained models in the artifact store (--save-models)
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.suggest(trial)
@@ -47,6 +49,10 @@ class Objective:
         trial.set_user_attr(keys.DEVICE, str(self.data.device))
         trial.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(keys.RESOLVED_PARAMS, params.to_dict())
+        if keys.SAVED_MODEL in trial.user_attrs:
+            # Optuna's retry of a trial whose worker died copies its attributes; the model it
+            # names was trained with another seed (the failed trial's).
+            trial.set_user_attr(keys.SAVED_MODEL, None)
         history: list[EpochMetrics] = []
         reporting: EpochMetrics | None = None  # the epoch inside report(), if any
 
@@ -87,6 +93,13 @@ class Objective:
             reason = f"pruned by {pruner} after epoch {last.epoch} (val_acc {last.val_acc:.4f})"
             trial.set_user_attr(keys.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
+        if self.saver is not None and self.saver.wants(trial, result.val_acc):
+            try:
+                ids = self.saver.save(trial, model, params.to_dict())
+            except OSError as e:  # a full or unwritable store costs the model, not the trial
+                logger.warning("trial %d: model not saved: %s", trial.number, e)
+            else:
+                trial.set_user_attr(keys.SAVED_MODEL, ids)  # only now may a reader load it
         return result.val_acc
 
     def _restore_threads(self) -> None:

@@ -24,6 +24,7 @@ from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import SearchSpace
 from bnsearch.core.train import TrainConfig
 from bnsearch.samplers import SamplerContext, get_strategy, make_sampler, n_startup_trials
+from bnsearch.saved_models import ModelSaver, artifacts_dir, model_config
 from bnsearch.search.objective import Objective
 from bnsearch.search.pruners import make_pruner
 from bnsearch.study import create_or_resume, library_versions, open_storage, sqlite_path
@@ -41,6 +42,7 @@ class SearchSetup:
     study: optuna.Study
     resumed: bool  # the study existed before this run
     n_existing: int  # trials in the study before this run
+    saver: ModelSaver | None = None  # --save-models best/all: where and what to keep
 
 
 def load_space(cfg: RunConfig) -> SearchSpace:
@@ -78,8 +80,28 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
     space = load_space(cfg)
     device = resolve_device(cfg.device)
     dataset = load_dataset(cfg.dataset)
-    splits = split_dataset(dataset, seed=derive_seed(cfg.seed, "split"))
+    split_seed = derive_seed(cfg.seed, "split")
+    splits = split_dataset(dataset, seed=split_seed)
     data = to_device(splits, device)
+    saver = None
+    if cfg.save_models != "none":
+        from bnsearch.best import class_labels
+        from bnsearch.saved_models import check_store_folder
+
+        folder = artifacts_dir(cfg.storage, cfg.artifacts)
+        check_store_folder(folder)  # a bad folder is an error before any trial runs; made at the first save
+        info = model_config(
+            {},
+            in_shape=splits.in_shape,
+            num_classes=splits.num_classes,
+            widths=cfg.widths,
+            mean=splits.mean,
+            std=splits.std,
+            classes=class_labels(cfg.dataset, splits.num_classes),
+            dataset=cfg.dataset,
+            split_seed=split_seed,
+        )
+        saver = ModelSaver(mode=cfg.save_models, folder=folder, model_info=info)
     if strategy.experimental:
         logger.warning("strategy '%s' is experimental", strategy.name)
 
@@ -117,7 +139,9 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
     study, resumed = create_or_resume(
         storage, name, identity=study_identity(cfg, space), attrs=attrs, sampler=sampler, pruner=pruner
     )
-    return SearchSetup(cfg=cfg, space=space, data=data, study=study, resumed=resumed, n_existing=n_existing)
+    return SearchSetup(
+        cfg=cfg, space=space, data=data, study=study, resumed=resumed, n_existing=n_existing, saver=saver
+    )
 
 
 def make_objective(setup: SearchSetup) -> Objective:
@@ -129,6 +153,7 @@ def make_objective(setup: SearchSetup) -> Objective:
         train_cfg=TrainConfig(precision=setup.cfg.precision),
         # The entry point has set the threads by now; each trial trains with this many.
         threads=torch.get_num_threads() if setup.data.device.type == "cpu" else None,
+        saver=setup.saver,
     )
 
 

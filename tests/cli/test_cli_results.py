@@ -142,38 +142,50 @@ def _get_json(url: str) -> dict:  # type: ignore[type-arg]
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
-def test_dashboard_serves_the_study_in_process(stored: str) -> None:
-    import threading
+def test_dashboard_serves_the_studies_and_the_saved_models(tmp_path: Path) -> None:
+    """optuna-dashboard's own server, with the artifact store beside the database."""
+    from optuna.artifacts import upload_artifact
 
-    from bnsearch.dashboard import make_server, server_url
+    from bnsearch.dashboard import start_dashboard
+    from bnsearch.saved_models import AtomicFileSystemArtifactStore
 
-    server = make_server(stored, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = make_study(mixed_specs(), storage=url, name="mixed")
+    (tmp_path / "model.pt").write_bytes(b"weights of trial 7")
+    store = AtomicFileSystemArtifactStore(tmp_path / "artifacts")
+    trial = study.ask()  # artifacts are linked while a trial runs
+    artifact_id = upload_artifact(artifact_store=store, file_path=str(tmp_path / "model.pt"), study_or_trial=trial)
+    study.tell(trial, 0.5)
+    board = start_dashboard(url, host="127.0.0.1", port=0)
     try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        assert server_url(server, "127.0.0.1") == f"{base}/dashboard/"
+        assert board.artifacts == tmp_path / "artifacts"
+        assert board.url == f"http://127.0.0.1:{board.port}/dashboard/"
+        base = f"http://127.0.0.1:{board.port}"
         summaries = {s["study_name"]: s for s in _get_json(f"{base}/api/studies")["study_summaries"]}
-        assert set(summaries) == {"mixed", "single"}
-        detail = _get_json(f"{base}/api/studies/{summaries['mixed']['study_id']}")
-        assert sorted(t["state"] for t in detail["trials"]) == ["Complete"] * 4 + ["Fail"] + ["Pruned"] * 2
-        assert detail["best_trials"][0]["number"] == 6
+        study_id = summaries["mixed"]["study_id"]
+        detail = _get_json(f"{base}/api/studies/{study_id}")
+        assert sorted(t["state"] for t in detail["trials"]) == ["Complete"] * 5 + ["Fail"] + ["Pruned"] * 2
+        listed = {t["number"]: [a["filename"] for a in t["artifacts"]] for t in detail["trials"]}
+        assert listed[7] == ["model.pt"] and listed[0] == []
+        trial_id = next(t["trial_id"] for t in detail["trials"] if t["number"] == 7)
+        with urllib.request.urlopen(f"{base}/artifacts/{study_id}/{trial_id}/{artifact_id}", timeout=10) as resp:
+            assert resp.read() == b"weights of trial 7"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
+        board.stop()
+    assert not board.process.is_alive()
+    with pytest.raises(OSError):
+        _get_json(f"{base}/api/studies")  # nothing listens any more
 
 
 def test_dashboard_stops_on_ctrl_c_while_requests_are_served(stored: str) -> None:
-    """Ctrl-C (KeyboardInterrupt in the serving thread) stops it even with requests in flight."""
+    """Ctrl-C (KeyboardInterrupt in the waiting thread) stops it even with requests in flight."""
     import _thread
     import threading
 
-    from bnsearch.dashboard import make_server, serve_until_interrupted
+    from bnsearch.dashboard import start_dashboard
 
-    server = make_server(stored, host="127.0.0.1", port=0)
-    base = f"http://127.0.0.1:{server.server_port}"
+    board = start_dashboard(stored, host="127.0.0.1", port=0)
+    base = f"http://127.0.0.1:{board.port}"
     answers: list[int] = []
 
     def browse_then_ctrl_c() -> None:
@@ -184,10 +196,19 @@ def test_dashboard_stops_on_ctrl_c_while_requests_are_served(stored: str) -> Non
             _thread.interrupt_main()  # what Ctrl-C does to the main thread
 
     threading.Thread(target=browse_then_ctrl_c, daemon=True).start()
-    serve_until_interrupted(server)  # returns on the KeyboardInterrupt
+    board.wait_until_interrupted()  # returns on the KeyboardInterrupt
     assert answers == [2, 2, 2]
+    assert not board.process.is_alive()
     with pytest.raises(OSError):
-        _get_json(f"{base}/api/studies")  # the socket is closed
+        _get_json(f"{base}/api/studies")  # the server is gone
+
+
+def test_dashboard_port_in_use_is_one_error_line(stored: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = runner.invoke(app, ["dashboard", "--storage", stored, "--port", str(s.getsockname()[1])])
+    assert r.exit_code == 2 and r.output.startswith("error: cannot listen on 127.0.0.1:")
 
 
 @pytest.mark.slow
