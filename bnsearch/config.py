@@ -44,6 +44,7 @@ class RunConfig:
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. skopt estimator
     save_models: str = "best"  # best, all or none: trial models kept in the artifact store
     artifacts: str | None = None  # artifact-store folder; default beside the SQLite database
+    mlflow_uri: str | None = None  # MLflow tracking URI: one MLflow run per trial (needs mlflow)
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""

@@ -39,6 +39,12 @@ class GlobalOptions:
 
 options = GlobalOptions()
 
+MlflowOpt = Annotated[
+    str | None,
+    typer.Option(
+        help='MLflow tracking URI (e.g. http://127.0.0.1:5000): one MLflow run per trial in an experiment named after the study; needs pip install -e ".[tracking]".'
+    ),
+]
 ArtifactsOpt = Annotated[
     str | None,
     typer.Option(

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from bnsearch.cli.app import (
     ArtifactsOpt,
+    MlflowOpt,
     app,
     configure_logging,
     console,
@@ -75,6 +76,7 @@ def compare(
     workers: Annotated[
         int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")
     ] = 1,
+    mlflow_uri: MlflowOpt = None,
 ) -> None:
     """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
     with user_errors():
@@ -107,6 +109,7 @@ def compare(
             from_studies=tuple(from_study or ()),
             workers=workers,
             threads=threads,
+            mlflow_uri=mlflow_uri,
         )
         configure_logging(options.verbosity)
         cfg.validate()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import ArtifactsOpt, app, configure_logging, console, options, set_threads, user_errors
+from bnsearch.cli.app import ArtifactsOpt, MlflowOpt, app, configure_logging, console, options, set_threads, user_errors
 from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
 from bnsearch.samplers import strategies
 from bnsearch.search.pruners import PRUNER_NAMES
@@ -99,6 +99,7 @@ def run(
         ),
     ] = "best",
     artifacts: ArtifactsOpt = None,
+    mlflow_uri: MlflowOpt = None,
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -139,6 +140,7 @@ def run(
             precision=precision,
             save_models=save_models,
             artifacts=artifacts,
+            mlflow_uri=mlflow_uri,
         )
         configure_logging(options.verbosity)
         cfg.validate()
@@ -167,7 +169,7 @@ def run(
             f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {mask_url(cfg.storage)} · "
             f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} on {setup.data.device}"
             f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}"
-            f", {setup.cfg.precision}",
+            f", {setup.cfg.precision}{_tracking_note(cfg)}",
             highlight=False,
         )
         with interrupts_raise() as intr:
@@ -178,6 +180,10 @@ def run(
                 close_interrupted(study, worker_id(), started)
                 _interrupted(study, intr.signum)
         _print_summary(study, elapsed_s=progress.elapsed_s)
+
+
+def _tracking_note(cfg: RunConfig) -> str:
+    return f" · MLflow {mask_url(cfg.mlflow_uri)}" if cfg.mlflow_uri else ""
 
 
 def _interrupted(study: optuna.Study, signum: int | None) -> None:
@@ -209,7 +215,8 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
         f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
         f"in {mask_url(cfg.storage)} · "
         f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
-        f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each), {setup.cfg.precision}",
+        f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each), {setup.cfg.precision}"
+        f"{_tracking_note(cfg)}",
         highlight=False,
     )
     with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:

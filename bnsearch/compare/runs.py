@@ -48,6 +48,7 @@ class CompareConfig:
     from_studies: tuple[str, ...] = ()  # benchmark: studies whose trials fit the surrogate
     workers: int = 1  # real mode: runs topped up at the same time, each in its own process
     threads: int | None = None  # torch threads per worker process; default: cores / workers
+    mlflow_uri: str | None = None  # real mode: log every trial to this MLflow tracking server
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -69,6 +70,8 @@ class CompareConfig:
             raise ConfigError(f"--prefix must be a non-empty name without '/', got {self.prefix!r}")
         if self.from_studies and not self.benchmark:
             raise ConfigError("--from-study only applies with --benchmark")
+        if self.benchmark and self.mlflow_uri:
+            raise ConfigError("--mlflow-uri logs trained trials; --benchmark trains none, so leave one out")
         if self.benchmark:
             given = [
                 o
@@ -111,6 +114,7 @@ class CompareConfig:
             widths=self.widths,
             threads=self.threads,
             save_models="none",  # a comparison ranks strategies; it keeps no models
+            mlflow_uri=self.mlflow_uri,
         )
 
     def default_out_path(self) -> Path:

@@ -76,6 +76,10 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
         BnsearchError: any invalid option, space, dataset or storage; nothing is written then.
     """
     cfg.validate()
+    if cfg.mlflow_uri:
+        from bnsearch.tracking import check_tracking
+
+        check_tracking(cfg.mlflow_uri)
     strategy = get_strategy(cfg.strategy)
     space = load_space(cfg)
     device = resolve_device(cfg.device)
@@ -157,13 +161,23 @@ def make_objective(setup: SearchSetup) -> Objective:
     )
 
 
+def run_callbacks(setup: SearchSetup) -> list[StudyCallback]:
+    """The Optuna callbacks every process running trials of this search adds (MLflow logging)."""
+    if not setup.cfg.mlflow_uri:
+        return []
+    from bnsearch.tracking import MlflowLogger
+
+    folder = setup.saver.folder if setup.saver is not None else None
+    return [MlflowLogger(uri=setup.cfg.mlflow_uri, storage=setup.cfg.storage, artifacts=folder)]
+
+
 def optimize(setup: SearchSetup, *, callbacks: Sequence[StudyCallback] = ()) -> optuna.Study:
     """Run ``cfg.trials`` more trials (or until ``cfg.timeout_s``) on the prepared study."""
     setup.study.optimize(
         make_objective(setup),
         n_trials=setup.cfg.trials,
         timeout=setup.cfg.timeout_s,
-        callbacks=list(callbacks),
+        callbacks=[*run_callbacks(setup), *callbacks],
         catch=(Exception,),
         gc_after_trial=False,
     )

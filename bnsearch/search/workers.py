@@ -406,13 +406,14 @@ def _worker_main(
             )
             optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
             torch.set_num_threads(cfg.threads or 1)
-            from bnsearch.search.run import make_objective, prepare_search
+            from bnsearch.search.run import make_objective, prepare_search, run_callbacks
 
             setup = prepare_search(cfg, worker_index=index)
             set_backends(str(setup.data.device))
             study = setup.study
             started = track_running_trials(study)
             objective = make_objective(setup)
+            callbacks = run_callbacks(setup)
             try:
                 # Start together, so one fast starter does not take every ticket.
                 barrier.wait(timeout=START_BARRIER_S)
@@ -420,7 +421,7 @@ def _worker_main(
                 pass
             while (deadline is None or time.time() < deadline) and tickets.acquire(block=False):
                 try:
-                    study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                    study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
                 except Exception as e:
                     if intr.signum is None:
                         raise
