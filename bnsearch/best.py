@@ -190,8 +190,8 @@ def _search_splits(best: BestTrial) -> tuple[int, Any]:
     Raises:
         StudyError: the study used split fractions this bnsearch does not.
     """
-    from bnsearch.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset
-    from bnsearch.seeding import derive_seed
+    from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset
+    from bnsearch.core.seeding import derive_seed
 
     ident = best.identity
     for key, now in (("val_fraction", VAL_FRACTION), ("test_fraction", TEST_FRACTION)):
@@ -221,8 +221,8 @@ def evaluate_saved_model(
     """
     import torch
 
+    from bnsearch.core.train import evaluate
     from bnsearch.saved_models import download_model
-    from bnsearch.train import evaluate
 
     if best.saved_model is None:
         raise ModelError(f"trial #{best.number} of '{best.study_name}' has no saved model")

@@ -38,7 +38,7 @@ from bnsearch.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     import optuna
 
-    from bnsearch.model import BNCNN
+    from bnsearch.core.model import BNCNN
 
 MODEL_FORMAT = "bnsearch-model/2"  # config.json "format"; bump when the folder layout changes
 WEIGHTS_FILE = "model.pt"  # a model folder's state_dict

@@ -14,14 +14,14 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from bnsearch.data import load_dataset, split_dataset
-from bnsearch.seeding import derive_seed
-from bnsearch.train import evaluate
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from bnsearch import keys
 from bnsearch.best import load_model
+from bnsearch.core.data import load_dataset, split_dataset
+from bnsearch.core.seeding import derive_seed
+from bnsearch.core.train import evaluate
 from bnsearch.saved_models import AtomicFileSystemArtifactStore
 
 # fp32: the saved model evaluated here must give the accuracy the search measured.
