@@ -87,34 +87,6 @@ def _main(
     options.verbosity = -1 if quiet else verbose
 
 
-def default_threads(workers: int, *, cores: int | None = None, load: float | None = None) -> int:
-    """Torch threads per worker when ``--threads`` is not given: the cores split over the
-    workers, but never more than the cores other processes leave idle.
-
-    Small convolutions run one OpenMP barrier per op: a thread whose core is taken by another
-    process stalls all the others, and a 2-thread trial was measured 3–10× slower than a
-    1-thread one on a busy 2-core machine (benchmarks/README.md), so a busy machine gets 1.
-    """
-    cores = cores or os.cpu_count() or 1
-    share = max(1, cores // workers)
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # not available on this platform
-            return share
-    idle = int(cores - load + 0.5)
-    return max(1, min(share, idle))
-
-
-def set_threads(threads: int | None, workers: int) -> int:
-    """Torch CPU threads for this process: ``threads`` or ``default_threads(workers)``."""
-    import torch
-
-    n = threads or default_threads(workers)
-    torch.set_num_threads(n)
-    return n
-
-
 def main() -> None:
     """Console entry point."""
     app(prog_name="bnsearch")

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import app, configure_logging, console, err_console, options, set_threads, user_errors
+from bnsearch.cli.app import app, configure_logging, console, err_console, options, user_errors
 from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE
+from bnsearch.core.cpu import set_threads
 from bnsearch.search.pruners import PRUNER_NAMES
 
 if TYPE_CHECKING:
@@ -56,7 +57,12 @@ def compare(
         str, typer.Option(help="First part of the run studies' names: <prefix>-<dataset>-<strategy>-s<seed>.")
     ] = "compare",
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch CPU threads per run [default: the cores other processes leave idle right now, split over --workers]."
+        ),
+    ] = None,
     widths: Annotated[
         str | None, typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")
     ] = None,
@@ -136,7 +142,9 @@ def best(
     ] = False,
     out: Annotated[str | None, typer.Option(help="Model folder for --retrain [default: models/<study>].")] = None,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch CPU threads [default: the cores other processes leave idle right now].")
+    ] = None,
 ) -> None:
     """Show a study's best trial; with --retrain, retrain it and write model.pt, config.json, metrics.json."""
     with user_errors():

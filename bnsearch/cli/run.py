@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import app, configure_logging, console, options, set_threads, user_errors
+from bnsearch.cli.app import app, configure_logging, console, options, user_errors
 from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
+from bnsearch.core.cpu import set_threads
 from bnsearch.samplers import strategies
 from bnsearch.search.pruners import PRUNER_NAMES
 
@@ -60,7 +61,7 @@ def run(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="Torch CPU threads per worker [default: cores / workers, fewer when other processes keep cores busy]."
+            help="Torch CPU threads per worker [default: the cores other processes leave idle right now, split over the workers]."
         ),
     ] = None,
     skopt_estimator: Annotated[

@@ -1,6 +1,7 @@
 """The core: plain, typed Python that knows nothing of Optuna at run time.
 
 ``space`` (the search space and ``TrialParams``), ``model`` (the BN-CNN), ``data`` and
-``formats`` (datasets on the device), ``train`` (the training loop) and ``seeding``. Frozen
+``formats`` (datasets on the device), ``train`` (the training loop), ``seeding`` and ``cpu``
+(how many torch threads to run). Frozen
 configs in, typed results out; the search, the CLI and the reports are built on top.
 """

@@ -9,8 +9,9 @@ the same storage, loads the same study and calls ``study.optimize``. What this m
   (``study.optimize(n_trials=1)``), so fast workers do more trials and the total is exact.
   A trial re-queued by Optuna's heartbeat retry is popped by the next ``ask`` and uses a
   ticket like any other trial.
-* **Split.** Each worker gets ``cores // N`` torch threads and its own device when there are
-  several GPUs (``--devices`` or round-robin over ``cuda:0..``).
+* **Split.** Each worker gets ``free cores // N`` torch threads (``core/cpu.py``: cores that other
+  processes keep busy right now are left alone) and its own device when there are several
+  GPUs (``--devices`` or round-robin over ``cuda:0..``).
 * **Signals.** SIGINT / SIGTERM close the running trial as failed with the reason
   ``interrupted`` (``search.objective`` writes it) and the process exits; the parent forwards the
   signal to its workers, waits for them, and reports. A worker that dies without a word
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_device
+from bnsearch.core.cpu import default_threads
 from bnsearch.errors import BnsearchError, ConfigError
 
 if TYPE_CHECKING:
@@ -89,14 +91,6 @@ class WorkersOutcome:
         return tuple(e for e in self.exits if e.exitcode not in clean)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which containers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def plan_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[WorkerSlot, ...]:
     """Give each of ``cfg.workers`` workers (at most one per trial) a device and a CPU share.
 
@@ -123,8 +117,8 @@ def plan_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[WorkerSlo
                 resolved = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     # More workers than trials would only start processes that find no ticket.
     n = min(cfg.workers, cfg.trials)
-    # Split the cores so N workers never run more threads than there are cores.
-    threads = cfg.threads or max(1, usable_cores() // n)
+    # Split the idle cores so N workers never run more threads than there are free cores.
+    threads = cfg.threads or default_threads(n)
     return tuple(WorkerSlot(i, resolved[i % len(resolved)], threads) for i in range(n))
 
 
