@@ -2,7 +2,7 @@
 """The default thread count against every fixed ``--threads``, on an idle and on a busy machine.
 
 Three conditions, each measured with ``--threads 1``, ``--threads 2`` (up to ``--max-threads``)
-and with no ``--threads`` (the default, decided by ``bnsearch/cpu.py``):
+and with no ``--threads`` (the default, decided by ``bnsearch/core/cpu.py``):
 
 (a) ``idle after burst``: every core spun for ``--burst-s`` seconds (60: what a ``pip install``
     or a test run leaves behind), then stopped. The default runs first, right after the burst,

@@ -2,6 +2,6 @@
 
 ``space`` (the search space and ``TrialParams``), ``model`` (the BN-CNN), ``data`` and
 ``formats`` (datasets on the device), ``train`` (the training loop), ``seeding`` and ``cpu``
-(how many torch threads to run). Frozen
-configs in, typed results out; the search, the CLI and the reports are built on top.
+(how many torch threads to run). Frozen configs in, typed results out; the search, the CLI
+and the reports are built on top.
 """
