@@ -70,7 +70,7 @@ def test_read_cpu_times_reads_this_machine() -> None:
     if not cpu.PROC_STAT.exists():
         pytest.skip("no /proc/stat here")
     before = cpu.read_cpu_times()
-    sum(i * i for i in range(300_000))  # burn some CPU in this process
+    sum(i * i for i in range(2_000_000))  # burn ≈ 0.1 s of CPU in this process (10 ms ticks)
     after = cpu.read_cpu_times()
     assert before is not None and after is not None
     assert after.cores == cpu.usable_cores()
