@@ -16,6 +16,9 @@ from typing import Any
 
 import torch
 
+# Environment variables that cap the instruction set of torch's, oneDNN's and MKL's kernels.
+_ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from a checkout
     sys.path.insert(0, str(ROOT))
@@ -35,7 +38,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    caps = f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    forced = [f"{k}={os.environ[k]}" for k in _ISA_CAPS if k in os.environ]
+    if forced:
+        caps += f" ({', '.join(forced)})"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {caps}"
 
 
 def header(title: str) -> None:
