@@ -36,7 +36,6 @@ import math
 import statistics
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Callable
 
@@ -142,7 +141,7 @@ def same_search(
         for v in variants:
             study = studies[v]
             trial = study.ask()
-            t0 = time.perf_counter()
+            t0 = _common.clock()
             if v == "naive":
                 params = space.suggest(trial)
                 seed_i = derive_seed(seed, "trial", trial.number)
@@ -168,7 +167,7 @@ def same_search(
                 last = study.trials[-1]
                 diverged = last.state == optuna.trial.TrialState.PRUNED  # no pruner: only divergence
                 n_ep = min(int(last.user_attrs.get("epochs_run", epochs)) + diverged, epochs)
-            dt = time.perf_counter() - t0
+            dt = _common.clock() - t0
             t_trial[v] = dt / max(n_ep, 1)
             seconds[v] += dt
             epochs_run[v] += n_ep
@@ -222,7 +221,7 @@ def peak_fraction(
         for v in ("naive b32", "before b128", *(f"{pr} b{bs}" for bs in (32, 128) for pr in precisions)):
             pv = dataclasses.replace(p, batch_size=int(v.split("b")[-1]))
             m = network(v, pv, data, seed=0)
-            t0 = time.perf_counter()
+            t0 = _common.clock()
             if v.startswith("naive"):
                 naive_train(m, data, pv, seed=0)
             elif v.startswith("before"):
@@ -231,7 +230,7 @@ def peak_fraction(
                 before(m, data, pv, seed=0)
             else:
                 train(m, data, pv, seed=0, cfg=TrainConfig(precision=v.split()[0]))
-            best[v] = min(best.get(v, float("inf")), (time.perf_counter() - t0) / epochs)
+            best[v] = min(best.get(v, float("inf")), (_common.clock() - t0) / epochs)
     print(
         f"\n{name}: {fwd_bwd / 1e6:.2f} MFLOP/sample fwd+bwd, {fwd / 1e6:.2f} fwd; "
         f"{len(data.train_y)} train + {len(data.val_y)} val per epoch; best of {repeats}"
@@ -270,12 +269,12 @@ def lr_sweep(data: DeviceData, *, lrs: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2
             bs = int(v.split("b")[-1])
             p = dataclasses.replace(fixed_params(epochs), lr=lr, batch_size=bs)
             m = network(v, p, data, seed=1)
-            t0 = time.perf_counter()
+            t0 = _common.clock()
             if v.startswith("naive"):
                 acc, _ = naive_train(m, data, p, seed=1)
             else:
                 acc = train(m, data, p, seed=1, cfg=TrainConfig(precision=v.split()[0])).val_acc
-            row.append(f"{v} {100 * acc:5.1f}% {(time.perf_counter() - t0) / epochs:5.2f}s")
+            row.append(f"{v} {100 * acc:5.1f}% {(_common.clock() - t0) / epochs:5.2f}s")
         print(f"  lr {lr:<5} " + " | ".join(row), flush=True)
 
 
@@ -299,11 +298,21 @@ def main() -> None:
         default="both",
         help="bnsearch variants to time against the naive loop (fp32: what a CPU without bf16 units gets)",
     )
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU seconds, not the wall clock (needs --threads 1; for a busy machine)",
+    )
     args = ap.parse_args()
+    if args.cpu_time:
+        if args.threads != 1:
+            ap.error("--cpu-time needs --threads 1 (CPU seconds of several threads add up)")
+        _common.use_cpu_time()
     precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _common.header("train_throughput")
+    print(f"clock: {'process CPU time' if args.cpu_time else 'wall'}")
     peak = _common.matmul_peak_gflops(torch.float32)
     peaks = f"fp32 {peak:.0f} GFLOP/s"
     if "bf16" in precisions:
