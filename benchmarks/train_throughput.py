@@ -67,6 +67,8 @@ def load_before_train() -> Callable[..., TrainResult] | None:
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+    # The modules it imports (data, model, seeding, space) now live in bnsearch.core.
+    src = src.replace("from bnsearch.", "from bnsearch.core.")
     module = types.ModuleType("bnsearch_train_before")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(src, f"{BEFORE_COMMIT}:bnsearch/train.py", "exec"), module.__dict__)
