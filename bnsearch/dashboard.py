@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.simple_server import make_server as _wsgiref_server
 
-from bnsearch.config import DEFAULT_STORAGE
+from bnsearch.config import default_storage
 from bnsearch.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def make_app(storage: str | None = None) -> Callable[..., Any]:
         import optuna_dashboard
     except ImportError:
         raise MissingDependencyError("optuna-dashboard", "bnsearch dashboard") from None
-    rdb = open_storage(storage or DEFAULT_STORAGE, create=False, heartbeat=False)
+    rdb = open_storage(storage or default_storage(), create=False, heartbeat=False)
     return optuna_dashboard.wsgi(rdb)
 
 
@@ -60,7 +60,8 @@ def make_server(storage: str | None = None, *, host: str = "127.0.0.1", port: in
     """Bind optuna-dashboard on ``host:port``; call ``serve_forever()`` on the result.
 
     Args:
-        storage: Storage URL; default ``bnsearch.config.DEFAULT_STORAGE``.
+        storage: Storage URL; default ``bnsearch.config.default_storage()``
+            ($BNSEARCH_STORAGE, $OPTUNA_STORAGE or the SQLite file).
         host: Interface to listen on (127.0.0.1: this machine only; 0.0.0.0: all).
         port: TCP port; 0 picks a free one (read it back from ``server.server_port``).
 

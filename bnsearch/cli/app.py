@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from bnsearch import __version__
+from bnsearch.config import DEFAULT_STORAGE, default_storage, storage_origin
 from bnsearch.errors import BnsearchError
 
 app = typer.Typer(
@@ -38,6 +39,24 @@ class GlobalOptions:
 
 
 options = GlobalOptions()
+
+STORAGE_HELP = (
+    "Study storage: a SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://user:pw@host/db) or an "
+    f"Optuna journal file (journal:///file.log). [default: $BNSEARCH_STORAGE, else $OPTUNA_STORAGE, else {DEFAULT_STORAGE}]"
+)
+StorageOpt = Annotated[str | None, typer.Option(help=STORAGE_HELP, show_default=False)]
+
+
+def storage_url(storage: str | None) -> str:
+    """``--storage`` as given, else the default from the environment."""
+    return default_storage() if storage is None else storage
+
+
+def storage_text(url: str) -> str:
+    """The storage for a printed line: password masked, and the variable it came from."""
+    from bnsearch.study import redact_url
+
+    return redact_url(url) + storage_origin(url)
 
 
 @contextmanager

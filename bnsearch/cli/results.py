@@ -11,8 +11,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import app, configure_logging, console, err_console, options, user_errors
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE
+from bnsearch.cli.app import (
+    StorageOpt,
+    app,
+    configure_logging,
+    console,
+    err_console,
+    options,
+    storage_text,
+    storage_url,
+    user_errors,
+)
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER
 from bnsearch.core.cpu import set_threads
 from bnsearch.search.pruners import PRUNER_NAMES
 
@@ -33,7 +43,7 @@ def compare(
     pruner: Annotated[
         str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")
     ] = DEFAULT_PRUNER,
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL holding every run's study.")] = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     space: Annotated[
         str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
     ] = None,
@@ -92,7 +102,7 @@ def compare(
             epochs=epochs,
             batch_size=batch_size,
             pruner=pruner,
-            storage=storage,
+            storage=storage_url(storage),
             space_path=space,
             device=device,
             widths=width_pair,
@@ -134,8 +144,10 @@ def compare(
 
 @app.command()
 def best(
-    study: Annotated[str, typer.Option(help="Study whose best trial to show (and retrain).")],
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
+    study: Annotated[
+        str, typer.Option("--study", "--study-name", help="Study whose best trial to show (and retrain).")
+    ],
+    storage: StorageOpt = None,
     retrain: Annotated[
         bool,
         typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model."),
@@ -150,7 +162,7 @@ def best(
     with user_errors():
         from bnsearch.best import find_best, retrain_best
 
-        found = find_best(storage, study)
+        found = find_best(storage_url(storage), study)
         table = Table(
             title=f"best trial #{found.number} of {study}: val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)"
         )
@@ -209,15 +221,13 @@ def predict(
 
 # ---- results: dashboard, studies, report, export (issue 5) ----
 
-_STORAGE_HELP = "SQLAlchemy URL of the study database."
 _STUDY_HELP = "Name of the study (see `bnsearch studies`)."
-StorageOpt = Annotated[str, typer.Option(help=_STORAGE_HELP)]
-StudyOpt = Annotated[str, typer.Option(help=_STUDY_HELP)]
+StudyOpt = Annotated[str, typer.Option("--study", "--study-name", help=_STUDY_HELP)]
 
 
 @app.command()
 def dashboard(
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8080,
 ) -> None:
@@ -226,24 +236,29 @@ def dashboard(
         configure_logging(options.verbosity)
         from bnsearch.dashboard import make_server, serve_until_interrupted, server_url
 
-        server = make_server(storage, host=host, port=port)
+        url_ = storage_url(storage)
+        server = make_server(url_, host=host, port=port)
         url = server_url(server, host)
-        console.print(f"optuna-dashboard on {storage}: {url}  (Ctrl-C to stop)", highlight=False)
+        console.print(f"optuna-dashboard on {storage_text(url_)}: {url}  (Ctrl-C to stop)", highlight=False)
         serve_until_interrupted(server)
         console.print("dashboard stopped", highlight=False)
 
 
 @app.command()
 def studies(
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
 ) -> None:
     """List the studies in a storage: strategy, dataset, trial counts, best value, last update."""
     with user_errors():
         from bnsearch.analysis import study_summaries
 
-        rows = study_summaries(storage)
-        if not rows:
-            console.print(f"no studies in {storage}", highlight=False)
+        url = storage_url(storage)
+        rows = study_summaries(url)
+        err_console.print(  # stderr: stdout stays one line per study, for scripts
+            f"{len(rows) or 'no'} stud{'y' if len(rows) == 1 else 'ies'} in {storage_text(url)}",
+            highlight=False,
+            soft_wrap=True,
+        )
         for s in rows:
             best = "-" if s.best_value is None else f"{s.best_value:.4f}"
             last = "-" if s.last_update is None else s.last_update.strftime("%Y-%m-%d %H:%M:%S")
@@ -260,27 +275,29 @@ def studies(
 @app.command()
 def report(
     study: StudyOpt,
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     out: Annotated[str | None, typer.Option(help="HTML file to write [default: <study>-report.html].")] = None,
 ) -> None:
     """Write one self-contained HTML report (figures and BN findings; opens offline)."""
     with user_errors():
         from bnsearch.report import write_report
 
-        path = write_report(study, storage, out=out)
-        console.print(f"wrote {path}", highlight=False, markup=False)
+        url = storage_url(storage)
+        path = write_report(study, url, out=out)
+        console.print(f"wrote {path} (study {study} in {storage_text(url)})", highlight=False, markup=False)
 
 
 @app.command()
 def export(
     study: StudyOpt,
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     out: Annotated[str | None, typer.Option(help="File to write [default: <study>.<format>].")] = None,
 ) -> None:
     """Export one row per trial: settings, state, value, duration and per-epoch curves."""
     with user_errors():
         from bnsearch.analysis import export_trials
 
-        path = export_trials(study, storage, fmt=fmt, out=out)
-        console.print(f"wrote {path}", highlight=False, markup=False)
+        url = storage_url(storage)
+        path = export_trials(study, url, fmt=fmt, out=out)
+        console.print(f"wrote {path} (study {study} in {storage_text(url)})", highlight=False, markup=False)

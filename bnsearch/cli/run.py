@@ -9,8 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import app, configure_logging, console, options, user_errors
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
+from bnsearch.cli.app import (
+    StorageOpt,
+    app,
+    configure_logging,
+    console,
+    options,
+    storage_text,
+    storage_url,
+    user_errors,
+)
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_TRIALS, RunConfig
 from bnsearch.core.cpu import set_threads
 from bnsearch.samplers import strategies
 from bnsearch.search.pruners import PRUNER_NAMES
@@ -28,7 +37,18 @@ def _strategy_help() -> str:
 def run(
     strategy: Annotated[str | None, typer.Option(help=_strategy_help() + " [default: tpe]")] = None,
     trials: Annotated[
-        int | None, typer.Option(help=f"Trials to add to the study in this run. [default: {DEFAULT_TRIALS}]")
+        int | None,
+        typer.Option(
+            help=f"Trials to add to the study in this run. [default: {DEFAULT_TRIALS}; with --max-trials, no "
+            "limit of its own]"
+        ),
+    ] = None,
+    max_trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Study-wide budget: stop once the study holds this many trials, however many processes "
+            "and machines run it (exact; running and retried trials count)."
+        ),
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     dataset: Annotated[
@@ -49,9 +69,10 @@ def run(
             + f". [default: {DEFAULT_PRUNER}: keep the best 25% at each epoch]"
         ),
     ] = None,
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     study_name: Annotated[
-        str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")
+        str | None,
+        typer.Option("--study-name", "--study", help="Study to create or resume [default: <dataset>-<strategy>]."),
     ] = None,
     space: Annotated[
         str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
@@ -99,7 +120,13 @@ def run(
 
         chosen = presets.resolve(
             preset,
-            {"strategy": "tpe", "trials": DEFAULT_TRIALS, "dataset": DEFAULT_DATASET, "pruner": DEFAULT_PRUNER},
+            {
+                "strategy": "tpe",
+                # With a study-wide budget a run needs no count of its own: the budget stops it.
+                "trials": max_trials or DEFAULT_TRIALS,
+                "dataset": DEFAULT_DATASET,
+                "pruner": DEFAULT_PRUNER,
+            },
             strategy=strategy,
             trials=trials,
             dataset=dataset,
@@ -114,12 +141,13 @@ def run(
         cfg = RunConfig(
             strategy=strategy,
             trials=trials,
+            max_trials=max_trials,
             timeout_s=timeout,
             dataset=dataset,
             epochs=epochs,
             batch_size=batch_size,
             pruner=pruner,
-            storage=storage,
+            storage=storage_url(storage),
             study_name=study_name,
             space_path=space,
             seed=seed,
@@ -155,7 +183,7 @@ def run(
         started = track_running_trials(study)
         verb = "resuming" if setup.resumed else "created"
         console.print(
-            f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {cfg.storage} · "
+            f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {storage_text(cfg.storage)} · "
             f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} on {setup.data.device}"
             f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}"
             f", {setup.cfg.precision}",
@@ -163,12 +191,14 @@ def run(
         )
         with interrupts_raise() as intr:
             try:
-                with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:
+                with SearchProgress(
+                    console, total=cfg.trials, label=study.study_name, study_total=cfg.max_trials
+                ) as progress:
                     optimize(setup, callbacks=[progress])
             except KeyboardInterrupt:
                 close_interrupted(study, worker_id(), started)
                 _interrupted(study, intr.signum)
-        _print_summary(study, elapsed_s=progress.elapsed_s)
+        _print_summary(study, elapsed_s=progress.elapsed_s, max_trials=cfg.max_trials)
 
 
 def _interrupted(study: optuna.Study, signum: int | None) -> None:
@@ -180,7 +210,7 @@ def _interrupted(study: optuna.Study, signum: int | None) -> None:
     name = signal.Signals(signum).name if signum else "SIGINT"
     n = len(study.get_trials(deepcopy=False))
     typer.echo(
-        f"interrupted by {name}: running trials were closed as failed (reason 'interrupted'); "
+        f"interrupted by {name}: running trials were closed as failed (reason 'interrupted') and queued again; "
         f"{n} trials in study '{study.study_name}'; rerun the same command to resume",
         err=True,
     )
@@ -198,7 +228,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
     placement = ", ".join(sorted({s.device for s in slots}))
     console.print(
         f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
-        f"in {cfg.storage} · "
+        f"in {storage_text(cfg.storage)} · "
         f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
         f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each), {setup.cfg.precision}",
         highlight=False,
@@ -207,7 +237,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
         outcome = run_workers(setup, slots, on_trial=progress, verbosity=options.verbosity)
     if outcome.signum is not None:
         _interrupted(study, outcome.signum)
-    _print_summary(study, elapsed_s=progress.elapsed_s)
+    _print_summary(study, elapsed_s=progress.elapsed_s, max_trials=cfg.max_trials)
     if outcome.failed_workers:
         for e in outcome.failed_workers:
             typer.echo(
@@ -219,15 +249,17 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
         raise typer.Exit(code=1)
 
 
-def _print_summary(study: optuna.Study, *, elapsed_s: float) -> None:
+def _print_summary(study: optuna.Study, *, elapsed_s: float, max_trials: int | None = None) -> None:
     from optuna.trial import TrialState
 
     from bnsearch import keys
+    from bnsearch.search.budget import counted_trials
 
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    budget = "" if max_trials is None else f" ({counted_trials(trials)} of --max-trials {max_trials})"
     console.print(
-        f"{len(trials)} trials in study: {counts[TrialState.COMPLETE]} complete, "
+        f"{len(trials)} trials in study{budget}: {counts[TrialState.COMPLETE]} complete, "
         f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed; this run took {elapsed_s:.0f}s",
         highlight=False,
     )

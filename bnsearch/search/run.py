@@ -24,6 +24,7 @@ from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import SearchSpace
 from bnsearch.core.train import TrainConfig
 from bnsearch.samplers import SamplerContext, get_strategy, make_sampler, n_startup_trials
+from bnsearch.search.budget import BudgetedStudy, BudgetReached, budget_lock
 from bnsearch.search.objective import Objective
 from bnsearch.search.pruners import make_pruner
 from bnsearch.study import create_or_resume, library_versions, open_storage, sqlite_path
@@ -91,7 +92,9 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
         existing = optuna.load_study(study_name=name, storage=storage)
         n_existing = len(existing.get_trials(deepcopy=False))
         study_precision = existing.user_attrs.get(keys.STUDY_CONFIG, {}).get("precision")
-    precision = resolve_precision(cfg.precision, train_devices or (device,), study_precision=study_precision)
+    precision = resolve_precision(
+        cfg.precision, train_devices or (device,), study_precision=study_precision, follow_study=True
+    )
     cfg = replace(cfg, precision=precision)
     # A resumed run must not replay the first run's random draws: the sampler seed also
     # depends on how many trials exist and on which worker this is. On a database server,
@@ -117,6 +120,8 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
     study, resumed = create_or_resume(
         storage, name, identity=study_identity(cfg, space), attrs=attrs, sampler=sampler, pruner=pruner
     )
+    if cfg.max_trials is not None:
+        study = BudgetedStudy(study, max_trials=cfg.max_trials, lock=budget_lock(cfg.storage, storage, name))
     return SearchSetup(cfg=cfg, space=space, data=data, study=study, resumed=resumed, n_existing=n_existing)
 
 
@@ -133,15 +138,19 @@ def make_objective(setup: SearchSetup) -> Objective:
 
 
 def optimize(setup: SearchSetup, *, callbacks: Sequence[StudyCallback] = ()) -> optuna.Study:
-    """Run ``cfg.trials`` more trials (or until ``cfg.timeout_s``) on the prepared study."""
-    setup.study.optimize(
-        make_objective(setup),
-        n_trials=setup.cfg.trials,
-        timeout=setup.cfg.timeout_s,
-        callbacks=list(callbacks),
-        catch=(Exception,),
-        gc_after_trial=False,
-    )
+    """Run ``cfg.trials`` more trials (or until ``cfg.timeout_s``, or until the study holds
+    ``cfg.max_trials``) on the prepared study."""
+    try:
+        setup.study.optimize(
+            make_objective(setup),
+            n_trials=setup.cfg.trials,
+            timeout=setup.cfg.timeout_s,
+            callbacks=list(callbacks),
+            catch=(Exception,),
+            gc_after_trial=False,
+        )
+    except BudgetReached:
+        logger.info("study '%s' holds its --max-trials %s", setup.study.study_name, setup.cfg.max_trials)
     return setup.study
 
 

@@ -215,7 +215,8 @@ def track_running_trials(study: optuna.Study) -> set[int]:
 
 
 def close_interrupted(study: optuna.Study, worker: str, started: Collection[int] = ()) -> list[int]:
-    """Fail this worker's trials still RUNNING after an interrupt, with the reason ``interrupted``.
+    """Fail this worker's trials still RUNNING after an interrupt, with the reason ``interrupted``,
+    then queue every trial it interrupted again (``requeue_interrupted``).
 
     Optuna closes the trial itself when the interrupt arrives inside the objective; this
     covers an interrupt that lands in Optuna's own code: between trials, or after a trial was
@@ -238,7 +239,55 @@ def close_interrupted(study: optuna.Study, worker: str, started: Collection[int]
                 closed.append(t.number)
         except Exception as e:  # finished meanwhile, or the storage is gone: heartbeats will see to it
             logger.warning("could not close trial #%d: %s", t.number, e)
+    try:
+        requeue_interrupted(study, worker, started)
+    except Exception as e:  # the storage is gone: the trials stay failed, nothing else is lost
+        logger.warning("could not queue the interrupted trials again: %s", e)
     return closed
+
+
+def requeue_interrupted(study: optuna.Study, worker: str, started: Collection[int] = ()) -> list[int]:
+    """Queue again, WAITING with the same parameters, the trials ``worker`` closed as interrupted
+    (``started``: ids of trials it started, closed before the objective named the worker).
+
+    An interrupt (Ctrl-C, SIGTERM from ``scancel``, a pod deleted, a preemption) says nothing
+    about the trial, so it is retried the way Optuna retries a trial whose process died
+    (``RetryHeartbeatStaleTrialCallback``: ``failed_trial`` and ``retry_history`` system
+    attributes, at most ``MAX_RETRY`` times): the next ``ask`` anywhere, here or on another
+    machine, or the next run, trains it again, and ``--max-trials`` counts it once.
+
+    Returns:
+        Numbers of the interrupted trials queued again.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from bnsearch.study import MAX_RETRY
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    queued = []
+    for t in trials:
+        if (
+            t.state != TrialState.FAIL
+            or (t.user_attrs.get(keys.WORKER) != worker and t._trial_id not in started)
+            or t.user_attrs.get(keys.FAIL_REASON) != "interrupted"
+            or t.number in retried
+        ):
+            continue
+        history = [*t.system_attrs.get("retry_history", []), t.number]
+        if len(history) > MAX_RETRY:
+            continue
+        # Params only: the retry's own attributes (worker, curves, reasons) are written when it runs.
+        retry = optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=t.params,
+            distributions=t.distributions,
+            system_attrs={"failed_trial": t.system_attrs.get("failed_trial", t.number), "retry_history": history},
+        )
+        study.add_trial(retry)
+        queued.append(t.number)
+    return queued
 
 
 def prepare_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[SearchSetup, tuple[WorkerSlot, ...]]:
@@ -400,6 +449,7 @@ def _worker_main(
             )
             optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
             torch.set_num_threads(cfg.threads or 1)
+            from bnsearch.search.budget import BudgetReached
             from bnsearch.search.run import make_objective, prepare_search
 
             setup = prepare_search(cfg, worker_index=index)
@@ -415,6 +465,8 @@ def _worker_main(
             while (deadline is None or time.time() < deadline) and tickets.acquire(block=False):
                 try:
                     study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+                except BudgetReached:
+                    break  # the study holds --max-trials: a clean stop
                 except Exception as e:
                     if intr.signum is None:
                         raise
