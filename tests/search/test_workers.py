@@ -219,8 +219,10 @@ def test_an_interrupt_before_the_objective_closes_the_trial_this_process_started
         study.optimize(lambda t: 0.0, n_trials=1)
     assert close_interrupted(study, worker_id(), started) == [1]
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL]
+    # The interrupted trial is queued again (WAITING), as every interrupted trial is.
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs[keys.FAIL_REASON] == "interrupted"
+    assert trials[2].system_attrs["failed_trial"] == 1
     assert trials[0].number == foreign.number
 
 
