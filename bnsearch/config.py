@@ -69,6 +69,8 @@ class RunConfig:
     # auto, fp32 or bf16 (autocast); the resolved fp32/bf16 is part of the study's identity
     precision: str = "auto"
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. skopt estimator
+    # Trials trained together as one packed model per worker: "auto" or a count ≥ 1
+    pack: int | str = "auto"
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -92,6 +94,7 @@ class RunConfig:
             raise ConfigError("--study-name must not be empty")
         resolve_device(self.device)
         _check_precision(self.precision)
+        resolve_pack(self.pack, "cpu")
 
     @property
     def resolved_study_name(self) -> str:
@@ -136,6 +139,30 @@ def resolve_device(device: str) -> str:
                 )
         return name
     raise ConfigError(f"unknown device '{device}'; choose one of: {DEVICE_CHOICES}")
+
+
+# --pack auto: trials per pack on each device type. 1 (no packing) until benchmarks/pack.py
+# shows packing faster on that device: on this project's CPU it was slower (see the README).
+AUTO_PACK = {"cpu": 1, "cuda": 1, "mps": 1}
+MAX_PACK = 256
+
+
+def resolve_pack(pack: int | str, device: str) -> int:
+    """Trials per pack for ``--pack`` (``auto`` or a count) on ``device``.
+
+    Raises:
+        ConfigError: neither ``auto`` nor a whole number in 1..MAX_PACK.
+    """
+    if isinstance(pack, str):
+        text = pack.strip().lower()
+        if text == "auto":
+            return AUTO_PACK.get(device.split(":", 1)[0], 1)
+        if not text.isdigit():
+            raise ConfigError(f"--pack must be auto or a whole number of trials, got {pack!r}")
+        pack = int(text)
+    if not 1 <= pack <= MAX_PACK:
+        raise ConfigError(f"--pack must be between 1 and {MAX_PACK} trials (or auto), got {pack}")
+    return pack
 
 
 def _check_precision(precision: str) -> None:

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
     import optuna
 
 
+PACK_HELP = (
+    "Trials asked at once and trained together as one packed model (per worker): a count, or "
+    "auto (1, no packing, until measured faster on the device). Trials of different shape "
+    "(activation, BN placement, BN before the classifier, batch size) train as separate groups."
+)
+
+
 def _strategy_help() -> str:
     parts = [f"{s.name}{' (experimental)' if s.experimental else ''}" for s in strategies()]
     return "Search strategy: " + ", ".join(parts) + "."
@@ -113,6 +120,7 @@ def run(
             help="auto: bf16 autocast where the device has native bf16 (recent x86 CPUs, CUDA GPUs since Ampere), else fp32; a resumed study keeps its own. Or fp32, bf16 to choose (part of the study)."
         ),
     ] = "auto",
+    pack: Annotated[str, typer.Option(help=PACK_HELP)] = "auto",
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -158,6 +166,7 @@ def run(
             },
             workers=workers,
             precision=precision,
+            pack=pack,
         )
         configure_logging(options.verbosity)
         cfg.validate()

@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from bnsearch import keys
-from bnsearch.config import RunConfig, resolve_device, resolve_precision
+from bnsearch.config import RunConfig, resolve_device, resolve_pack, resolve_precision
 from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, DeviceData, load_dataset, split_dataset, to_device
 from bnsearch.core.model import ModelConfig
 from bnsearch.core.seeding import derive_seed
@@ -137,18 +137,41 @@ def make_objective(setup: SearchSetup) -> Objective:
     )
 
 
-def optimize(setup: SearchSetup, *, callbacks: Sequence[StudyCallback] = ()) -> optuna.Study:
+def optimize(
+    setup: SearchSetup,
+    *,
+    callbacks: Sequence[StudyCallback] = (),
+    take_ticket: Callable[[], bool] | None = None,
+) -> optuna.Study:
     """Run ``cfg.trials`` more trials (or until ``cfg.timeout_s``, or until the study holds
-    ``cfg.max_trials``) on the prepared study."""
+    ``cfg.max_trials``) on the prepared study.
+
+    With ``--pack`` above 1 the trials are asked in packs and trained together
+    (``bnsearch.packing``); then ``take_ticket`` (workers) is asked before every trial.
+    """
+    pack = resolve_pack(setup.cfg.pack, setup.data.device.type)
     try:
-        setup.study.optimize(
-            make_objective(setup),
-            n_trials=setup.cfg.trials,
-            timeout=setup.cfg.timeout_s,
-            callbacks=list(callbacks),
-            catch=(Exception,),
-            gc_after_trial=False,
-        )
+        if pack > 1:
+            from bnsearch.packing import optimize_packed
+
+            optimize_packed(
+                setup.study,
+                make_objective(setup),
+                pack=pack,
+                n_trials=setup.cfg.trials,
+                timeout_s=setup.cfg.timeout_s,
+                callbacks=callbacks,
+                take_ticket=take_ticket,
+            )
+        else:
+            setup.study.optimize(
+                make_objective(setup),
+                n_trials=setup.cfg.trials,
+                timeout=setup.cfg.timeout_s,
+                callbacks=list(callbacks),
+                catch=(Exception,),
+                gc_after_trial=False,
+            )
     except BudgetReached:
         logger.info("study '%s' holds its --max-trials %s", setup.study.study_name, setup.cfg.max_trials)
     return setup.study

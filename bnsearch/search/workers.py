@@ -449,8 +449,9 @@ def _worker_main(
             )
             optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
             torch.set_num_threads(cfg.threads or 1)
+            from bnsearch.config import resolve_pack
             from bnsearch.search.budget import BudgetReached
-            from bnsearch.search.run import make_objective, prepare_search
+            from bnsearch.search.run import make_objective, optimize, prepare_search
 
             setup = prepare_search(cfg, worker_index=index)
             set_backends(str(setup.data.device))
@@ -462,8 +463,16 @@ def _worker_main(
                 barrier.wait(timeout=START_BARRIER_S)
             except threading.BrokenBarrierError:
                 pass
-            while (deadline is None or time.time() < deadline) and tickets.acquire(block=False):
+
+            def take_ticket() -> bool:
+                return (deadline is None or time.time() < deadline) and bool(tickets.acquire(block=False))
+
+            packed = resolve_pack(setup.cfg.pack, setup.data.device.type) > 1
+            while packed or take_ticket():
                 try:
+                    if packed:  # asks for tickets itself, K at a time
+                        optimize(setup, take_ticket=take_ticket)
+                        break
                     study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
                 except BudgetReached:
                     break  # the study holds --max-trials: a clean stop
