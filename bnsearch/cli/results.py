@@ -79,6 +79,12 @@ def compare(
     workers: Annotated[
         int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")
     ] = 1,
+    pack: Annotated[
+        str,
+        typer.Option(
+            help="As run --pack: trials asked at once (and, in real mode, trained together as one model) in every run."
+        ),
+    ] = "auto",
 ) -> None:
     """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
     with user_errors():
@@ -111,6 +117,7 @@ def compare(
             from_studies=tuple(from_study or ()),
             workers=workers,
             threads=threads,
+            pack=pack,
         )
         configure_logging(options.verbosity)
         cfg.validate()

@@ -48,6 +48,7 @@ class CompareConfig:
     from_studies: tuple[str, ...] = ()  # benchmark: studies whose trials fit the surrogate
     workers: int = 1  # real mode: runs topped up at the same time, each in its own process
     threads: int | None = None  # torch threads per worker process; default: cores / workers
+    pack: int | str = "auto"  # trials asked at once and trained together (run --pack)
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -110,6 +111,7 @@ class CompareConfig:
             device=self.device,
             widths=self.widths,
             threads=self.threads,
+            pack=self.pack,
         )
 
     def default_out_path(self) -> Path:
