@@ -92,9 +92,9 @@ def _fail_stale(study: optuna.Study) -> None:
 class _Open:
     """One asked trial of the pack until it is told."""
 
-    def __init__(self, trial: optuna.Trial, params: TrialParams, seed: int) -> None:
+    def __init__(self, trial: optuna.Trial, params: TrialParams | None = None, seed: int = 0) -> None:
         self.trial = trial
-        self.params = params
+        self.params = params  # None: suggesting failed
         self.seed = seed
         self.history: list[EpochMetrics] = []
         self.told = False
@@ -102,14 +102,17 @@ class _Open:
 
 def _run_pack(study: optuna.Study, objective: Objective, k: int, callbacks: Sequence[StudyCallback]) -> None:
     opened: list[_Open] = []
+    asked: list[optuna.Trial] = []
     with ExitStack() as heartbeats:
         try:
             for _ in range(k):
-                trial = study.ask()
-                heartbeats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))  # type: ignore[arg-type]
-                opened.append(_Open(trial, *objective.begin(trial)))
+                asked.append(study.ask())
+                heartbeats.enter_context(get_heartbeat_thread(asked[-1]._trial_id, study._storage))  # type: ignore[arg-type]
+                opened.append(_Open(asked[-1], *objective.begin(asked[-1])))
         except BaseException as e:
             # A sampler error or Ctrl-C while asking: close what was asked, like optimize().
+            for trial in asked[len(opened) :]:
+                opened.append(_Open(trial))
             for o in opened:
                 _tell_failed(study, objective, o, None, e, callbacks)
             if isinstance(e, Exception):
@@ -118,6 +121,7 @@ def _run_pack(study: optuna.Study, objective: Objective, k: int, callbacks: Sequ
             raise
         groups: dict[tuple[object, ...], list[_Open]] = {}
         for o in opened:
+            assert o.params is not None
             groups.setdefault(shape_key(o.params), []).append(o)
         for group in groups.values():
             _train_group(study, objective, group, callbacks)
@@ -131,6 +135,7 @@ def _train_group(
     reporting: list[Callable[[], EpochMetrics | None]] = []
     try:
         for o in group:
+            assert o.params is not None
             objective.mark_packed(o.trial, numbers)
             on_epoch, now = objective.reporter(o.trial, o.history)
             reporting.append(now)

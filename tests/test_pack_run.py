@@ -14,9 +14,13 @@ from optuna.trial import FrozenTrial, TrialState
 from test_cli_run import bnsearch
 
 from bnsearch import keys
+from bnsearch.data import DeviceData
+from bnsearch.model import ModelConfig
+from bnsearch.objective import Objective
 from bnsearch.packed import shape_key
+from bnsearch.packing import optimize_packed
 from bnsearch.samplers import strategies
-from bnsearch.space import TrialParams
+from bnsearch.space import SearchSpace, TrialParams
 
 FAST = ["--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--threads", "1", "--device", "cpu"]
 # One shape (activation and BN fixed), so a pack of 4 trains as one group; lr safe from divergence.
@@ -147,3 +151,36 @@ def test_ctrl_c_closes_every_trial_of_the_pack_as_interrupted(tmp_path: Path, sq
     assert [t.user_attrs[keys.FAIL_REASON] for t in trials] == ["interrupted"] * 3
     for t in trials:
         assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == t.user_attrs[keys.VAL_ACC_CURVE]
+
+
+class _PruneNumber(optuna.pruners.BasePruner):
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return trial.number == self.number
+
+
+def test_a_pruned_trial_is_told_at_once_and_the_pack_goes_on(tiny_digits: DeviceData) -> None:
+    space = SearchSpace.default().with_fixed(
+        lr=0.05, epochs=3, batch_size=64, activation="tanh", bn_placement="none", bn_classifier=False
+    )
+    objective = Objective(space=space, data=tiny_digits, root_seed=0, model_cfg=ModelConfig(widths=(8, 16)))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.pruner = _PruneNumber(1)
+    told: list[tuple[int, TrialState, int]] = []
+
+    def record(study: optuna.Study, t: FrozenTrial) -> None:
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        told.append((t.number, t.state, running))
+
+    optimize_packed(study, objective, pack=3, n_trials=3, callbacks=[record])
+    # Trial 1 is told after its first epoch, while 0 and 2 still train; they finish all 3 epochs.
+    assert told[0] == (1, TrialState.PRUNED, 2)
+    assert sorted((n, state) for n, state, _ in told[1:]) == [(0, TrialState.COMPLETE), (2, TrialState.COMPLETE)]
+    trials = study.get_trials()
+    assert sorted(trials[1].intermediate_values) == [1]
+    assert trials[1].user_attrs[keys.PRUNE_REASON].startswith("pruned by _PruneNumber after epoch 1")
+    for t in (trials[0], trials[2]):
+        assert t.state == TrialState.COMPLETE and sorted(t.intermediate_values) == [1, 2, 3]
+        assert t.user_attrs[keys.PACK_TRIALS] == [0, 1, 2]
