@@ -34,7 +34,10 @@ bn_classifier = true
 
 @pytest.fixture
 def one_shape(tmp_path: Path) -> str:
-    return one_shape
+    """A --space file of one shape."""
+    space = tmp_path / "space.toml"
+    space.write_text(ONE_SHAPE)
+    return str(space)
 
 
 def trials_of(url: str, name: str) -> list[FrozenTrial]:
