@@ -29,13 +29,13 @@ import optuna
 import torch
 
 from bnsearch.config import RunConfig, resolve_device
-from bnsearch.data import load_dataset, split_dataset, to_device
-from bnsearch.model import build_model
-from bnsearch.packed import PackMember, train_packed
-from bnsearch.search import run_search
-from bnsearch.seeding import derive_seed
-from bnsearch.space import SearchSpace, TrialParams
-from bnsearch.train import TrainConfig, bf16_supported, train
+from bnsearch.core.data import load_dataset, split_dataset, to_device
+from bnsearch.core.model import build_model
+from bnsearch.core.packed import PackMember, train_packed
+from bnsearch.core.seeding import derive_seed
+from bnsearch.core.space import SearchSpace, TrialParams
+from bnsearch.core.train import TrainConfig, bf16_supported, train
+from bnsearch.search.run import run_search
 
 ONE_SHAPE = 'activation = "relu"\nbn_placement = "before_activation"\nbn_classifier = true\n'
 INITS = [("ones", "zeros"), ("normal", "small"), ("small", "normal"), ("ones", "normal")]

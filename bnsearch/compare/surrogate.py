@@ -20,9 +20,9 @@ import numpy as np
 from bnsearch import keys
 from bnsearch.compare.runs import CompareResult, run_from_study
 from bnsearch.compare.stats import Run, build_compare_data
+from bnsearch.config import resolve_pack
 from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import CategoricalParam, FloatParam, IntParam, SearchSpace, TrialParams
-from bnsearch.config import resolve_pack
 from bnsearch.errors import ConfigError, StudyError
 
 if TYPE_CHECKING:

@@ -147,12 +147,12 @@ def optimize(
     ``cfg.max_trials``) on the prepared study.
 
     With ``--pack`` above 1 the trials are asked in packs and trained together
-    (``bnsearch.packing``); then ``take_ticket`` (workers) is asked before every trial.
+    (``bnsearch.search.packing``); then ``take_ticket`` (workers) is asked before every trial.
     """
     pack = resolve_pack(setup.cfg.pack, setup.data.device.type)
     try:
         if pack > 1:
-            from bnsearch.packing import optimize_packed
+            from bnsearch.search.packing import optimize_packed
 
             optimize_packed(
                 setup.study,

@@ -3,8 +3,8 @@
 Optuna's ask-and-tell drives it: ``study.ask()`` K times (each trial's params are suggested
 right after its ask, so a seeded sampler draws the same params per trial number as
 ``study.optimize`` does, and TPE's constant liar sees the trials already in the pack), then
-the trials are grouped by ``packed.shape_key`` and each group trains as one packed model
-(``packed.train_packed``). Each trial is reported, pruned and told on its own: a trial that
+the trials are grouped by ``bnsearch.core.packed.shape_key`` and each group trains as one packed model
+(``bnsearch.core.packed.train_packed``). Each trial is reported, pruned and told on its own: a trial that
 is pruned or diverges is told at once and leaves the pack, which shrinks (its slot is not
 refilled). What ``study.optimize`` does around a trial is done here for all K: stale trials
 are failed first (heartbeats), every open trial sends heartbeats while its pack trains, and
@@ -24,12 +24,12 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 
-from bnsearch.packed import PackMember, shape_key, train_packed
-from bnsearch.train import EpochMetrics, TrainResult
+from bnsearch.core.packed import PackMember, shape_key, train_packed
+from bnsearch.core.train import EpochMetrics, TrainResult
 
 if TYPE_CHECKING:
-    from bnsearch.objective import Objective
-    from bnsearch.space import TrialParams
+    from bnsearch.core.space import TrialParams
+    from bnsearch.search.objective import Objective
 
 logger = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from bnsearch.data import DeviceData
-from bnsearch.model import param_groups
-from bnsearch.seeding import torch_generator
-from bnsearch.space import TrialParams
-from bnsearch.train import EpochMetrics, TrainConfig, TrainResult, _autocast, _diverged_reason, eval_batch_size
+from bnsearch.core.data import DeviceData
+from bnsearch.core.model import param_groups
+from bnsearch.core.seeding import torch_generator
+from bnsearch.core.space import TrialParams
+from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, _autocast, _diverged_reason, eval_batch_size
 
 OnEpoch = Callable[[EpochMetrics], bool | None]
 

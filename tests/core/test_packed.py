@@ -16,11 +16,11 @@ import dataclasses
 import pytest
 import torch
 
-from bnsearch.data import DeviceData
-from bnsearch.model import ModelConfig, build_model
-from bnsearch.packed import PackMember, shape_key, train_packed
-from bnsearch.space import SearchSpace, TrialParams
-from bnsearch.train import EpochMetrics, TrainConfig, TrainResult, train
+from bnsearch.core.data import DeviceData
+from bnsearch.core.model import ModelConfig, build_model
+from bnsearch.core.packed import PackMember, shape_key, train_packed
+from bnsearch.core.space import SearchSpace, TrialParams
+from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, train
 
 SMALL = ModelConfig(widths=(8, 16))
 # lr, weight_decay, momentum, gamma_init, beta_init, seed: everything that may differ in a pack

@@ -11,16 +11,15 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
-from test_cli_run import bnsearch
 
 from bnsearch import keys
-from bnsearch.data import DeviceData
-from bnsearch.model import ModelConfig
-from bnsearch.objective import Objective
-from bnsearch.packed import shape_key
-from bnsearch.packing import optimize_packed
+from bnsearch.core.data import DeviceData
+from bnsearch.core.model import ModelConfig
+from bnsearch.core.packed import shape_key
+from bnsearch.core.space import SearchSpace, TrialParams
 from bnsearch.samplers import strategies
-from bnsearch.space import SearchSpace, TrialParams
+from bnsearch.search.objective import Objective
+from bnsearch.search.packing import optimize_packed
 
 FAST = ["--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--threads", "1", "--device", "cpu"]
 # One shape (activation and BN fixed), so a pack of 4 trains as one group; lr safe from divergence.
@@ -30,6 +29,12 @@ activation = "tanh"
 bn_placement = "before_activation"
 bn_classifier = true
 """
+
+
+def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bnsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture
