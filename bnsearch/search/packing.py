@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from bnsearch.core.packed import PackMember, shape_key, train_packed
 from bnsearch.core.train import EpochMetrics, TrainResult
+from bnsearch.search.budget import BudgetReached
 
 if TYPE_CHECKING:
     from bnsearch.core.space import TrialParams
@@ -106,7 +107,12 @@ def _run_pack(study: optuna.Study, objective: Objective, k: int, callbacks: Sequ
     with ExitStack() as heartbeats:
         try:
             for _ in range(k):
-                asked.append(study.ask())
+                try:
+                    asked.append(study.ask())
+                except BudgetReached:
+                    # The study holds its --max-trials: train what was asked, then stop the loop.
+                    study._stop_flag = True
+                    break
                 heartbeats.enter_context(get_heartbeat_thread(asked[-1]._trial_id, study._storage))  # type: ignore[arg-type]
                 opened.append(_Open(asked[-1], *objective.begin(asked[-1])))
         except BaseException as e:
