@@ -16,9 +16,31 @@ from typing import Any
 
 import torch
 
+# Environment variables that cap the instruction set of torch's, oneDNN's and MKL's kernels.
+_ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from a checkout
     sys.path.insert(0, str(ROOT))
+
+
+_clock = time.perf_counter
+
+
+def use_cpu_time() -> None:
+    """Time with this process's CPU seconds instead of the wall clock.
+
+    On a machine whose cores other processes keep busy, a 1-thread process's CPU time leaves out
+    the time it waited for a core (the shared caches and memory still slow it). With more than
+    one thread it would add the threads' seconds up, so the scripts allow it with 1 thread only.
+    """
+    global _clock
+    _clock = time.process_time
+
+
+def clock() -> float:
+    """Seconds on the clock the script times with: wall, or CPU after ``use_cpu_time()``."""
+    return _clock()
 
 
 def load_avg() -> str:
@@ -35,7 +57,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    caps = f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    forced = [f"{k}={os.environ[k]}" for k in _ISA_CAPS if k in os.environ]
+    if forced:
+        caps += f" ({', '.join(forced)})"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {caps}"
 
 
 def header(title: str) -> None:
@@ -57,9 +83,9 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.float32, *, n: int = 1024, rep
         a @ b
     best = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         a @ b
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return 2 * n**3 / best / 1e9
 
 

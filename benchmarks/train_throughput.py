@@ -1,8 +1,8 @@
 # ruff: noqa: E501  (wide report lines read better unwrapped)
 """Seconds per trial-epoch: bnsearch's trainer vs a naive reference loop, and % of matmul peak.
 
-Part 1 runs the same random search (same space, trials, epochs, sampler seed, no pruning) three
-ways, trial by trial interleaved so load changes hit all of them alike:
+Part 1 runs the same random search (same space, trials, epochs, sampler seed, no pruning) in
+each variant below, trial by trial interleaved so load changes hit all of them alike:
   naive    the loop as tutorials write it: DataLoader(TensorDataset) batch 32, shuffle,
            per-batch ``loss.item()``, eval through a DataLoader under no_grad; same network,
            same lr / weight decay / momentum / init per trial.
@@ -10,6 +10,8 @@ ways, trial by trial interleaved so load changes hit all of them alike:
            128; its source is read from git so both run in one process.
   fp32     bnsearch's Objective → train() (the default space's batch size, 32).
   bf16     the same with TrainConfig(precision="bf16").
+``--precision fp32`` times only naive and fp32 (what ``--precision auto`` picks on a CPU without
+bf16 units); ``--precision bf16`` only naive and bf16; the default, both.
 It prints seconds per trial-epoch (epochs actually run) and the best validation accuracy.
 
 Part 2 trains one fixed configuration per dataset and prints throughput as a fraction of
@@ -17,6 +19,13 @@ this CPU's measured float32 matmul peak: FLOPs per epoch (train samples × forwa
 FLOPs + validation samples × forward FLOPs, counted by torch's FlopCounterMode) / seconds.
 
     PYTHONPATH=. python benchmarks/train_throughput.py [--trials 16 --epochs 2 --threads 2]
+    PYTHONPATH=. python benchmarks/train_throughput.py --precision fp32
+
+To run torch's, oneDNN's and MKL's AVX2 kernels on an AVX-512 CPU (the fp32 figures of an
+AVX2-only CPU, as far as kernels go; the header prints the capability torch used):
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        PYTHONPATH=. python benchmarks/train_throughput.py --precision fp32
 """
 
 from __future__ import annotations
@@ -27,7 +36,6 @@ import math
 import statistics
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Callable
 
@@ -59,6 +67,8 @@ def load_before_train() -> Callable[..., TrainResult] | None:
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+    # The modules it imports (data, model, seeding, space) now live in bnsearch.core.
+    src = src.replace("from bnsearch.", "from bnsearch.core.")
     module = types.ModuleType("bnsearch_train_before")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(src, f"{BEFORE_COMMIT}:bnsearch/train.py", "exec"), module.__dict__)
@@ -102,11 +112,18 @@ def naive_train(model: torch.nn.Module, data: DeviceData, p: TrialParams, *, see
 
 
 def same_search(
-    data: DeviceData, *, trials: int, epochs: int, seed: int, with_before: bool, batch_size: int | None = None
+    data: DeviceData,
+    *,
+    trials: int,
+    epochs: int,
+    seed: int,
+    with_before: bool,
+    precisions: tuple[str, ...],
+    batch_size: int | None = None,
 ) -> None:
     space = SearchSpace.default().with_fixed(epochs=epochs, batch_size=batch_size)
     before = load_before_train() if with_before else None
-    variants = ("naive", "before", "fp32", "bf16") if before else ("naive", "fp32", "bf16")
+    variants = ("naive", *(("before",) if before else ()), *precisions)
     studies = {
         v: optuna.create_study(
             direction="maximize",
@@ -116,8 +133,7 @@ def same_search(
         for v in variants
     }
     objectives = {
-        v: Objective(space=space, data=data, root_seed=seed, train_cfg=TrainConfig(precision=v))
-        for v in ("fp32", "bf16")
+        v: Objective(space=space, data=data, root_seed=seed, train_cfg=TrainConfig(precision=v)) for v in precisions
     }
     seconds = dict.fromkeys(variants, 0.0)
     epochs_run = dict.fromkeys(variants, 0)
@@ -127,7 +143,7 @@ def same_search(
         for v in variants:
             study = studies[v]
             trial = study.ask()
-            t0 = time.perf_counter()
+            t0 = _common.clock()
             if v == "naive":
                 params = space.suggest(trial)
                 seed_i = derive_seed(seed, "trial", trial.number)
@@ -153,15 +169,15 @@ def same_search(
                 last = study.trials[-1]
                 diverged = last.state == optuna.trial.TrialState.PRUNED  # no pruner: only divergence
                 n_ep = min(int(last.user_attrs.get("epochs_run", epochs)) + diverged, epochs)
-            dt = time.perf_counter() - t0
+            dt = _common.clock() - t0
             t_trial[v] = dt / max(n_ep, 1)
             seconds[v] += dt
             epochs_run[v] += n_ep
-        per_trial_ratio.append(t_trial["fp32"] / t_trial["naive"])
+        per_trial_ratio.append(t_trial[precisions[0]] / t_trial["naive"])
         print(
             f"  trial {i}: "
             + "  ".join(f"{v} {t_trial[v]:.2f}s/ep" for v in variants)
-            + f"  (params {studies['fp32'].trials[-1].params.get('activation')}, lr {studies['fp32'].trials[-1].params.get('lr'):.3g})",
+            + f"  (params {studies['naive'].trials[-1].params.get('activation')}, lr {studies['naive'].trials[-1].params.get('lr'):.3g})",
             flush=True,
         )
     print(
@@ -176,7 +192,7 @@ def same_search(
         best = values[0] if values else 0.0
         top3 = sum(values[:3]) / max(len(values[:3]), 1)
         print(f"{v:8} {s:14.3f} {s / base:8.2f} {100 * best:12.2f}% {100 * top3:13.2f}%")
-    print(f"median per-trial time ratio fp32/naive: {statistics.median(per_trial_ratio):.2f}")
+    print(f"median per-trial time ratio {precisions[0]}/naive: {statistics.median(per_trial_ratio):.2f}")
 
 
 def fixed_params(epochs: int) -> TrialParams:
@@ -194,7 +210,9 @@ def fixed_params(epochs: int) -> TrialParams:
     )
 
 
-def peak_fraction(name: str, data: DeviceData, *, peak_gflops: float, repeats: int, epochs: int) -> None:
+def peak_fraction(
+    name: str, data: DeviceData, *, peak_gflops: float, repeats: int, epochs: int, precisions: tuple[str, ...]
+) -> None:
     p = fixed_params(epochs)
     model = build_model(p, in_shape=data.in_shape, num_classes=data.num_classes, seed=0)
     fwd, fwd_bwd = _common.train_flops_per_sample(model, data.in_shape)
@@ -202,10 +220,10 @@ def peak_fraction(name: str, data: DeviceData, *, peak_gflops: float, repeats: i
     best: dict[str, float] = {}
     before = load_before_train()
     for _ in range(repeats):  # interleaved; best-of per variant
-        for v in ("naive b32", "before b128", "fp32 b32", "bf16 b32", "fp32 b128", "bf16 b128"):
+        for v in ("naive b32", "before b128", *(f"{pr} b{bs}" for bs in (32, 128) for pr in precisions)):
             pv = dataclasses.replace(p, batch_size=int(v.split("b")[-1]))
             m = network(v, pv, data, seed=0)
-            t0 = time.perf_counter()
+            t0 = _common.clock()
             if v.startswith("naive"):
                 naive_train(m, data, pv, seed=0)
             elif v.startswith("before"):
@@ -214,7 +232,7 @@ def peak_fraction(name: str, data: DeviceData, *, peak_gflops: float, repeats: i
                 before(m, data, pv, seed=0)
             else:
                 train(m, data, pv, seed=0, cfg=TrainConfig(precision=v.split()[0]))
-            best[v] = min(best.get(v, float("inf")), (time.perf_counter() - t0) / epochs)
+            best[v] = min(best.get(v, float("inf")), (_common.clock() - t0) / epochs)
     print(
         f"\n{name}: {fwd_bwd / 1e6:.2f} MFLOP/sample fwd+bwd, {fwd / 1e6:.2f} fwd; "
         f"{len(data.train_y)} train + {len(data.val_y)} val per epoch; best of {repeats}"
@@ -253,12 +271,12 @@ def lr_sweep(data: DeviceData, *, lrs: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2
             bs = int(v.split("b")[-1])
             p = dataclasses.replace(fixed_params(epochs), lr=lr, batch_size=bs)
             m = network(v, p, data, seed=1)
-            t0 = time.perf_counter()
+            t0 = _common.clock()
             if v.startswith("naive"):
                 acc, _ = naive_train(m, data, p, seed=1)
             else:
                 acc = train(m, data, p, seed=1, cfg=TrainConfig(precision=v.split()[0])).val_acc
-            row.append(f"{v} {100 * acc:5.1f}% {(time.perf_counter() - t0) / epochs:5.2f}s")
+            row.append(f"{v} {100 * acc:5.1f}% {(_common.clock() - t0) / epochs:5.2f}s")
         print(f"  lr {lr:<5} " + " | ".join(row), flush=True)
 
 
@@ -276,13 +294,32 @@ def main() -> None:
     ap.add_argument("--lr-sweep", action="store_true", help="also print accuracy per lr and batch size (~1-2 min)")
     ap.add_argument("--accuracy-seeds", type=int, default=3, help="seeds for the fp32 vs bf16 accuracy check (0: skip)")
     ap.add_argument("--with-before", action="store_true", help="also run the pre-issue-7 trainer in the search")
+    ap.add_argument(
+        "--precision",
+        choices=("both", "fp32", "bf16"),
+        default="both",
+        help="bnsearch variants to time against the naive loop (fp32: what a CPU without bf16 units gets)",
+    )
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU seconds, not the wall clock (needs --threads 1; for a busy machine)",
+    )
     args = ap.parse_args()
+    if args.cpu_time:
+        if args.threads != 1:
+            ap.error("--cpu-time needs --threads 1 (CPU seconds of several threads add up)")
+        _common.use_cpu_time()
+    precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _common.header("train_throughput")
+    print(f"clock: {'process CPU time' if args.cpu_time else 'wall'}")
     peak = _common.matmul_peak_gflops(torch.float32)
-    peak_bf16 = _common.matmul_peak_gflops(torch.bfloat16)
-    print(f"matmul peak (1024², best of 7): fp32 {peak:.0f} GFLOP/s, bf16 {peak_bf16:.0f} GFLOP/s")
+    peaks = f"fp32 {peak:.0f} GFLOP/s"
+    if "bf16" in precisions:
+        peaks += f", bf16 {_common.matmul_peak_gflops(torch.bfloat16):.0f} GFLOP/s"
+    print(f"matmul peak (1024², best of 7): {peaks}")
     mnist = to_device(split_dataset(load_dataset("mnist5k"), seed=derive_seed(args.seed, "split")), "cpu")
     digits = to_device(split_dataset(load_dataset("digits"), seed=derive_seed(args.seed, "split")), "cpu")
     if not args.skip_search:
@@ -292,13 +329,14 @@ def main() -> None:
             epochs=args.epochs,
             seed=args.seed,
             with_before=args.with_before,
+            precisions=precisions,
             batch_size=args.batch_size,
         )
-    peak_fraction("mnist5k", mnist, peak_gflops=peak, repeats=args.repeats, epochs=1)
-    peak_fraction("digits", digits, peak_gflops=peak, repeats=args.repeats, epochs=2)
+    for name, data, epochs in (("mnist5k", mnist, 1), ("digits", digits, 2)):
+        peak_fraction(name, data, peak_gflops=peak, repeats=args.repeats, epochs=epochs, precisions=precisions)
     if args.lr_sweep:
         lr_sweep(mnist)
-    if args.accuracy_seeds:
+    if args.accuracy_seeds and len(precisions) == 2:
         precision_accuracy(mnist, seeds=args.accuracy_seeds, epochs=4)
     print(f"\nload average at end (1/5/15 min): {_common.load_avg()}")
 

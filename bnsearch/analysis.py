@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bnsearch import keys
-from bnsearch.config import DEFAULT_STORAGE
+from bnsearch.config import default_storage
 from bnsearch.errors import ConfigError, MissingDependencyError, StudyError
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def open_study(study: str | optuna.Study, storage: str | None = None) -> optuna.
 
     if isinstance(study, optuna.Study):
         return study
-    rdb = open_storage(storage or DEFAULT_STORAGE, create=False, heartbeat=False)
+    rdb = open_storage(storage or default_storage(), create=False, heartbeat=False)
     return load_existing(rdb, study)
 
 
@@ -172,7 +172,8 @@ def load_trials(study: str | optuna.Study, storage: str | None = None, *, includ
 
     Args:
         study: A study name (then ``storage`` is opened read-only) or an ``optuna.Study``.
-        storage: Storage URL; default ``bnsearch.config.DEFAULT_STORAGE``.
+        storage: Storage URL; default ``bnsearch.config.default_storage()``
+            ($BNSEARCH_STORAGE, $OPTUNA_STORAGE or the SQLite file).
         include_curves: Add the per-epoch curves as list columns.
 
     Raises:
@@ -261,7 +262,7 @@ def study_summaries(storage: str | None = None) -> list[StudySummary]:
 
     from bnsearch.study import open_storage
 
-    rdb = open_storage(storage or DEFAULT_STORAGE, create=False, heartbeat=False)
+    rdb = open_storage(storage or default_storage(), create=False, heartbeat=False)
     out = []
     for s in sorted(rdb.get_all_studies(), key=lambda s: s.study_name):
         trials = rdb.get_all_trials(s._study_id, deepcopy=False)
@@ -292,7 +293,9 @@ def latest_study(storage: str | None = None) -> str:
     """
     summaries = study_summaries(storage)
     if not summaries:
-        raise StudyError(f"no studies in {storage or DEFAULT_STORAGE}; run a search first (bnsearch run)")
+        from bnsearch.urls import mask_url
+
+        raise StudyError(f"no studies in {mask_url(storage or default_storage())}; run a search first (bnsearch run)")
     oldest = datetime.min
     return max(summaries, key=lambda s: s.last_update or oldest).name
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +11,12 @@ from typing import Any
 
 from bnsearch.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_STORAGE = "sqlite:///studies/bnsearch.db"
+# Environment variables that replace DEFAULT_STORAGE, the first one set wins; OPTUNA_STORAGE is
+# the name Optuna's own CLI reads, so one variable serves both tools on a cluster.
+STORAGE_ENV_VARS = ("BNSEARCH_STORAGE", "OPTUNA_STORAGE")
 DEFAULT_DATASET = "mnist5k"
 DEFAULT_TRIALS = 30
 # On the default search (tpe, 30 trials × 4 epochs, mnist5k) percentile pruning trained half
@@ -20,18 +27,38 @@ DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
 
+def default_storage() -> str:
+    """``$BNSEARCH_STORAGE``, else ``$OPTUNA_STORAGE``, else ``sqlite:///studies/bnsearch.db``."""
+    for var in STORAGE_ENV_VARS:
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value
+    return DEFAULT_STORAGE
+
+
+def storage_origin(url: str) -> str:
+    """Where ``url`` came from, for the line that names the storage: `` (from $VAR)`` or ``""``."""
+    for var in STORAGE_ENV_VARS:
+        value = os.environ.get(var, "").strip()
+        if value:
+            return f" (from ${var})" if value == url else ""
+    return ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
     """Everything one ``bnsearch run`` needs. Build it, then call ``validate()``."""
 
     strategy: str = "tpe"  # sampler name from bnsearch.samplers
     trials: int = DEFAULT_TRIALS  # trials this invocation adds to the study
+    max_trials: int | None = None  # study-wide total, whoever adds them (None: no limit)
     timeout_s: float | None = None  # stop starting new trials after this many seconds
     dataset: str = DEFAULT_DATASET  # built-in name or a path
     epochs: int | None = None  # fixes the space's epochs when given
     batch_size: int | None = None  # fixes the space's batch_size when given
     pruner: str = DEFAULT_PRUNER  # pruner name from bnsearch.search.pruners
-    storage: str = DEFAULT_STORAGE  # SQLAlchemy URL of the study database
+    # SQLAlchemy URL or journal:///file.log; default from the environment (default_storage)
+    storage: str = field(default_factory=default_storage)
     study_name: str | None = None  # default: "<dataset>-<strategy>"
     space_path: str | None = None  # TOML file overriding the default space
     seed: int = 0  # root seed: splits, trial init and batch order, sampler
@@ -45,6 +72,8 @@ class RunConfig:
     save_models: str = "best"  # best, all or none: trial models kept in the artifact store
     artifacts: str | None = None  # artifact-store folder; default beside the SQLite database
     mlflow_uri: str | None = None  # MLflow tracking URI: one MLflow run per trial (needs mlflow)
+    # Trials trained together as one packed model per worker: "auto" or a count ≥ 1
+    pack: int | str = "auto"
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -54,8 +83,8 @@ class RunConfig:
         get_strategy(self.strategy).validate_options(self.strategy_options)
         if self.pruner not in PRUNER_NAMES:
             raise ConfigError(f"unknown pruner '{self.pruner}'; choose one of: {', '.join(PRUNER_NAMES)}")
-        for name, value in (("--trials", self.trials), ("--workers", self.workers)):
-            if value < 1:
+        for name, value in (("--trials", self.trials), ("--workers", self.workers), ("--max-trials", self.max_trials)):
+            if value is not None and value < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {value}")
         for name, opt in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--threads", self.threads)):
             if opt is not None and opt < 1:
@@ -71,6 +100,7 @@ class RunConfig:
         from bnsearch.saved_models import check_save_mode
 
         check_save_mode(self.save_models)
+        resolve_pack(self.pack, "cpu")
 
     @property
     def resolved_study_name(self) -> str:
@@ -117,23 +147,55 @@ def resolve_device(device: str) -> str:
     raise ConfigError(f"unknown device '{device}'; choose one of: {DEVICE_CHOICES}")
 
 
+# --pack auto: trials per pack on each device type. 1 (no packing) until benchmarks/pack.py
+# shows packing faster on that device: on this project's CPU it was slower (see the README).
+AUTO_PACK = {"cpu": 1, "cuda": 1, "mps": 1}
+MAX_PACK = 256
+
+
+def resolve_pack(pack: int | str, device: str) -> int:
+    """Trials per pack for ``--pack`` (``auto`` or a count) on ``device``.
+
+    Raises:
+        ConfigError: neither ``auto`` nor a whole number in 1..MAX_PACK.
+    """
+    if isinstance(pack, str):
+        text = pack.strip().lower()
+        if text == "auto":
+            return AUTO_PACK.get(device.split(":", 1)[0], 1)
+        if not text.isdigit():
+            raise ConfigError(f"--pack must be auto or a whole number of trials, got {pack!r}")
+        pack = int(text)
+    if not 1 <= pack <= MAX_PACK:
+        raise ConfigError(f"--pack must be between 1 and {MAX_PACK} trials (or auto), got {pack}")
+    return pack
+
+
 def _check_precision(precision: str) -> None:
     if precision not in PRECISION_CHOICES:
         choices = ", ".join(PRECISION_CHOICES)
         raise ConfigError(f"unknown precision '{precision}'; choose one of: {choices}")
 
 
-def resolve_precision(precision: str, devices: Sequence[str], *, study_precision: str | None = None) -> str:
+def resolve_precision(
+    precision: str, devices: Sequence[str], *, study_precision: str | None = None, follow_study: bool = False
+) -> str:
     """The precision trials train in, ``fp32`` or ``bf16``, for ``--precision``.
 
     ``auto`` keeps a resumed study's precision (``study_precision``); for a new study it is
     bf16 autocast where every training device runs bf16 natively (CPUs with AVX512-BF16 or
     AMX, CUDA GPUs since Ampere) and fp32 elsewhere.
 
+    Args:
+        follow_study: A search joining a bf16 study from a machine without native bf16 (mixed
+            hardware on a cluster): train in bf16 anyway, emulated, so that the study's trials
+            stay comparable. Otherwise such a device falls back to fp32.
+
     Raises:
-        ConfigError: bf16 asked for on a device without native bf16 (it would run slower).
+        ConfigError: bf16 asked for on a device without native bf16 (it would run slower), or
+            a bf16 study followed on a device that cannot run bf16 at all.
     """
-    from bnsearch.core.train import bf16_supported
+    from bnsearch.core.train import bf16_runs, bf16_supported
 
     _check_precision(precision)
     lacking = [d for d in devices if not bf16_supported(d)]
@@ -146,4 +208,17 @@ def resolve_precision(precision: str, devices: Sequence[str], *, study_precision
         return precision
     if study_precision == "fp32" or (study_precision == "bf16" and not lacking):
         return study_precision
+    if study_precision == "bf16" and follow_study:
+        unable = [d for d in lacking if not bf16_runs(d)]
+        if unable:
+            raise ConfigError(
+                f"this study trains in bf16 and device {unable[0]} cannot run bf16; run this machine "
+                "on a study of its own (--study NAME; it trains in fp32) or pass --device cpu"
+            )
+        logger.warning(
+            "the study trains in bf16; %s has no native bf16, so its trials run bf16 emulated "
+            "(slower, but comparable with the study's other trials)",
+            ", ".join(lacking),
+        )
+        return "bf16"
     return "fp32" if lacking else "bf16"

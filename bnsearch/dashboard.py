@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bnsearch.config import DEFAULT_STORAGE
+from bnsearch.config import default_storage
 from bnsearch.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def start_dashboard(
 
     Args:
         storage: Storage URL (an existing database; nothing is created); default
-            ``bnsearch.config.DEFAULT_STORAGE``.
+            ``bnsearch.config.default_storage()`` ($BNSEARCH_STORAGE, $OPTUNA_STORAGE or the SQLite file).
         host: Interface to listen on (127.0.0.1: this machine only; 0.0.0.0: all).
         port: TCP port; 0 picks a free one (read it back from ``Dashboard.port``).
         artifacts: Artifact-store folder (``--artifacts``); default as for ``run``. Served
@@ -149,7 +149,7 @@ def start_dashboard(
     from bnsearch.study import open_storage
 
     _check_dashboard_installed()
-    url = storage or DEFAULT_STORAGE
+    url = storage or default_storage()
     open_storage(url, create=False, heartbeat=False)  # a missing database is an error here
     folder = artifacts_dir(url, artifacts)
     served = folder if folder.is_dir() else None
@@ -200,7 +200,7 @@ def make_app(storage: str | None = None, *, artifacts: str | None = None) -> Any
     _check_dashboard_installed()
     import optuna_dashboard
 
-    url = storage or DEFAULT_STORAGE
+    url = storage or default_storage()
     rdb = open_storage(url, create=False, heartbeat=False)
     folder = artifacts_dir(url, artifacts)
     store = AtomicFileSystemArtifactStore(folder) if folder.is_dir() else None

@@ -11,7 +11,7 @@ VAL_ACC_CURVE = "val_acc_curve"  # list[float], validation accuracy (0..1) after
 TRAIN_LOSS_CURVE = "train_loss_curve"  # list[float], mean training loss of each epoch
 TRAIN_ACC_CURVE = "train_acc_curve"  # list[float], training accuracy (0..1) seen during each epoch
 EPOCH_TIME_CURVE = "epoch_time_s_curve"  # list[float], wall seconds of each epoch
-WALL_TIME_S = "wall_time_s"  # float, seconds spent in training (model build included)
+WALL_TIME_S = "wall_time_s"  # float, seconds spent in training (model build included; packed: its share)
 DEVICE = "device"  # str, e.g. "cpu" or "cuda:0"
 TRIAL_SEED = "seed"  # int, seed for the trial's init and shuffling
 EPOCHS_RUN = "epochs_run"  # int
@@ -20,6 +20,7 @@ FAIL_REASON = "fail_reason"  # str, "ExceptionType: message" of a failed trial
 WORKER = "worker"  # str, host:pid of the process that ran the trial
 RESOLVED_PARAMS = "resolved_params"  # dict, every setting the trial trained with (fixed ones too)
 SAVED_MODEL = "saved_model"  # dict, artifact id of model.pt and config.json (set once both are stored)
+PACK_TRIALS = "pack_trials"  # list[int], --pack: numbers of the trials trained together as one model
 SIMULATED_TIME_S = "simulated_time_s"  # float, compare --benchmark: training seconds a stand-in trial represents
 
 # Study user attributes.

@@ -37,8 +37,7 @@ from bnsearch.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     import optuna
-
-    from bnsearch.core.model import BNCNN
+    from torch import nn
 
 MODEL_FORMAT = "bnsearch-model/2"  # config.json "format"; bump when the folder layout changes
 WEIGHTS_FILE = "model.pt"  # a model folder's state_dict
@@ -162,7 +161,7 @@ class ModelSaver:
         done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return all(t.value is not None and val_acc > t.value for t in done)
 
-    def save(self, trial: optuna.Trial, model: BNCNN, params: dict[str, Any]) -> dict[str, str]:
+    def save(self, trial: optuna.Trial, model: nn.Module, params: dict[str, Any]) -> dict[str, str]:
         """Upload ``model.pt`` then ``config.json``; return their artifact ids (filename → id).
 
         The caller records the ids on the trial (``keys.SAVED_MODEL``) only after this returns.

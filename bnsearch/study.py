@@ -19,7 +19,8 @@ from bnsearch.urls import mask_url
 
 logger = logging.getLogger(__name__)
 
-_SCHEMES = ("sqlite", "postgresql", "mysql")
+JOURNAL_SCHEME = "journal"  # journal:///path.log: Optuna's JournalStorage on a file
+_SCHEMES = ("sqlite", JOURNAL_SCHEME, "postgresql", "mysql")
 HEARTBEAT_INTERVAL_S = 20  # a running trial writes a heartbeat this often
 GRACE_PERIOD_S = 60  # a trial silent this long is failed (its process died) and retried
 SQLITE_TIMEOUT_S = 60  # wait this long for a lock before "database is locked"
@@ -57,44 +58,70 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, grace
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` URL, or None for other schemes and in-memory SQLite."""
-    if not url.startswith("sqlite:"):
+def _file_url_path(url: str, scheme: str) -> Path | None:
+    """The file of a ``<scheme>:///relative`` or ``<scheme>:////absolute`` URL, else None."""
+    if not url.startswith(f"{scheme}:"):
         return None
-    rest = url[len("sqlite:") :]
+    rest = url[len(scheme) + 1 :]
     if not rest.startswith("///") or rest[3:] in ("", ":memory:"):
         return None
     return Path(rest[3:])
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL, or None for other schemes and in-memory SQLite."""
+    return _file_url_path(url, "sqlite")
+
+
+def journal_path(url: str) -> Path | None:
+    """The file of a ``journal:///`` URL (an Optuna journal file), or None for other schemes."""
+    return _file_url_path(url, JOURNAL_SCHEME)
+
+
+def storage_file(url: str) -> Path | None:
+    """The local file behind a SQLite or journal URL; None for a database server."""
+    return sqlite_path(url) or journal_path(url)
 
 
 def _check_url(url: str) -> None:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
     if scheme not in _SCHEMES:
         raise StudyError(
-            f"unsupported storage URL '{mask_url(url)}'; use sqlite:///path/to/file.db or "
-            "postgresql+psycopg://user:password@host/dbname"
+            f"unsupported storage URL '{mask_url(url)}'; use sqlite:///path/to/file.db, "
+            "journal:///path/to/file.log or postgresql+psycopg://user:password@host/dbname"
         )
+    # sqlite:/// alone is in-memory SQLite (Optuna accepts it); a journal needs a file.
     if scheme == "sqlite" and not url.startswith("sqlite:///"):
         raise StudyError(
             f"bad SQLite URL '{mask_url(url)}'; write it as sqlite:///relative/path.db or sqlite:////abs/path.db"
         )
+    if scheme == JOURNAL_SCHEME and journal_path(url) is None:
+        raise StudyError(
+            f"bad journal URL '{mask_url(url)}'; write it as journal:///relative/path.log or journal:////abs/path.log"
+        )
 
 
-def _prepare_sqlite(path: Path, *, create: bool) -> None:
+def _check_file(path: Path, *, create: bool, magic: bytes, kind: tuple[str, str]) -> None:
+    """Refuse a folder or a file of another kind; a missing file is an error unless ``create``
+    (then its folder is made). ``kind``: ("database", "a SQLite database") for the messages."""
     if path.exists():
         if path.is_dir():
-            raise StudyError(f"storage {path} is a folder, not a SQLite database file")
+            raise StudyError(f"storage {path} is a folder, not {kind[1]} file")
         with path.open("rb") as f:
-            head = f.read(16)
-        if head and head != b"SQLite format 3\x00":
-            raise StudyError(f"storage {path} exists but is not a SQLite database")
+            head = f.read(len(magic))
+        if head and head != magic:
+            raise StudyError(f"storage {path} exists but is not {kind[1]}")
     elif not create:
-        raise StudyError(f"no study database at {path}; run `bnsearch run` first or pass --storage")
+        raise StudyError(f"no study {kind[0]} at {path}; run `bnsearch run` first or pass --storage")
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StudyError(f"cannot create the folder for {path}: {e.strerror or e}") from None
+
+
+def _prepare_sqlite(path: Path, *, create: bool) -> None:
+    _check_file(path, create=create, magic=b"SQLite format 3\x00", kind=("database", "a SQLite database"))
     if not create:
         _check_optuna_tables(path)
         return  # read-only commands leave the file exactly as it is
@@ -123,18 +150,24 @@ def _check_optuna_tables(path: Path) -> None:
         raise StudyError(f"{path} is a SQLite database but holds no Optuna studies; check --storage")
 
 
-def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> optuna.storages.RDBStorage:
-    """Open the study database at ``url`` (any SQLAlchemy URL Optuna supports).
+def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """Open the study storage at ``url``: a SQLAlchemy URL Optuna supports, or a journal file.
 
     Args:
-        url: e.g. ``sqlite:///studies/bnsearch.db`` or ``postgresql+psycopg://u:p@host/db``.
-        create: Create a missing SQLite file; False for read-only commands (report, export).
-        heartbeat: Enable Optuna heartbeats so trials of killed processes are failed and retried.
+        url: e.g. ``sqlite:///studies/bnsearch.db``, ``postgresql+psycopg://u:p@host/db`` or
+            ``journal:///studies/bnsearch.log`` (Optuna's ``JournalStorage`` on a file).
+        create: Create a missing SQLite or journal file; False for read-only commands (report,
+            export).
+        heartbeat: Enable Optuna heartbeats so trials of killed processes are failed and retried
+            (database storages; Optuna's journal storage has no heartbeats).
 
     Raises:
         StudyError: unknown scheme, not a database, or the database cannot be reached.
     """
     _check_url(url)
+    journal = journal_path(url)
+    if journal is not None:
+        return _open_journal(journal, create=create)
     path = sqlite_path(url)
     interval_s, grace_s = heartbeat_settings() if heartbeat else (0, 0)
     engine_kwargs: dict[str, Any] = {}
@@ -169,6 +202,20 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
     except Exception as e:  # SQLAlchemy raises many kinds; all mean "cannot use this storage"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StudyError(f"cannot open storage '{mask_url(url)}': {msg}") from None
+
+
+def _open_journal(path: Path, *, create: bool) -> optuna.storages.JournalStorage:
+    """Optuna's ``JournalStorage`` on the append-only log file ``path``."""
+    from optuna.storages.journal import JournalFileBackend
+
+    # Every journal line is one JSON object.
+    _check_file(path, create=create, magic=b"{", kind=("journal", "an Optuna journal"))
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except OSError as e:
+        raise StudyError(f"cannot open journal {path}: {e.strerror or e}") from None
+    except ValueError as e:  # a line that is not JSON
+        raise StudyError(f"journal {path} is damaged: {e}") from None
 
 
 def _begin_immediate(storage: optuna.storages.RDBStorage) -> None:

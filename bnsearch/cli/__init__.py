@@ -6,10 +6,11 @@ Importing this package registers every command on ``app``; ``main`` is the conso
 from __future__ import annotations
 
 # isort: off
-from bnsearch.cli.app import app, default_threads, main, set_threads, user_errors
+from bnsearch.cli.app import app, main, user_errors
 from bnsearch.cli import run  # registers `run` first, so --help lists it first
 from bnsearch.cli import results  # registers compare, best, predict, dashboard, studies, report, export
 
 # isort: on
+from bnsearch.core.cpu import default_threads, set_threads  # their home before the layout change
 
 __all__ = ["app", "default_threads", "main", "results", "run", "set_threads", "user_errors"]

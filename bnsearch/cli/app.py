@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from bnsearch import __version__
+from bnsearch.config import DEFAULT_STORAGE, default_storage, storage_origin
 from bnsearch.errors import BnsearchError
 
 app = typer.Typer(
@@ -51,6 +52,23 @@ ArtifactsOpt = Annotated[
         help="Folder of the artifact store holding saved models [default: $BNSEARCH_ARTIFACTS, else artifacts/ beside a SQLite database, else studies/artifacts]."
     ),
 ]
+STORAGE_HELP = (
+    "Study storage: a SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://user:pw@host/db) or an "
+    f"Optuna journal file (journal:///file.log). [default: $BNSEARCH_STORAGE, else $OPTUNA_STORAGE, else {DEFAULT_STORAGE}]"
+)
+StorageOpt = Annotated[str | None, typer.Option(help=STORAGE_HELP, show_default=False)]
+
+
+def storage_url(storage: str | None) -> str:
+    """``--storage`` as given, else the default from the environment."""
+    return default_storage() if storage is None else storage
+
+
+def storage_text(url: str) -> str:
+    """The storage for a printed line: password masked, and the variable it came from."""
+    from bnsearch.urls import mask_url
+
+    return mask_url(url) + storage_origin(url)
 
 
 @contextmanager
@@ -98,34 +116,6 @@ def _main(
 ) -> None:
     options.debug = debug or os.environ.get("BNSEARCH_DEBUG") == "1"
     options.verbosity = -1 if quiet else verbose
-
-
-def default_threads(workers: int, *, cores: int | None = None, load: float | None = None) -> int:
-    """Torch threads per worker when ``--threads`` is not given: the cores split over the
-    workers, but never more than the cores other processes leave idle.
-
-    Small convolutions run one OpenMP barrier per op: a thread whose core is taken by another
-    process stalls all the others, and a 2-thread trial was measured 3–10× slower than a
-    1-thread one on a busy 2-core machine (benchmarks/README.md), so a busy machine gets 1.
-    """
-    cores = cores or os.cpu_count() or 1
-    share = max(1, cores // workers)
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # not available on this platform
-            return share
-    idle = int(cores - load + 0.5)
-    return max(1, min(share, idle))
-
-
-def set_threads(threads: int | None, workers: int) -> int:
-    """Torch CPU threads for this process: ``threads`` or ``default_threads(workers)``."""
-    import torch
-
-    n = threads or default_threads(workers)
-    torch.set_num_threads(n)
-    return n
 
 
 def main() -> None:

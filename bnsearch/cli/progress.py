@@ -11,17 +11,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from bnsearch import keys
+from bnsearch.search.budget import counted_trials
 
 if TYPE_CHECKING:
     import optuna
 
 
 class SearchProgress:
-    """An Optuna callback that shows trial n/N, best so far and elapsed time."""
+    """An Optuna callback that shows trial n/N, best so far and elapsed time.
 
-    def __init__(self, console: Console, *, total: int, label: str) -> None:
+    With ``study_total`` (``--max-trials``) the count is the whole study's: finished trials of
+    every process and machine out of the study-wide budget.
+    """
+
+    def __init__(self, console: Console, *, total: int, label: str, study_total: int | None = None) -> None:
         self.console = console
-        self.total = total
+        self.study_total = study_total
+        self.total = total if study_total is None else study_total
         self.done = 0
         self.start = time.perf_counter()
         self.live = console.is_terminal
@@ -55,14 +61,24 @@ class SearchProgress:
         self.done += 1
         status = _best_text(study)
         note = _trial_text(trial)
+        count = f"{self.done}/{self.total}"
+        if self.study_total is not None:
+            finished = study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            )
+            in_study = counted_trials(finished)
+            count, status = f"{self.done}", f"study {in_study}/{self.study_total} | {status}"
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, advance=1, status=status)
+            if self.study_total is None:
+                self._progress.update(self._task, advance=1, status=status)
+            else:
+                self._progress.update(self._task, completed=in_study, status=status)
             if trial.state != TrialState.COMPLETE:
                 self._progress.console.print(f"  trial #{trial.number} {note}", highlight=False)
         else:
             elapsed = time.perf_counter() - self.start
             self.console.print(
-                f"trial {self.done}/{self.total} (#{trial.number}) {note} | {status} | {elapsed:.0f}s",
+                f"trial {count} (#{trial.number}) {note} | {status} | {elapsed:.0f}s",
                 highlight=False,
             )
 

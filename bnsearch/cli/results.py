@@ -14,17 +14,19 @@ from rich.table import Table
 from bnsearch.cli.app import (
     ArtifactsOpt,
     MlflowOpt,
+    StorageOpt,
     app,
     configure_logging,
     console,
     err_console,
     options,
-    set_threads,
+    storage_text,
+    storage_url,
     user_errors,
 )
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER
+from bnsearch.core.cpu import set_threads
 from bnsearch.search.pruners import PRUNER_NAMES
-from bnsearch.urls import mask_url
 
 if TYPE_CHECKING:
     import optuna
@@ -45,7 +47,7 @@ def compare(
     pruner: Annotated[
         str, typer.Option(help="Pruner for every run: " + ", ".join(PRUNER_NAMES) + ".")
     ] = DEFAULT_PRUNER,
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL holding every run's study.")] = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     space: Annotated[
         str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
     ] = None,
@@ -69,7 +71,12 @@ def compare(
         str, typer.Option(help="First part of the run studies' names: <prefix>-<dataset>-<strategy>-s<seed>.")
     ] = "compare",
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch CPU threads per run [default: the cores other processes leave idle right now, split over --workers]."
+        ),
+    ] = None,
     widths: Annotated[
         str | None, typer.Option(hidden=True, help="Conv channels as W1,W2 (advanced; part of each study's identity).")
     ] = None,
@@ -77,6 +84,12 @@ def compare(
         int, typer.Option(help="Runs trained at the same time, each in its own process (real mode).")
     ] = 1,
     mlflow_uri: MlflowOpt = None,
+    pack: Annotated[
+        str,
+        typer.Option(
+            help="As run --pack: trials asked at once (and, in real mode, trained together as one model) in every run."
+        ),
+    ] = "auto",
 ) -> None:
     """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
     with user_errors():
@@ -100,7 +113,7 @@ def compare(
             epochs=epochs,
             batch_size=batch_size,
             pruner=pruner,
-            storage=storage,
+            storage=storage_url(storage),
             space_path=space,
             device=device,
             widths=width_pair,
@@ -110,6 +123,7 @@ def compare(
             workers=workers,
             threads=threads,
             mlflow_uri=mlflow_uri,
+            pack=pack,
         )
         configure_logging(options.verbosity)
         cfg.validate()
@@ -143,8 +157,10 @@ def compare(
 
 @app.command()
 def best(
-    study: Annotated[str, typer.Option(help="Study whose best trial to show (and retrain).")],
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
+    study: Annotated[
+        str, typer.Option("--study", "--study-name", help="Study whose best trial to show (and retrain).")
+    ],
+    storage: StorageOpt = None,
     retrain: Annotated[
         bool,
         typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model."),
@@ -156,14 +172,17 @@ def best(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads [default: all cores].")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch CPU threads [default: the cores other processes leave idle right now].")
+    ] = None,
     artifacts: ArtifactsOpt = None,
 ) -> None:
     """Show a study's best trial and test its saved model once; --retrain trains it again on train+validation."""
     with user_errors():
         from bnsearch.best import find_best, retrain_best
 
-        found = find_best(storage, study)
+        url = storage_url(storage)
+        found = find_best(url, study)
         table = Table(
             title=f"best trial #{found.number} of {study}: val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)"
         )
@@ -176,7 +195,7 @@ def best(
             table.add_row("wall_time_s", f"{found.wall_time_s:.1f}")
         console.print(table)
         if not retrain:
-            _show_saved_model(found, storage, artifacts, out=out, device=device, threads=threads)
+            _show_saved_model(found, url, artifacts, out=out, device=device, threads=threads)
             return
         set_threads(threads, 1)
         folder = out or f"models/{study}"
@@ -233,7 +252,7 @@ def predict(
         str | None, typer.Option(help="CSV file for index,label,confidence [default: print to stdout].")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "cpu",
-    storage: Annotated[str, typer.Option(help="With --model study:...: the study database.")] = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     artifacts: ArtifactsOpt = None,
 ) -> None:
     """Predict labels for new images with a saved model (same normalisation as in training)."""
@@ -244,7 +263,7 @@ def predict(
 
         with tempfile.TemporaryDirectory(prefix="bnsearch-model-") as tmp:
             if model.startswith(STUDY_MODEL_PREFIX):
-                model = str(saved_model_folder(model, storage, artifacts, tmp))
+                model = str(saved_model_folder(model, storage_url(storage), artifacts, tmp))
             loaded = load_model(model, device=device)
         x, y = read_images(images)
         proba = loaded.predict_proba(x)
@@ -263,15 +282,13 @@ def predict(
 
 # ---- results: dashboard, studies, report, export (issue 5) ----
 
-_STORAGE_HELP = "SQLAlchemy URL of the study database."
 _STUDY_HELP = "Name of the study (see `bnsearch studies`)."
-StorageOpt = Annotated[str, typer.Option(help=_STORAGE_HELP)]
-StudyOpt = Annotated[str, typer.Option(help=_STUDY_HELP)]
+StudyOpt = Annotated[str, typer.Option("--study", "--study-name", help=_STUDY_HELP)]
 
 
 @app.command()
 def dashboard(
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8080,
     artifacts: ArtifactsOpt = None,
@@ -283,11 +300,12 @@ def dashboard(
 
         from bnsearch.dashboard import start_dashboard
 
+        url_ = storage_url(storage)
         level = logging.INFO if options.verbosity > 0 else logging.WARNING
-        board = start_dashboard(storage, host=host, port=port, artifacts=artifacts, log_level=level)
+        board = start_dashboard(url_, host=host, port=port, artifacts=artifacts, log_level=level)
         models = f", saved models from {board.artifacts}" if board.artifacts is not None else ""
         console.print(
-            f"optuna-dashboard on {mask_url(storage)}{models}: {board.url}  (Ctrl-C to stop)", highlight=False
+            f"optuna-dashboard on {storage_text(url_)}{models}: {board.url}  (Ctrl-C to stop)", highlight=False
         )
         board.wait_until_interrupted()
         console.print("dashboard stopped", highlight=False)
@@ -295,15 +313,19 @@ def dashboard(
 
 @app.command()
 def studies(
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
 ) -> None:
     """List the studies in a storage: strategy, dataset, trial counts, best value, last update."""
     with user_errors():
         from bnsearch.analysis import study_summaries
 
-        rows = study_summaries(storage)
-        if not rows:
-            console.print(f"no studies in {mask_url(storage)}", highlight=False)
+        url = storage_url(storage)
+        rows = study_summaries(url)
+        err_console.print(  # stderr: stdout stays one line per study, for scripts
+            f"{len(rows) or 'no'} stud{'y' if len(rows) == 1 else 'ies'} in {storage_text(url)}",
+            highlight=False,
+            soft_wrap=True,
+        )
         for s in rows:
             best = "-" if s.best_value is None else f"{s.best_value:.4f}"
             last = "-" if s.last_update is None else s.last_update.strftime("%Y-%m-%d %H:%M:%S")
@@ -320,7 +342,7 @@ def studies(
 @app.command()
 def report(
     study: StudyOpt,
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     out: Annotated[str | None, typer.Option(help="HTML file to write [default: <study>-report.html].")] = None,
 ) -> None:
     """Write one self-contained HTML report (figures and BN findings; opens offline)."""
@@ -328,20 +350,22 @@ def report(
         configure_logging(options.verbosity)
         from bnsearch.report import write_report
 
-        path = write_report(study, storage, out=out)
-        console.print(f"wrote {path}", highlight=False, markup=False)
+        url = storage_url(storage)
+        path = write_report(study, url, out=out)
+        console.print(f"wrote {path} (study {study} in {storage_text(url)})", highlight=False, markup=False)
 
 
 @app.command()
 def export(
     study: StudyOpt,
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
-    storage: StorageOpt = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     out: Annotated[str | None, typer.Option(help="File to write [default: <study>.<format>].")] = None,
 ) -> None:
     """Export one row per trial: settings, state, value, duration and per-epoch curves."""
     with user_errors():
         from bnsearch.analysis import export_trials
 
-        path = export_trials(study, storage, fmt=fmt, out=out)
-        console.print(f"wrote {path}", highlight=False, markup=False)
+        url = storage_url(storage)
+        path = export_trials(study, url, fmt=fmt, out=out)
+        console.print(f"wrote {path} (study {study} in {storage_text(url)})", highlight=False, markup=False)

@@ -9,14 +9,33 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from bnsearch.cli.app import ArtifactsOpt, MlflowOpt, app, configure_logging, console, options, set_threads, user_errors
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, DEFAULT_TRIALS, RunConfig
+from bnsearch.cli.app import (
+    ArtifactsOpt,
+    MlflowOpt,
+    StorageOpt,
+    app,
+    configure_logging,
+    console,
+    options,
+    storage_text,
+    storage_url,
+    user_errors,
+)
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_TRIALS, RunConfig
+from bnsearch.core.cpu import set_threads
 from bnsearch.samplers import strategies
 from bnsearch.search.pruners import PRUNER_NAMES
 from bnsearch.urls import mask_url
 
 if TYPE_CHECKING:
     import optuna
+
+
+PACK_HELP = (
+    "Trials asked at once and trained together as one packed model (per worker): a count, or "
+    "auto (1, no packing, until measured faster on the device). Trials of different shape "
+    "(activation, BN placement, BN before the classifier, batch size) train as separate groups."
+)
 
 
 def _strategy_help() -> str:
@@ -28,7 +47,18 @@ def _strategy_help() -> str:
 def run(
     strategy: Annotated[str | None, typer.Option(help=_strategy_help() + " [default: tpe]")] = None,
     trials: Annotated[
-        int | None, typer.Option(help=f"Trials to add to the study in this run. [default: {DEFAULT_TRIALS}]")
+        int | None,
+        typer.Option(
+            help=f"Trials to add to the study in this run. [default: {DEFAULT_TRIALS}; with --max-trials, no "
+            "limit of its own]"
+        ),
+    ] = None,
+    max_trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Study-wide budget: stop once the study holds this many trials, however many processes "
+            "and machines run it (exact; running and retried trials count)."
+        ),
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
     dataset: Annotated[
@@ -49,9 +79,10 @@ def run(
             + f". [default: {DEFAULT_PRUNER}: keep the best 25% at each epoch]"
         ),
     ] = None,
-    storage: Annotated[str, typer.Option(help="SQLAlchemy URL of the study database.")] = DEFAULT_STORAGE,
+    storage: StorageOpt = None,
     study_name: Annotated[
-        str | None, typer.Option(help="Study to create or resume [default: <dataset>-<strategy>].")
+        str | None,
+        typer.Option("--study-name", "--study", help="Study to create or resume [default: <dataset>-<strategy>]."),
     ] = None,
     space: Annotated[
         str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
@@ -61,7 +92,7 @@ def run(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="Torch CPU threads per worker [default: cores / workers, fewer when other processes keep cores busy]."
+            help="Torch CPU threads per worker [default: the cores other processes leave idle right now, split over the workers]."
         ),
     ] = None,
     skopt_estimator: Annotated[
@@ -100,6 +131,7 @@ def run(
     ] = "best",
     artifacts: ArtifactsOpt = None,
     mlflow_uri: MlflowOpt = None,
+    pack: Annotated[str, typer.Option(help=PACK_HELP)] = "auto",
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -107,7 +139,13 @@ def run(
 
         chosen = presets.resolve(
             preset,
-            {"strategy": "tpe", "trials": DEFAULT_TRIALS, "dataset": DEFAULT_DATASET, "pruner": DEFAULT_PRUNER},
+            {
+                "strategy": "tpe",
+                # With a study-wide budget a run needs no count of its own: the budget stops it.
+                "trials": max_trials or DEFAULT_TRIALS,
+                "dataset": DEFAULT_DATASET,
+                "pruner": DEFAULT_PRUNER,
+            },
             strategy=strategy,
             trials=trials,
             dataset=dataset,
@@ -122,12 +160,13 @@ def run(
         cfg = RunConfig(
             strategy=strategy,
             trials=trials,
+            max_trials=max_trials,
             timeout_s=timeout,
             dataset=dataset,
             epochs=epochs,
             batch_size=batch_size,
             pruner=pruner,
-            storage=storage,
+            storage=storage_url(storage),
             study_name=study_name,
             space_path=space,
             seed=seed,
@@ -141,6 +180,7 @@ def run(
             save_models=save_models,
             artifacts=artifacts,
             mlflow_uri=mlflow_uri,
+            pack=pack,
         )
         configure_logging(options.verbosity)
         cfg.validate()
@@ -166,7 +206,7 @@ def run(
         started = track_running_trials(study)
         verb = "resuming" if setup.resumed else "created"
         console.print(
-            f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {mask_url(cfg.storage)} · "
+            f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {storage_text(cfg.storage)} · "
             f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} on {setup.data.device}"
             f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}"
             f", {setup.cfg.precision}{_tracking_note(cfg)}",
@@ -174,12 +214,14 @@ def run(
         )
         with interrupts_raise() as intr:
             try:
-                with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:
+                with SearchProgress(
+                    console, total=cfg.trials, label=study.study_name, study_total=cfg.max_trials
+                ) as progress:
                     optimize(setup, callbacks=[progress])
             except KeyboardInterrupt:
                 close_interrupted(study, worker_id(), started)
                 _interrupted(study, intr.signum)
-        _print_summary(study, elapsed_s=progress.elapsed_s)
+        _print_summary(study, elapsed_s=progress.elapsed_s, max_trials=cfg.max_trials)
 
 
 def _tracking_note(cfg: RunConfig) -> str:
@@ -195,7 +237,7 @@ def _interrupted(study: optuna.Study, signum: int | None) -> None:
     name = signal.Signals(signum).name if signum else "SIGINT"
     n = len(study.get_trials(deepcopy=False))
     typer.echo(
-        f"interrupted by {name}: running trials were closed as failed (reason 'interrupted'); "
+        f"interrupted by {name}: running trials were closed as failed (reason 'interrupted') and queued again; "
         f"{n} trials in study '{study.study_name}'; rerun the same command to resume",
         err=True,
     )
@@ -213,7 +255,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
     placement = ", ".join(sorted({s.device for s in slots}))
     console.print(
         f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
-        f"in {mask_url(cfg.storage)} · "
+        f"in {storage_text(cfg.storage)} · "
         f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
         f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each), {setup.cfg.precision}"
         f"{_tracking_note(cfg)}",
@@ -223,7 +265,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
         outcome = run_workers(setup, slots, on_trial=progress, verbosity=options.verbosity)
     if outcome.signum is not None:
         _interrupted(study, outcome.signum)
-    _print_summary(study, elapsed_s=progress.elapsed_s)
+    _print_summary(study, elapsed_s=progress.elapsed_s, max_trials=cfg.max_trials)
     if outcome.failed_workers:
         for e in outcome.failed_workers:
             typer.echo(
@@ -235,15 +277,17 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
         raise typer.Exit(code=1)
 
 
-def _print_summary(study: optuna.Study, *, elapsed_s: float) -> None:
+def _print_summary(study: optuna.Study, *, elapsed_s: float, max_trials: int | None = None) -> None:
     from optuna.trial import TrialState
 
     from bnsearch import keys
+    from bnsearch.search.budget import counted_trials
 
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    budget = "" if max_trials is None else f" ({counted_trials(trials)} of --max-trials {max_trials})"
     console.print(
-        f"{len(trials)} trials in study: {counts[TrialState.COMPLETE]} complete, "
+        f"{len(trials)} trials in study{budget}: {counts[TrialState.COMPLETE]} complete, "
         f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed; this run took {elapsed_s:.0f}s",
         highlight=False,
     )

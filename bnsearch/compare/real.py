@@ -100,11 +100,12 @@ def _top_up_in_worker(job: tuple[CompareConfig, str, int, int]) -> tuple[str, in
 def _top_up_parallel(cfg: CompareConfig, pending: list[tuple[int, str]], emit: Callable[[str], None]) -> int:
     """Run the pending runs in ``cfg.workers`` processes, one whole run per task."""
     import multiprocessing
-    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from bnsearch.core.cpu import default_threads
+
     n_workers = min(cfg.workers, len(pending))
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // n_workers)
+    threads = cfg.threads or default_threads(n_workers)
     emit(f"{len(pending)} runs to top up in {n_workers} worker processes ({threads} threads each)")
     ran = 0
     # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks).

@@ -8,13 +8,13 @@ and batch-order seed, so strategies are compared in pairs within a seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bnsearch import keys
 from bnsearch.compare.stats import CompareData, Run
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_STORAGE, RunConfig, default_study_name
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, RunConfig, default_storage, default_study_name
 from bnsearch.errors import ConfigError
 from bnsearch.samplers import get_strategy
 
@@ -39,7 +39,7 @@ class CompareConfig:
     epochs: int | None = None  # fixes the space's epochs (real mode)
     batch_size: int | None = None  # fixes the space's batch_size (real mode)
     pruner: str = DEFAULT_PRUNER  # the same pruner for every run
-    storage: str = DEFAULT_STORAGE  # where the runs' studies live (benchmark: where sources are)
+    storage: str = field(default_factory=default_storage)  # where the runs' studies live (benchmark: where sources are)
     space_path: str | None = None  # TOML space file (real mode)
     device: str = "auto"
     widths: tuple[int, int] = (32, 64)  # conv channels (real mode)
@@ -49,6 +49,7 @@ class CompareConfig:
     workers: int = 1  # real mode: runs topped up at the same time, each in its own process
     threads: int | None = None  # torch threads per worker process; default: cores / workers
     mlflow_uri: str | None = None  # real mode: log every trial to this MLflow tracking server
+    pack: int | str = "auto"  # trials asked at once and trained together (run --pack)
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -115,6 +116,7 @@ class CompareConfig:
             threads=self.threads,
             save_models="none",  # a comparison ranks strategies; it keeps no models
             mlflow_uri=self.mlflow_uri,
+            pack=self.pack,
         )
 
     def default_out_path(self) -> Path:

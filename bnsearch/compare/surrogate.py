@@ -20,6 +20,7 @@ import numpy as np
 from bnsearch import keys
 from bnsearch.compare.runs import CompareResult, run_from_study
 from bnsearch.compare.stats import Run, build_compare_data
+from bnsearch.config import resolve_pack
 from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import CategoricalParam, FloatParam, IntParam, SearchSpace, TrialParams
 from bnsearch.errors import ConfigError, StudyError
@@ -54,10 +55,18 @@ class StandInObjective:
     simulate: Simulator
 
     def __call__(self, trial: optuna.Trial) -> float:
-        import optuna
+        return self.evaluate(trial, self.begin(trial))
 
+    def begin(self, trial: optuna.Trial) -> TrialParams:
+        """Suggest the trial's params (at ask time, as a packed search does)."""
         params = self.space.suggest(trial)
         trial.set_user_attr(keys.RESOLVED_PARAMS, params.to_dict())
+        return params
+
+    def evaluate(self, trial: optuna.Trial, params: TrialParams) -> float:
+        """Report the simulated curve epoch by epoch; return the last value or raise TrialPruned."""
+        import optuna
+
         out = self.simulate(params)
         curve = out.val_acc_curve[: params.epochs]
         for epoch, value in enumerate(curve, start=1):
@@ -165,8 +174,12 @@ def run_simulated_compare(
     mode_note: str,
     trial_callbacks: Sequence[StudyCallback] = (),
     on_event: Callable[[str], None] | None = None,
+    pack: int = 1,
 ) -> CompareResult:
     """Every strategy × seed as an in-memory Optuna study against ``simulate``.
+
+    With ``pack`` above 1, trials are asked ``pack`` at a time before any of them reports, as
+    ``--pack`` does, so the cost of asking several at once shows in the comparison.
 
     Samplers are configured as in real mode (same registry, same startup count, same
     pruner), so only the objective differs; their seeds differ from the real runs' so that a
@@ -195,13 +208,42 @@ def run_simulated_compare(
                 pruner=make_pruner(pruner, max_epochs=space.max_epochs),
                 direction="maximize",
             )
-            study.optimize(objective, n_trials=trials, callbacks=list(trial_callbacks), gc_after_trial=False)
+            if pack > 1:
+                _optimize_in_packs(study, objective, trials=trials, pack=pack, callbacks=trial_callbacks)
+            else:
+                study.optimize(objective, n_trials=trials, callbacks=list(trial_callbacks), gc_after_trial=False)
             names.append(study.study_name)
             runs.append(run_from_study(study, strategy=strategy, seed=seed))
             if on_event is not None:
                 on_event(f"{study.study_name}: {trials} simulated trials")
     data = build_compare_data(runs, trials=trials, mode="benchmark", mode_note=mode_note)
     return CompareResult(data=data, study_names=tuple(names), trials_run=sum(len(r.values) for r in runs))
+
+
+def _optimize_in_packs(
+    study: optuna.Study,
+    objective: StandInObjective,
+    *,
+    trials: int,
+    pack: int,
+    callbacks: Sequence[StudyCallback],
+) -> None:
+    import optuna
+
+    done = 0
+    while done < trials:
+        asked = [study.ask() for _ in range(min(pack, trials - done))]
+        begun = [(t, objective.begin(t)) for t in asked]
+        for trial, params in begun:
+            try:
+                value: float | None = objective.evaluate(trial, params)
+                state = None
+            except optuna.TrialPruned:
+                value, state = None, optuna.trial.TrialState.PRUNED
+            frozen = study.tell(trial, value, state=state)
+            for callback in callbacks:
+                callback(study, frozen)
+        done += len(asked)
 
 
 def source_studies(cfg: CompareConfig, storage: optuna.storages.BaseStorage) -> list[str]:
@@ -272,4 +314,5 @@ def run_benchmark_compare(
         mode_note=note,
         trial_callbacks=trial_callbacks,
         on_event=on_event,
+        pack=resolve_pack(cfg.pack, "cpu"),
     )

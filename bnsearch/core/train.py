@@ -90,6 +90,14 @@ def bf16_supported(device: torch.device | str) -> bool:
     return False
 
 
+def bf16_runs(device: torch.device | str) -> bool:
+    """Whether ``device`` can train in bf16 autocast at all, natively or emulated (slower)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=True))
+    return dev.type == "cpu"  # autocast converts on any CPU; MPS support depends on the OS
+
+
 def eval_batch_size(device: torch.device | str) -> int:
     """Examples per evaluation forward pass: small on a CPU, where a batch's activations must
     stay in cache (128 ran 4× faster than 2048 here), large on an accelerator."""

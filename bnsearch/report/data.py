@@ -94,7 +94,7 @@ def build_report_data(study: str | optuna.Study, storage: str | None = None) -> 
 
     Args:
         study: An ``optuna.Study`` or the name of one in ``storage`` (opened read-only).
-        storage: Storage URL; default ``bnsearch.config.DEFAULT_STORAGE``.
+        storage: Storage URL; default ``bnsearch.config.default_storage()``.
 
     Raises:
         StudyError: no such database or study.

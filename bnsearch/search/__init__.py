@@ -1,5 +1,6 @@
 """Run a search: ``run`` (config → space → data → study → optimize), the Optuna ``objective``,
-the ``pruners`` and the ``workers`` that share one study.
+the ``pruners``, ``packing`` (``--pack``: K trials asked at once and trained together) and
+the ``workers`` that share one study.
 
 The names below load on first use, so ``import bnsearch.search.pruners`` (the CLI's option
 help) does not import Optuna or torch.

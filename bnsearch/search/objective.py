@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
 import torch
+from torch import nn
 
 from bnsearch import keys
 from bnsearch.core.data import DeviceData
 from bnsearch.core.model import ModelConfig, build_model
 from bnsearch.core.seeding import derive_seed
-from bnsearch.core.space import SearchSpace
+from bnsearch.core.space import SearchSpace, TrialParams
 from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, train
 from bnsearch.saved_models import ModelSaver
 
@@ -42,6 +44,19 @@ class Objective:
     saver: ModelSaver | None = None  # keeps trained models in the artifact store (--save-models)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        params, seed = self.begin(trial)
+        history: list[EpochMetrics] = []
+        on_epoch, reporting = self.reporter(trial, history)
+        try:
+            model = self.build(params, seed)
+            result = train(model, self.data, params, seed=seed, cfg=self.train_cfg, on_epoch=on_epoch)
+        except BaseException as e:
+            self.record_failure(trial, history, reporting(), e)
+            raise
+        return self.conclude(trial, result, model)
+
+    def begin(self, trial: optuna.Trial) -> tuple[TrialParams, int]:
+        """Suggest the trial's params and write its identity attributes; return params and seed."""
         params = self.space.suggest(trial)
         self._restore_threads()
         seed = derive_seed(self.root_seed, "trial", trial.number)
@@ -53,36 +68,52 @@ class Objective:
             # Optuna's retry of a trial whose worker died copies its attributes; the model it
             # names was trained with another seed (the failed trial's).
             trial.set_user_attr(keys.SAVED_MODEL, None)
-        history: list[EpochMetrics] = []
-        reporting: EpochMetrics | None = None  # the epoch inside report(), if any
+        return params, seed
+
+    def build(self, params: TrialParams, seed: int) -> nn.Module:
+        """The trial's model with its seeded initial weights, on the data's device."""
+        return build_model(
+            params,
+            in_shape=self.data.in_shape,
+            num_classes=self.data.num_classes,
+            seed=seed,
+            cfg=self.model_cfg,
+            device=self.data.device,
+        )
+
+    def reporter(
+        self, trial: optuna.Trial, history: list[EpochMetrics]
+    ) -> tuple[Callable[[EpochMetrics], bool], Callable[[], EpochMetrics | None]]:
+        """``on_epoch`` for ``train()``: report to the trial, append to ``history``, ask the
+        pruner. Also returns a getter for the epoch being reported right now, if any."""
+        reporting: list[EpochMetrics] = []
 
         def on_epoch(m: EpochMetrics) -> bool:
-            nonlocal reporting
-            reporting = m
+            reporting.append(m)
             trial.report(m.val_acc, m.epoch)
             history.append(m)
-            reporting = None
+            reporting.clear()
             return trial.should_prune()
 
-        try:
-            model = build_model(
-                params,
-                in_shape=self.data.in_shape,
-                num_classes=self.data.num_classes,
-                seed=seed,
-                cfg=self.model_cfg,
-                device=self.data.device,
-            )
-            result = train(model, self.data, params, seed=seed, cfg=self.train_cfg, on_epoch=on_epoch)
-        except BaseException as e:
-            # A Ctrl-C can land inside report() after the value reached the storage: keep the
-            # curves equal to the intermediate values that are stored.
-            if reporting is not None and reporting.epoch in _stored_steps(trial):
-                history.append(reporting)
-            _write_curves(trial, history, None)
-            reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-            trial.set_user_attr(keys.FAIL_REASON, reason[:2000])
-            raise
+        return on_epoch, lambda: reporting[0] if reporting else None
+
+    def record_failure(
+        self, trial: optuna.Trial, history: list[EpochMetrics], reporting: EpochMetrics | None, e: BaseException
+    ) -> None:
+        """Write the curves so far and ``fail_reason`` for a trial that training ended with ``e``."""
+        # A Ctrl-C can land inside report() after the value reached the storage: keep the
+        # curves equal to the intermediate values that are stored.
+        if reporting is not None and reporting.epoch in _stored_steps(trial):
+            history.append(reporting)
+        _write_curves(trial, history, None)
+        reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+        trial.set_user_attr(keys.FAIL_REASON, reason[:2000])
+
+    def conclude(self, trial: optuna.Trial, result: TrainResult, model: nn.Module | None = None) -> float:
+        """Write the curves and return the value, or raise ``TrialPruned`` with the reason.
+
+        A complete trial's ``model`` is kept in the artifact store when ``saver`` wants it
+        (packed trials pass none: they keep no model yet)."""
         _write_curves(trial, list(result.history), result)
         if result.diverged:
             trial.set_user_attr(keys.PRUNE_REASON, result.reason)
@@ -93,14 +124,18 @@ class Objective:
             reason = f"pruned by {pruner} after epoch {last.epoch} (val_acc {last.val_acc:.4f})"
             trial.set_user_attr(keys.PRUNE_REASON, reason)
             raise optuna.TrialPruned(reason)
-        if self.saver is not None and self.saver.wants(trial, result.val_acc):
+        if model is not None and self.saver is not None and self.saver.wants(trial, result.val_acc):
             try:
-                ids = self.saver.save(trial, model, params.to_dict())
+                ids = self.saver.save(trial, model, trial.user_attrs[keys.RESOLVED_PARAMS])
             except OSError as e:  # a full or unwritable store costs the model, not the trial
                 logger.warning("trial %d: model not saved: %s", trial.number, e)
             else:
                 trial.set_user_attr(keys.SAVED_MODEL, ids)  # only now may a reader load it
         return result.val_acc
+
+    def mark_packed(self, trial: optuna.Trial, numbers: list[int]) -> None:
+        """Record the trials (numbers) that trained together with ``trial`` as one model."""
+        trial.set_user_attr(keys.PACK_TRIALS, numbers)
 
     def _restore_threads(self) -> None:
         # Sampling (relative and independent) is over once suggest() returns. A sampler may

@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from bnsearch import keys
-from bnsearch.config import RunConfig, resolve_device, resolve_precision
+from bnsearch.config import RunConfig, resolve_device, resolve_pack, resolve_precision
 from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, DeviceData, load_dataset, split_dataset, to_device
 from bnsearch.core.model import ModelConfig
 from bnsearch.core.seeding import derive_seed
@@ -25,6 +25,7 @@ from bnsearch.core.space import SearchSpace
 from bnsearch.core.train import TrainConfig
 from bnsearch.samplers import SamplerContext, get_strategy, make_sampler, n_startup_trials
 from bnsearch.saved_models import ModelSaver, artifacts_dir, model_config
+from bnsearch.search.budget import BudgetedStudy, BudgetReached, budget_lock
 from bnsearch.search.objective import Objective
 from bnsearch.search.pruners import make_pruner
 from bnsearch.study import create_or_resume, library_versions, open_storage, sqlite_path
@@ -117,7 +118,9 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
         existing = optuna.load_study(study_name=name, storage=storage)
         n_existing = len(existing.get_trials(deepcopy=False))
         study_precision = existing.user_attrs.get(keys.STUDY_CONFIG, {}).get("precision")
-    precision = resolve_precision(cfg.precision, train_devices or (device,), study_precision=study_precision)
+    precision = resolve_precision(
+        cfg.precision, train_devices or (device,), study_precision=study_precision, follow_study=True
+    )
     cfg = replace(cfg, precision=precision)
     # A resumed run must not replay the first run's random draws: the sampler seed also
     # depends on how many trials exist and on which worker this is. On a database server,
@@ -143,6 +146,8 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
     study, resumed = create_or_resume(
         storage, name, identity=study_identity(cfg, space), attrs=attrs, sampler=sampler, pruner=pruner
     )
+    if cfg.max_trials is not None:
+        study = BudgetedStudy(study, max_trials=cfg.max_trials, lock=budget_lock(cfg.storage, storage, name))
     return SearchSetup(
         cfg=cfg, space=space, data=data, study=study, resumed=resumed, n_existing=n_existing, saver=saver
     )
@@ -171,16 +176,43 @@ def run_callbacks(setup: SearchSetup) -> list[StudyCallback]:
     return [MlflowLogger(uri=setup.cfg.mlflow_uri, storage=setup.cfg.storage, artifacts=folder)]
 
 
-def optimize(setup: SearchSetup, *, callbacks: Sequence[StudyCallback] = ()) -> optuna.Study:
-    """Run ``cfg.trials`` more trials (or until ``cfg.timeout_s``) on the prepared study."""
-    setup.study.optimize(
-        make_objective(setup),
-        n_trials=setup.cfg.trials,
-        timeout=setup.cfg.timeout_s,
-        callbacks=[*run_callbacks(setup), *callbacks],
-        catch=(Exception,),
-        gc_after_trial=False,
-    )
+def optimize(
+    setup: SearchSetup,
+    *,
+    callbacks: Sequence[StudyCallback] = (),
+    take_ticket: Callable[[], bool] | None = None,
+) -> optuna.Study:
+    """Run ``cfg.trials`` more trials (or until ``cfg.timeout_s``, or until the study holds
+    ``cfg.max_trials``) on the prepared study.
+
+    With ``--pack`` above 1 the trials are asked in packs and trained together
+    (``bnsearch.search.packing``); then ``take_ticket`` (workers) is asked before every trial.
+    """
+    pack = resolve_pack(setup.cfg.pack, setup.data.device.type)
+    try:
+        if pack > 1:
+            from bnsearch.search.packing import optimize_packed
+
+            optimize_packed(
+                setup.study,
+                make_objective(setup),
+                pack=pack,
+                n_trials=setup.cfg.trials,
+                timeout_s=setup.cfg.timeout_s,
+                callbacks=[*run_callbacks(setup), *callbacks],
+                take_ticket=take_ticket,
+            )
+        else:
+            setup.study.optimize(
+                make_objective(setup),
+                n_trials=setup.cfg.trials,
+                timeout=setup.cfg.timeout_s,
+                callbacks=[*run_callbacks(setup), *callbacks],
+                catch=(Exception,),
+                gc_after_trial=False,
+            )
+    except BudgetReached:
+        logger.info("study '%s' holds its --max-trials %s", setup.study.study_name, setup.cfg.max_trials)
     return setup.study
 
 

@@ -9,8 +9,9 @@ the same storage, loads the same study and calls ``study.optimize``. What this m
   (``study.optimize(n_trials=1)``), so fast workers do more trials and the total is exact.
   A trial re-queued by Optuna's heartbeat retry is popped by the next ``ask`` and uses a
   ticket like any other trial.
-* **Split.** Each worker gets ``cores // N`` torch threads and its own device when there are
-  several GPUs (``--devices`` or round-robin over ``cuda:0..``).
+* **Split.** Each worker gets ``free cores // N`` torch threads (``core/cpu.py``: cores that other
+  processes keep busy right now are left alone) and its own device when there are several
+  GPUs (``--devices`` or round-robin over ``cuda:0..``).
 * **Signals.** SIGINT / SIGTERM close the running trial as failed with the reason
   ``interrupted`` (``search.objective`` writes it) and the process exits; the parent forwards the
   signal to its workers, waits for them, and reports. A worker that dies without a word
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_device
+from bnsearch.core.cpu import default_threads
 from bnsearch.errors import BnsearchError, ConfigError
 
 if TYPE_CHECKING:
@@ -89,14 +91,6 @@ class WorkersOutcome:
         return tuple(e for e in self.exits if e.exitcode not in clean)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which containers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def plan_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[WorkerSlot, ...]:
     """Give each of ``cfg.workers`` workers (at most one per trial) a device and a CPU share.
 
@@ -123,8 +117,8 @@ def plan_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[WorkerSlo
                 resolved = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     # More workers than trials would only start processes that find no ticket.
     n = min(cfg.workers, cfg.trials)
-    # Split the cores so N workers never run more threads than there are cores.
-    threads = cfg.threads or max(1, usable_cores() // n)
+    # Split the idle cores so N workers never run more threads than there are free cores.
+    threads = cfg.threads or default_threads(n)
     return tuple(WorkerSlot(i, resolved[i % len(resolved)], threads) for i in range(n))
 
 
@@ -221,7 +215,8 @@ def track_running_trials(study: optuna.Study) -> set[int]:
 
 
 def close_interrupted(study: optuna.Study, worker: str, started: Collection[int] = ()) -> list[int]:
-    """Fail this worker's trials still RUNNING after an interrupt, with the reason ``interrupted``.
+    """Fail this worker's trials still RUNNING after an interrupt, with the reason ``interrupted``,
+    then queue every trial it interrupted again (``requeue_interrupted``).
 
     Optuna closes the trial itself when the interrupt arrives inside the objective; this
     covers an interrupt that lands in Optuna's own code: between trials, or after a trial was
@@ -244,7 +239,55 @@ def close_interrupted(study: optuna.Study, worker: str, started: Collection[int]
                 closed.append(t.number)
         except Exception as e:  # finished meanwhile, or the storage is gone: heartbeats will see to it
             logger.warning("could not close trial #%d: %s", t.number, e)
+    try:
+        requeue_interrupted(study, worker, started)
+    except Exception as e:  # the storage is gone: the trials stay failed, nothing else is lost
+        logger.warning("could not queue the interrupted trials again: %s", e)
     return closed
+
+
+def requeue_interrupted(study: optuna.Study, worker: str, started: Collection[int] = ()) -> list[int]:
+    """Queue again, WAITING with the same parameters, the trials ``worker`` closed as interrupted
+    (``started``: ids of trials it started, closed before the objective named the worker).
+
+    An interrupt (Ctrl-C, SIGTERM from ``scancel``, a pod deleted, a preemption) says nothing
+    about the trial, so it is retried the way Optuna retries a trial whose process died
+    (``RetryHeartbeatStaleTrialCallback``: ``failed_trial`` and ``retry_history`` system
+    attributes, at most ``MAX_RETRY`` times): the next ``ask`` anywhere, here or on another
+    machine, or the next run, trains it again, and ``--max-trials`` counts it once.
+
+    Returns:
+        Numbers of the interrupted trials queued again.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from bnsearch.study import MAX_RETRY
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    queued = []
+    for t in trials:
+        if (
+            t.state != TrialState.FAIL
+            or (t.user_attrs.get(keys.WORKER) != worker and t._trial_id not in started)
+            or t.user_attrs.get(keys.FAIL_REASON) != "interrupted"
+            or t.number in retried
+        ):
+            continue
+        history = [*t.system_attrs.get("retry_history", []), t.number]
+        if len(history) > MAX_RETRY:
+            continue
+        # Params only: the retry's own attributes (worker, curves, reasons) are written when it runs.
+        retry = optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=t.params,
+            distributions=t.distributions,
+            system_attrs={"failed_trial": t.system_attrs.get("failed_trial", t.number), "retry_history": history},
+        )
+        study.add_trial(retry)
+        queued.append(t.number)
+    return queued
 
 
 def prepare_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[SearchSetup, tuple[WorkerSlot, ...]]:
@@ -406,7 +449,9 @@ def _worker_main(
             )
             optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
             torch.set_num_threads(cfg.threads or 1)
-            from bnsearch.search.run import make_objective, prepare_search, run_callbacks
+            from bnsearch.config import resolve_pack
+            from bnsearch.search.budget import BudgetReached
+            from bnsearch.search.run import make_objective, optimize, prepare_search, run_callbacks
 
             setup = prepare_search(cfg, worker_index=index)
             set_backends(str(setup.data.device))
@@ -419,9 +464,19 @@ def _worker_main(
                 barrier.wait(timeout=START_BARRIER_S)
             except threading.BrokenBarrierError:
                 pass
-            while (deadline is None or time.time() < deadline) and tickets.acquire(block=False):
+
+            def take_ticket() -> bool:
+                return (deadline is None or time.time() < deadline) and bool(tickets.acquire(block=False))
+
+            packed = resolve_pack(setup.cfg.pack, setup.data.device.type) > 1
+            while packed or take_ticket():
                 try:
+                    if packed:  # asks for tickets itself, K at a time
+                        optimize(setup, take_ticket=take_ticket)
+                        break
                     study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+                except BudgetReached:
+                    break  # the study holds --max-trials: a clean stop
                 except Exception as e:
                     if intr.signum is None:
                         raise

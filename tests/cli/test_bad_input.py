@@ -71,6 +71,8 @@ CASES: dict[str, Bad] = {
     "negative-epochs": Bad(lambda d: ["--epochs", "-1"], "--epochs must be ≥ 1, got -1"),
     "zero-workers": Bad(lambda d: ["--workers", "0"], "--workers must be ≥ 1, got 0"),
     "negative-workers": Bad(lambda d: ["--workers", "-2"], "--workers must be ≥ 1, got -2"),
+    "zero-pack": Bad(lambda d: ["--pack", "0"], "--pack must be between 1 and 256 trials (or auto), got 0"),
+    "word-pack": Bad(lambda d: ["--pack", "many"], "--pack must be auto or a whole number of trials, got 'many'"),
     "zero-batch-size": Bad(lambda d: ["--batch-size", "0"], "--batch-size must be ≥ 1, got 0"),
     "zero-threads": Bad(lambda d: ["--threads", "0"], "--threads must be ≥ 1, got 0"),
     "zero-timeout": Bad(lambda d: ["--timeout", "0"], "--timeout must be > 0 seconds, got 0"),

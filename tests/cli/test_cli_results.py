@@ -34,8 +34,9 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_studies_lists_one_line_per_study(stored: str) -> None:
     r = runner.invoke(app, ["studies", "--storage", stored])
     assert r.exit_code == 0, r.output
-    lines = r.output.strip().splitlines()
+    lines = r.stdout.strip().splitlines()
     assert len(lines) == 2
+    assert f"2 studies in {stored}" in r.stderr
     assert lines[0].startswith("mixed  strategy=random  dataset=digits  complete=4 pruned=2 failed=1  best=0.9500")
     assert "last_update=2026-01-01 12:01:02" in lines[0]
     assert lines[1].startswith("single ")
@@ -294,7 +295,7 @@ def test_run_with_findings_preset_then_report(tmp_path: Path) -> None:
     trials = study.get_trials()
     assert len(trials) == 3 and all(t.user_attrs[keys.EPOCHS_RUN] == 1 for t in trials)
     r = runner.invoke(app, ["studies", "--storage", url])
-    assert r.output.startswith("digits-findings  strategy=grid  dataset=digits  complete=3")
+    assert r.stdout.startswith("digits-findings  strategy=grid  dataset=digits  complete=3")
     out = tmp_path / "p.html"
     r = runner.invoke(app, ["report", "--study", "digits-findings", "--storage", url, "--out", str(out)])
     assert r.exit_code == 0, r.output

@@ -220,14 +220,3 @@ def test_help_documents_every_option(command: str) -> None:
     ):
         assert opt in out
     assert "tpe" in out and "hyperband" in out
-
-
-@pytest.mark.parametrize(
-    ("workers", "cores", "load", "expected"),
-    [(1, 2, 0.1, 2), (1, 2, 1.2, 1), (1, 2, 3.0, 1), (2, 2, 0.0, 1), (1, 16, 4.2, 12), (4, 16, 0.5, 4)],
-    ids=["idle", "one-busy-core", "overloaded", "two-workers", "big-partly-busy", "big-four-workers"],
-)
-def test_default_threads_leave_busy_cores_alone(workers: int, cores: int, load: float, expected: int) -> None:
-    from bnsearch.cli import default_threads
-
-    assert default_threads(workers, cores=cores, load=load) == expected

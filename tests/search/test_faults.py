@@ -154,7 +154,7 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
     trials = _trials(url, name)
     _assert_intact(before, trials)
     by_number = {t.number: t for t in trials}
-    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
     for n in running:
         t = by_number[n]
         assert t.state == TrialState.FAIL
@@ -162,6 +162,11 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
         # The epochs it finished are kept, as intermediate values and as the curve.
         assert t.intermediate_values
         assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == t.user_attrs[keys.VAL_ACC_CURVE]
+    # Every interrupted trial is queued again with its parameters, as a heartbeat retry is.
+    interrupted = {t.number: t for t in trials if t.user_attrs.get(keys.FAIL_REASON) == "interrupted"}
+    queued = {t.system_attrs["failed_trial"]: t for t in trials if t.state == TrialState.WAITING}
+    assert set(running) <= set(interrupted) and sorted(queued) == sorted(interrupted)
+    assert all(queued[n].params == interrupted[n].params for n in queued)
 
     n_after = len(trials)
     resumed = subprocess.run(
@@ -174,8 +179,10 @@ def test_interrupt_closes_the_running_trial_exits_and_resumes(
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming study {name} ({n_after} trials so far)" in resumed.stdout
     final = _trials(url, name)
-    assert len(final) == n_after + 1
-    assert max(final, key=lambda t: t.number).state == TrialState.COMPLETE
+    assert len(final) == n_after  # the one trial of the resumed run was a queued retry
+    rerun = next(t for t in final if t.number == min(q.number for q in queued.values()))
+    assert rerun.state in (TrialState.COMPLETE, TrialState.PRUNED)  # PRUNED: a random draw that diverged
+    assert rerun.params == interrupted[rerun.system_attrs["failed_trial"]].params
     _assert_intact(_snapshot(trials), final)
 
 

@@ -52,7 +52,8 @@ def _cmd(*args: str) -> list[str]:
 def test_plan_splits_cores_without_oversubscribing(
     monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, threads: int | None, expected: int
 ) -> None:
-    monkeypatch.setattr("bnsearch.search.workers.usable_cores", lambda: cores)
+    monkeypatch.setattr("bnsearch.core.cpu.usable_cores", lambda: cores)
+    monkeypatch.setattr("bnsearch.core.cpu.sample_others_busy", lambda: 0.0)  # an idle machine
     slots = plan_workers(RunConfig(workers=workers, threads=threads, device="cpu"))
     assert [s.index for s in slots] == list(range(workers))
     assert {s.threads for s in slots} == {expected}
@@ -88,7 +89,8 @@ def test_plan_gives_each_worker_a_device(
 
 
 def test_plan_starts_no_more_workers_than_trials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bnsearch.search.workers.usable_cores", lambda: 8)
+    monkeypatch.setattr("bnsearch.core.cpu.usable_cores", lambda: 8)
+    monkeypatch.setattr("bnsearch.core.cpu.sample_others_busy", lambda: 0.0)  # an idle machine
     slots = plan_workers(RunConfig(workers=6, trials=2, device="cpu"))
     assert [(s.index, s.threads) for s in slots] == [(0, 4), (1, 4)]
 
@@ -217,8 +219,10 @@ def test_an_interrupt_before_the_objective_closes_the_trial_this_process_started
         study.optimize(lambda t: 0.0, n_trials=1)
     assert close_interrupted(study, worker_id(), started) == [1]
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL]
+    # The interrupted trial is queued again (WAITING), as every interrupted trial is.
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs[keys.FAIL_REASON] == "interrupted"
+    assert trials[2].system_attrs["failed_trial"] == 1
     assert trials[0].number == foreign.number
 
 
