@@ -155,10 +155,17 @@ def test_ctrl_c_closes_every_trial_of_the_pack_as_interrupted(tmp_path: Path, sq
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err
     trials = trials_of(sqlite_url, "intr")
-    assert [t.state for t in trials] == [TrialState.FAIL] * 3
-    assert [t.user_attrs[keys.FAIL_REASON] for t in trials] == ["interrupted"] * 3
-    for t in trials:
+    packed = [t for t in trials if t.number < 3]
+    assert [t.state for t in packed] == [TrialState.FAIL] * 3
+    assert [t.user_attrs[keys.FAIL_REASON] for t in packed] == ["interrupted"] * 3
+    for t in packed:
         assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == t.user_attrs[keys.VAL_ACC_CURVE]
+    # Interrupted trials are queued again with their params, once each (as Optuna's heartbeat retry).
+    retries = [t for t in trials if t.number >= 3]
+    assert [t.state for t in retries] == [TrialState.WAITING] * 3
+    assert sorted(t.system_attrs["failed_trial"] for t in retries) == [0, 1, 2]
+    for t in retries:
+        assert t.params == packed[t.system_attrs["failed_trial"]].params
 
 
 class _PruneNumber(optuna.pruners.BasePruner):
