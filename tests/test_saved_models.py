@@ -62,12 +62,14 @@ def _download(
     return out
 
 
-def test_save_models_all_then_best_and_predict_use_them(tmp_path: Path, splits) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / "space.toml").write_text(SPACE)
+@pytest.mark.parametrize("pack", ["1", "3"], ids=["one-by-one", "packed"])
+def test_save_models_all_then_best_and_predict_use_them(tmp_path: Path, splits, pack: str) -> None:  # type: ignore[no-untyped-def]
+    # Packed: one shape, so that the three trials train as one packed model.
+    shape = 'activation = "relu"\nbn_placement = "after_activation"\nbn_classifier = true\n'
+    (tmp_path / "space.toml").write_text(SPACE + (shape if pack != "1" else ""))
     url = f"sqlite:///{tmp_path / 'db' / 's.db'}"
-    run = bnsearch(
-        "run", "--trials", "3", "--storage", url, "--space", "space.toml", *RUN, "--save-models", "all", cwd=tmp_path
-    )
+    args = ["--space", "space.toml", *RUN, "--save-models", "all", "--pack", pack]
+    run = bnsearch("run", "--trials", "3", "--storage", url, *args, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     study = optuna.load_study(study_name="s", storage=url)
     store = AtomicFileSystemArtifactStore(tmp_path / "db" / "artifacts")  # beside the database
@@ -82,6 +84,8 @@ def test_save_models_all_then_best_and_predict_use_them(tmp_path: Path, splits) 
         assert _accuracy(folder, splits.val_x, splits.val_y) == pytest.approx(t.value, abs=1.5 / len(splits.val_y))
         test_acc[t.number] = _accuracy(folder, splits.test_x, splits.test_y)
     assert len(test_acc) == 3
+    if pack != "1":  # the three trials (one shape) trained as one packed model
+        assert {len(t.user_attrs[keys.PACK_TRIALS]) for t in study.trials} == {3}
 
     shown = bnsearch("best", "--study", "s", "--storage", url, "--device", "cpu", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr

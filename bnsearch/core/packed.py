@@ -57,7 +57,8 @@ class PackMember:
     params: TrialParams  # lr, weight_decay, momentum, batch_size and epochs are read from here
     seed: int  # seeds the batch order, as ``train(seed=...)`` does
     on_epoch: OnEpoch | None = None  # as ``train(on_epoch=...)``: returning True stops this member
-    on_end: Callable[[TrainResult], None] | None = None  # called once, as the member leaves the pack
+    on_end: Callable[[TrainResult], None] | None = None  # called once, as the member leaves the pack,
+    # with its trained weights already in ``model``
 
 
 class _Slot:
@@ -122,7 +123,10 @@ def train_packed(
     train_step = vmap(loss_fn)
     eval_step = vmap(forward, in_dims=(0, 0, None))
 
-    def finish(slot: _Slot, **kw: object) -> None:
+    def finish(pos: int, **kw: object) -> None:
+        """End the member at position ``pos``: its weights back into its model, then ``on_end``."""
+        slot = slots[pos]
+        _copy_back(slot.member.model, params, buffers, pos)
         result = results[slot.index] = TrainResult(tuple(slot.history), slot.time_s, **kw)  # type: ignore[arg-type]
         if slot.member.on_end is not None:
             slot.member.on_end(result)
@@ -132,8 +136,6 @@ def train_packed(
         nonlocal params, buffers, slots
         if not gone:
             return
-        for pos in gone:
-            _copy_back(slots[pos].member.model, params, buffers, pos)
         keep = [i for i in range(len(slots)) if i not in gone]
         if keep:
             idx = torch.tensor(keep, device=device)
@@ -172,7 +174,7 @@ def train_packed(
                     share = (time.perf_counter() - t0) / len(slots)
                     for i in bad:
                         slots[i].time_s += share
-                        finish(slots[i], diverged=True, reason=_diverged_reason(epoch, step))
+                        finish(i, diverged=True, reason=_diverged_reason(epoch, step))
                     t0 = time.perf_counter()  # the rest of the epoch is shared by fewer
                     keep = [i for i in range(len(slots)) if i not in bad]
                     loss_sum, correct = loss_sum[keep], correct[keep]
@@ -190,7 +192,7 @@ def train_packed(
             slot.time_s += share
             train_loss = totals[0][pos] / n_used
             if not math.isfinite(train_loss):
-                finish(slot, diverged=True, reason=_diverged_reason(epoch, steps))
+                finish(pos, diverged=True, reason=_diverged_reason(epoch, steps))
                 gone.add(pos)
                 continue
             metrics = EpochMetrics(
@@ -203,10 +205,10 @@ def train_packed(
             slot.history.append(metrics)
             on_epoch = slot.member.on_epoch
             if on_epoch is not None and on_epoch(metrics):
-                finish(slot, stopped=True, reason=f"stopped after epoch {epoch}")
+                finish(pos, stopped=True, reason=f"stopped after epoch {epoch}")
                 gone.add(pos)
             elif epoch >= slot.member.params.epochs:
-                finish(slot)
+                finish(pos)
                 gone.add(pos)
         drop(gone)
     return [r if r is not None else TrainResult((), 0.0) for r in results]

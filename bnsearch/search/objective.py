@@ -112,8 +112,7 @@ class Objective:
     def conclude(self, trial: optuna.Trial, result: TrainResult, model: nn.Module | None = None) -> float:
         """Write the curves and return the value, or raise ``TrialPruned`` with the reason.
 
-        A complete trial's ``model`` is kept in the artifact store when ``saver`` wants it
-        (packed trials pass none: they keep no model yet)."""
+        A complete trial's trained ``model`` is kept in the artifact store when ``saver`` wants it."""
         _write_curves(trial, list(result.history), result)
         if result.diverged:
             trial.set_user_attr(keys.PRUNE_REASON, result.reason)

@@ -29,6 +29,8 @@ from bnsearch.core.train import EpochMetrics, TrainResult
 from bnsearch.search.budget import BudgetReached
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from bnsearch.core.space import TrialParams
     from bnsearch.search.objective import Objective
 
@@ -145,13 +147,14 @@ def _train_group(
             objective.mark_packed(o.trial, numbers)
             on_epoch, now = objective.reporter(o.trial, o.history)
             reporting.append(now)
+            model = objective.build(o.params, o.seed)
             members.append(
                 PackMember(
-                    model=objective.build(o.params, o.seed),
+                    model=model,
                     params=o.params,
                     seed=o.seed,
                     on_epoch=on_epoch,
-                    on_end=_teller(study, objective, o, callbacks),
+                    on_end=_teller(study, objective, o, model, callbacks),
                 )
             )
         train_packed(members, objective.data, cfg=objective.train_cfg)
@@ -165,13 +168,14 @@ def _train_group(
 
 
 def _teller(
-    study: optuna.Study, objective: Objective, o: _Open, callbacks: Sequence[StudyCallback]
+    study: optuna.Study, objective: Objective, o: _Open, model: nn.Module, callbacks: Sequence[StudyCallback]
 ) -> Callable[[TrainResult], None]:
-    """``on_end`` of a member: record the trial's result and tell the study at once."""
+    """``on_end`` of a member: record the trial's result (and keep its trained ``model`` where
+    ``--save-models`` wants it) and tell the study at once."""
 
     def on_end(result: TrainResult) -> None:
         try:
-            value: float | None = objective.conclude(o.trial, result)
+            value: float | None = objective.conclude(o.trial, result, model)
             state = TrialState.COMPLETE
         except optuna.TrialPruned:
             value, state = None, TrialState.PRUNED

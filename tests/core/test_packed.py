@@ -95,6 +95,27 @@ def test_pack_equals_one_by_one_in_float64(tiny_digits: DeviceData, shape: tuple
             assert torch.allclose(w.double(), w_packed.double(), atol=1e-6, rtol=0), name
 
 
+def test_on_end_sees_the_members_trained_weights(tiny_digits: DeviceData) -> None:
+    # The search saves a member's model from on_end, while the rest of the pack trains on.
+    data = _as(tiny_digits, torch.float64)
+    specs = [(dataclasses.replace(p, epochs=1 + i % 2), s) for i, (p, s) in enumerate(_specs(SHAPES[0]))]
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    members = [PackMember(model=_model(data, p, s, torch.float64), params=p, seed=s) for p, s in specs]
+    members = [
+        dataclasses.replace(
+            m, on_end=lambda r, i=i, m=m: seen.__setitem__(i, {k: v.clone() for k, v in m.model.state_dict().items()})
+        )
+        for i, m in enumerate(members)
+    ]
+    train_packed(members, data, cfg=TrainConfig())
+    assert sorted(seen) == [0, 1, 2, 3]
+    for i, (p, seed) in enumerate(specs):
+        model = _model(data, p, seed, torch.float64)
+        train(model, data, p, seed=seed, cfg=TrainConfig())
+        for name, w in model.state_dict().items():
+            assert torch.allclose(w.double(), seen[i][name].double(), atol=1e-6, rtol=0), (i, name)
+
+
 def test_pack_close_to_one_by_one_in_float32(tiny_digits: DeviceData) -> None:
     specs = _specs(SHAPES[0])
     _, packed = _pack(tiny_digits, specs, torch.float32)
