@@ -10,7 +10,8 @@ and with no ``--threads`` (the default, decided by ``bnsearch/core/cpu.py``):
 (b) ``1 busy``: one other process spins on one core throughout.
 (c) ``2 busy``: two other processes spin throughout.
 
-Each measurement is a fresh ``python -m bnsearch run`` of the default search (mnist5k, tpe,
+Each variant runs ``--repeats`` times, round-robin (in (a) after a burst each time), and the
+table gives the median. Each measurement is a fresh ``python -m bnsearch run`` of the default search (mnist5k, tpe,
 batch 32, the default precision), cut to ``--trials`` × ``--epochs`` with no pruner so every
 variant trains the same trials; s per trial-epoch = the trials' summed epoch times / epochs
 trained, read from the study (process start and data loading are not counted). The table
@@ -19,7 +20,7 @@ load-average rule would have chosen then.
 
 Run it alone on the machine (other processes would be extra "busy" ones):
 
-    flock -x /tmp/bnsearch-cpu.lock env PYTHONPATH=. python benchmarks/threads.py [--trials 3 --epochs 2 --burst-s 60]
+    flock -x /tmp/bnsearch-cpu.lock env PYTHONPATH=. python benchmarks/threads.py [--trials 3 --epochs 2 --burst-s 60 --repeats 3]
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def measure(threads: int | None, *, args: argparse.Namespace, tmp: Path, tag: st
     return Measured(int(chosen.group(1)), sum(epoch_s) / len(epoch_s), load)
 
 
+def median_run(runs: list[Measured]) -> Measured:
+    """The run with the median time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda m: m.s_per_epoch)[(len(runs) - 1) // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=3, help="trials per measurement (no pruner)")
@@ -113,6 +119,7 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="auto (the default run's), fp32 or bf16")
     ap.add_argument("--burst-s", type=float, default=60.0, help="length of the CPU burst before condition (a)")
     ap.add_argument("--max-threads", type=int, default=2, help="fixed --threads measured: 1 .. this")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each variant (median); (a) bursts before each")
     ap.add_argument("--conditions", default="a,b,c", help="which of a (idle after burst), b (1 busy), c (2 busy)")
     args = ap.parse_args()
     import optuna
@@ -130,27 +137,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.conditions.split(","):
             label, n_busy = conditions[key.strip()]
-            results: dict[str, Measured] = {}
-            if n_busy == 0:
-                print(f"{label}: spinning {cores} cores for {args.burst_s:.0f} s ...", flush=True)
-                with Spinners(cores):
-                    time.sleep(args.burst_s)
-                order: list[int | None] = [None, *fixed]  # the default right after the burst
-            else:
-                order = [*fixed, None]
-            with Spinners(n_busy):
-                for threads in order:
-                    name = "default" if threads is None else f"--threads {threads}"
-                    m = measure(threads, args=args, tmp=Path(tmp), tag=f"{key}-{threads or 'default'}")
-                    results[name] = m
-                    print(
-                        f"  {label} {name:>11}: {m.threads} thread(s), {m.s_per_epoch:.3f} s/trial-epoch "
-                        f"(load {m.load_at_start:.2f} at start)",
-                        flush=True,
-                    )
-            rows.append((label, results))
+            runs: dict[str, list[Measured]] = {}
+            # Round-robin over the variants, so that a slow minute of the machine is shared.
+            for r in range(args.repeats):
+                if n_busy == 0:
+                    print(f"{label}: spinning {cores} cores for {args.burst_s:.0f} s ...", flush=True)
+                    with Spinners(cores):
+                        time.sleep(args.burst_s)
+                    order: list[int | None] = [None, *fixed]  # the default right after the burst
+                else:
+                    order = [*fixed, None]
+                with Spinners(n_busy):
+                    for threads in order:
+                        name = "default" if threads is None else f"--threads {threads}"
+                        m = measure(threads, args=args, tmp=Path(tmp), tag=f"{key}-{threads or 'default'}-{r}")
+                        runs.setdefault(name, []).append(m)
+                        print(
+                            f"  {label} {name:>11} #{r + 1}: {m.threads} thread(s), {m.s_per_epoch:.3f} s/trial-epoch "
+                            f"(load {m.load_at_start:.2f} at start)",
+                            flush=True,
+                        )
+            rows.append((label, {name: median_run(ms) for name, ms in runs.items()}, runs["default"]))
     names = [f"--threads {t}" for t in fixed]
-    print(f"\nCPU capability {capability}, {cores} cores; s per trial-epoch ({args.precision}):\n")
+    print(
+        f"\nCPU capability {capability}, {cores} cores; s per trial-epoch ({args.precision}), "
+        f"median of {args.repeats}:\n"
+    )
     print(
         "| condition | "
         + " | ".join(names)
@@ -158,16 +170,16 @@ def main() -> None:
     )
     print("| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: | ---: | ---: | ---: |")
     all_ok = True
-    for label, results in rows:
+    for label, results, defaults in rows:
         d = results["default"]
         best = min(results[n].s_per_epoch for n in names)
         ratio = d.s_per_epoch / best
         all_ok &= ratio <= TARGET
         cells = " | ".join(f"{results[n].s_per_epoch:.3f}" for n in names)
-        print(
-            f"| {label} | {cells} | **{d.s_per_epoch:.3f}** | {d.threads} | {d.load_at_start:.2f} | "
-            f"{old_rule(d.load_at_start, cores)} | {ratio:.2f} |"
-        )
+        chose = ",".join(str(m.threads) for m in defaults)
+        loads = ",".join(f"{m.load_at_start:.2f}" for m in defaults)
+        old = ",".join(str(old_rule(m.load_at_start, cores)) for m in defaults)
+        print(f"| {label} | {cells} | **{d.s_per_epoch:.3f}** | {chose} | {loads} | {old} | {ratio:.2f} |")
     print(f"\ndefault within {TARGET - 1:.0%} of the best fixed choice in every condition: {'yes' if all_ok else 'NO'}")
     print(f"load average at end (1/5/15 min): {_common.load_avg()}")
 
