@@ -52,9 +52,12 @@ class Interval:
 
 
 def _sd(effects: np.ndarray, resolution: float) -> float:
-    """Sample sd of the effects, widened by the rounding variance of a grid-valued outcome:
-    with 5 seeds all landing on the same grid point the plain sd is 0 and a t-test would call
-    any nonzero mean certain; ``resolution²/12`` is the variance of rounding to that grid."""
+    """Sample sd of the effects, widened by the rounding variance of a grid-valued outcome.
+
+    With 5 seeds all landing on the same grid point (one lr step, one test example) the plain
+    sd is 0 and a t-test would call any nonzero mean certain; ``resolution²/12`` is the
+    variance of rounding to that grid (Sheppard's correction), negligible otherwise.
+    """
     sd2 = float(np.var(effects, ddof=1)) if len(effects) > 1 else 0.0
     return math.sqrt(sd2 + resolution**2 / 12.0)
 
