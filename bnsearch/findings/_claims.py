@@ -21,6 +21,7 @@ from bnsearch.findings._design import (
     EPOCHS,
     FIT_EXAMPLES,
     FIT_LR,
+    FIT_MAX_EPOCHS,
     MAIN_LRS,
     OTHER_ACTIVATIONS,
 )
@@ -102,6 +103,7 @@ class Claim:
     log_scale: bool = False  # per-seed values are logs of ratios (reported as ratios)
     resolution: float = 0.0  # grid step of a per-seed value (log units when log_scale)
     literature: str = ""
+    training: str = ""  # how the compared nets trained, when not the dataset's epochs
     expected: str | None = None  # verdict the literature leads one to expect here (None: no prediction)
 
     @property
@@ -128,7 +130,9 @@ def _grid_mean(arm_a: str, arm_b: str) -> EffectFn:
         if not (v.complete(arm_a, MAIN_LRS) and v.complete(arm_b, MAIN_LRS)):
             return SeedEffect(None, note="cells missing")
         a, b = est.grid_mean_test_acc(v.points(arm_a)), est.grid_mean_test_acc(v.points(arm_b))
-        return SeedEffect(100 * (a - b))
+        dead = est.failed_lrs(v.points(arm_b))
+        note = f"{arm_b} did not train (val acc < 20%) at lr {', '.join(f'{x:g}' for x in dead)}" if dead else ""
+        return SeedEffect(100 * (a - b), note=note)
 
     return f
 
@@ -228,7 +232,8 @@ _LITERATURE = {
     "gamma": (
         "Goyal et al. 2017 zero the last BN gamma of each residual branch so that every block starts "
         "as the identity through its skip path. This plain net has no skip path: their reason does not "
-        "apply, and zeroing every gamma makes the output constant (no gradient reaches the first BN)."
+        "apply. Zeroing every gamma makes the output constant and gives every gamma a zero gradient at "
+        "initialisation (checked), a degenerate start any training can only leave through rounding noise."
     ),
     "activation": (
         "Ioffe & Szegedy 2015: BN keeps saturating nonlinearities (sigmoid) out of saturation, so the "
@@ -303,6 +308,7 @@ def claims() -> tuple[Claim, ...]:
             margin=ACC_MARGIN,
             primary=True,
             effect=_gap("relu/before", "relu/none"),
+            training=f"trained until they fit the subset (at most {FIT_MAX_EPOCHS} epochs)",
             literature=_LITERATURE["gap"],
             expected=SUPPORTED,
         ),
@@ -520,22 +526,30 @@ _VERDICT_WORDS = {
 }
 
 
+def _num(value: float, unit: str) -> str:
+    """A bound without its unit: ``−1.8``, ``+0.3``, ``0.53`` (ratios unsigned)."""
+    if not math.isfinite(value):
+        return "n/a"
+    text = f"{value:.2f}" if unit.startswith("×") else f"{value:+.1f}"
+    return text.replace("-", "−")
+
+
 def _fmt_effect(value: float, unit: str, *, sign: bool = True) -> str:
-    if math.isnan(value):
+    if not math.isfinite(value):
         return "n/a"
     if unit.startswith("×"):
         return f"{value:.2f}{unit}"
-    return f"{value:+.1f} {unit}" if sign else f"{value:.1f} {unit}"
+    return (_num(value, unit) if sign else f"{value:.1f}") + f" {unit}"
 
 
 def _sentence(
     c: Claim, dataset: str, r_effect: float, lo: float, hi: float, n: int, verdict: str, notes: Sequence[str]
 ) -> str:
     epochs = EPOCHS.get(dataset)
-    train = f"{epochs} epochs" if epochs else "the design's epochs"
+    train = c.training or (f"{epochs} epochs" if epochs else "the design's epochs")
     m = _fmt_effect(c.margin, c.unit, sign=False)
     words = _VERDICT_WORDS[verdict].format(m=m)
-    ci = f"95% CI {_fmt_effect(lo, c.unit)}…{_fmt_effect(hi, c.unit)}" if not math.isnan(lo) else "no interval"
+    ci = f"95% CI {_num(lo, c.unit)}…{_num(hi, c.unit)}" if math.isfinite(lo) else "no interval"
     text = (
         f"{c.estimand[0].upper()}{c.estimand[1:]}: {_fmt_effect(r_effect, c.unit)} ({ci}; {n} seeds, {dataset}, "
         f"{c.network}, {train}): {words}."

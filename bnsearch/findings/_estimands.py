@@ -63,6 +63,12 @@ def diverged_lrs(points: Sequence[GridPoint]) -> list[float]:
     return sorted(p.lr for p in points if p.diverged)
 
 
+def failed_lrs(points: Sequence[GridPoint], *, below: float = 0.2) -> list[float]:
+    """The lrs at which the arm did not train: diverged, or validation accuracy below ``below``
+    (twice chance with 10 classes), ascending."""
+    return sorted(p.lr for p in points if p.diverged or p.val_acc < below)
+
+
 def steps_to_target(curve: Sequence[tuple[int, float]], target: float) -> int | None:
     """The first checkpoint step whose validation accuracy reaches ``target`` (None: never)."""
     for step, acc in sorted(curve):

@@ -137,3 +137,9 @@ def test_json_rows_carry_the_documented_fields() -> None:
     ):
         assert field in row
     assert len(ACTIVATION_LRS) < len(MAIN_LRS)
+
+
+def test_failed_lrs_count_chance_level_nets_as_well_as_diverged_ones() -> None:
+    grid = [gp(0.1, 0.95, 0.95), gp(0.3, 0.10, 0.10), gp(1.0, 0.10, 0.10, True)]
+    assert est.failed_lrs(grid) == [0.3, 1.0]
+    assert est.diverged_lrs(grid) == [1.0]
