@@ -482,7 +482,7 @@ class Result:
     verdict: str
     p_adjusted: float
     primary: bool
-    replicated: bool  # every dataset of the run gave this verdict (and there are ≥ 2)
+    replicated: bool  # every dataset of the run (≥ 2) gave this verdict, and it is not inconclusive
     mde: float  # smallest effect (unit) this many seeds detect with 80% power, from the observed sd
     per_seed: tuple[float, ...]  # per-seed effects in ``unit``
     notes: tuple[str, ...]  # per-seed notes ("censored", "did not fit") that apply
@@ -630,7 +630,10 @@ def judge(records: Sequence[CellRecord], *, claim_list: Sequence[Claim] | None =
     results: list[Result] = []
     for c in all_claims:
         verdicts = [rows[(c.key, d)].verdict for d in datasets]
-        replicated = len(datasets) >= 2 and len(set(verdicts)) == 1
+        # Replicated: a finding (not "inconclusive") that every dataset of the run gives alike.
+        replicated = (
+            len(datasets) >= 2 and len(set(verdicts)) == 1 and verdicts[0] in (SUPPORTED, CONTRADICTED, EQUIVALENT)
+        )
         agreement = _agreement(c.expected, verdicts)
 
         def conv(x: float, c: Claim = c) -> float:

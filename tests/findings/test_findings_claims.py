@@ -143,3 +143,18 @@ def test_failed_lrs_count_chance_level_nets_as_well_as_diverged_ones() -> None:
     grid = [gp(0.1, 0.95, 0.95), gp(0.3, 0.10, 0.10), gp(1.0, 0.10, 0.10, True)]
     assert est.failed_lrs(grid) == [0.3, 1.0]
     assert est.diverged_lrs(grid) == [1.0]
+
+
+def test_replicated_needs_a_finding_not_just_agreement() -> None:
+    records = []
+    for s in range(3):  # BN changes nothing: equivalent on both datasets, a replicated finding
+        records += _records("digits", s, bn_gain=0.0, seed_shift=0.0)
+        records += _records("mnist5k", s, bn_gain=0.0, seed_shift=0.0, n_test=750)
+    results = judge(records)
+    acc = _by(results, "bn_accuracy", "digits")
+    assert acc.verdict == EQUIVALENT and acc.replicated
+    # Equal lr limits on a half-decade grid: inconclusive on both datasets (the grid's rounding
+    # keeps the interval wider than the 2× margin); agreeing on "inconclusive" is no replication.
+    for dataset in ("digits", "mnist5k"):
+        lr = _by(results, "bn_higher_lr", dataset)
+        assert lr.verdict == INCONCLUSIVE and not lr.replicated
