@@ -9,8 +9,9 @@ from __future__ import annotations
 from bnsearch.cli.app import app, main, user_errors
 from bnsearch.cli import run  # registers `run` first, so --help lists it first
 from bnsearch.cli import results  # registers compare, best, predict, dashboard, studies, report, export
+from bnsearch.cli import findings  # registers findings
 
 # isort: on
 from bnsearch.core.cpu import default_threads, set_threads  # their home before the layout change
 
-__all__ = ["app", "default_threads", "main", "results", "run", "set_threads", "user_errors"]
+__all__ = ["app", "default_threads", "findings", "main", "results", "run", "set_threads", "user_errors"]

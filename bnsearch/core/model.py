@@ -102,9 +102,14 @@ class BNCNN(nn.Module):
         self._init_bn(params)
 
     def _init_bn(self, params: TrialParams) -> None:
-        for m in self.bn_layers():
+        layers = self.bn_layers()
+        for i, m in enumerate(layers):
+            gamma = params.gamma_init or "ones"
+            if gamma == "zero_last":
+                # Goyal et al.'s trick, in a net without skip paths: only the last BN starts at 0.
+                gamma = "zeros" if i == len(layers) - 1 else "ones"
             with torch.no_grad():
-                _init_gamma(m.weight, params.gamma_init or "ones")
+                _init_gamma(m.weight, gamma)
                 _init_beta(m.bias, params.beta_init or "zeros")
 
     def bn_layers(self) -> list[nn.modules.batchnorm._BatchNorm]:

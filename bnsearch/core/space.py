@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 BN_PLACEMENTS = ("none", "before_activation", "after_activation")
-GAMMA_INITS = ("ones", "zeros", "small", "normal")
+GAMMA_INITS = ("ones", "zeros", "small", "normal")  # the default space's choices
+# Also accepted (a space file or `bnsearch findings` names it; not in the default space, so
+# default searches sample what they always did): gamma 0 on the last BN layer only, 1 elsewhere.
+GAMMA_INIT_CHOICES = (*GAMMA_INITS, "zero_last")
 BETA_INITS = ("zeros", "small", "normal")
 
 Scalar = bool | int | float | str
@@ -37,7 +40,7 @@ class TrialParams:
     activation: str  # one of ACTIVATIONS
     bn_placement: str  # one of BN_PLACEMENTS
     bn_classifier: bool  # BatchNorm1d on the flattened features before the classifier
-    gamma_init: str | None = None  # one of GAMMA_INITS; None when the net has no BN
+    gamma_init: str | None = None  # one of GAMMA_INIT_CHOICES; None when the net has no BN
     beta_init: str | None = None  # one of BETA_INITS; None when the net has no BN
 
     @property
@@ -100,7 +103,7 @@ _RULES: dict[str, _Rule] = {
     "bn_classifier": _Rule(bool, (False, True)),
     "bn_placement": _Rule(str, BN_PLACEMENTS),
     "epochs": _Rule(int, min_value=1),
-    "gamma_init": _Rule(str, GAMMA_INITS, conditional=True),
+    "gamma_init": _Rule(str, GAMMA_INIT_CHOICES, conditional=True),
     "lr": _Rule(float, min_value=0.0),
     "momentum": _Rule(float, min_value=0.0, max_value=1.0),
     "weight_decay": _Rule(float, min_value=0.0),

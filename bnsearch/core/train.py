@@ -169,6 +169,7 @@ def train(
     seed: int,
     cfg: TrainConfig | None = None,
     on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train_*`` with SGD, validating after every epoch.
 
@@ -179,6 +180,8 @@ def train(
         seed: Seeds the batch order (a private generator; the global RNG is untouched).
         cfg: Loop settings.
         on_epoch: Called with each epoch's metrics; returning True stops training.
+        on_step: Called after every SGD step with the steps taken so far (1-based, counted
+            over all epochs), e.g. to evaluate a copy of the model mid-epoch.
 
     Returns:
         The per-epoch history and how training ended.
@@ -217,6 +220,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if on_step is not None:
+                on_step((epoch - 1) * steps + step + 1)
             loss_sum += loss.detach() * len(idx)
             correct += (out.detach().argmax(1) == yb).sum()
             checkpoint = check_steps and (step + 1) % check_steps == 0

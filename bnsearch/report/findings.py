@@ -1,5 +1,9 @@
 """The BN findings: each claim of the source article tested on a study's own trials.
 
+These are **exploratory**: the trials are whatever the search sampled (adaptive samplers and
+pruning make the groups observational, one seed, grid points not independent), so a verdict
+here is a lead, not a result; ``bnsearch findings`` runs the designed, replicated experiment.
+
 Input is the DataFrame of ``analysis.load_trials``; output is plain ``Finding`` dataclasses
 (claim, verdict, a sentence in plain words, the groups compared, the effect size and the
 figure that shows it). Nothing here imports Optuna.
@@ -159,12 +163,17 @@ def bn_placement(df: pd.DataFrame) -> Finding:
 
 
 def bn_classifier(df: pd.DataFrame) -> Finding:
-    """Does BN before the classifier add anything (the article says it should not be there)?"""
+    """Does BN before the classifier add anything (the article says it should not be there)?
+
+    Only nets with BN in the conv blocks count: a net with no BN at all would put "no BN
+    anywhere" into the "no BN before the classifier" group.
+    """
     o = standard_init(outcome_frame(df))
+    o = o[o["bn_placement"] != "none"]
     return compare_groups(
         key="bn_classifier",
         claim=("BN belongs between the conv layers, not before the classifier: BN1d there does not help."),
-        metric="outcome val_acc",
+        metric="outcome val_acc (nets with BN in the conv blocks)",
         figure="findings_placement",
         a_label="BN before classifier",
         a=_values(o[o["bn_classifier"].eq(True)], "outcome"),

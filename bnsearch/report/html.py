@@ -37,6 +37,9 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 
 
 _FINDINGS_INTRO = (
+    "Exploratory: these verdicts read whatever trials this search sampled, and adaptive sampling "
+    "and pruning make them observational (one seed, no intervals); run bnsearch findings for the "
+    "designed experiment, paired by seed, with 95% intervals. "
     "Each claim of the source article, tested on this study's trials. Outcome accuracy is the "
     "final validation accuracy of complete trials; trials whose loss diverged count as 0 and "
     "trials stopped by the pruner are left out. Nets with BN count only with gamma initialised "
@@ -121,7 +124,7 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
         f"<p><small>written {created}</small></p>"
         f"{_summary_html(data)}<h2>Search</h2>{''.join(main)}"
         f"<p><small>{html.escape(data.importance_note)}</small></p>"
-        f"<h2>Findings</h2><p>{_FINDINGS_INTRO}</p>{_findings_html(data.findings)}"
+        f"<h2>Findings (exploratory)</h2><p>{_FINDINGS_INTRO}</p>{_findings_html(data.findings)}"
         f"{''.join(extra)}</body></html>"
     )
     path.parent.mkdir(parents=True, exist_ok=True)

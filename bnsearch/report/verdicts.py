@@ -1,5 +1,8 @@
 """Verdicts from two groups of numbers: the statistics behind ``bnsearch.report.findings``.
 
+Exploratory: these compare whatever trials a search happened to sample (adaptive sampling and
+pruning make the groups observational); ``bnsearch findings`` runs the designed experiment.
+
 Plain Python, no pandas or Optuna: a ``Finding`` holds a claim, its verdict, a sentence in
 plain words, the groups compared and the effect size. Two groups are compared with
 Cliff's delta (the probability that a value of one group beats one of the other, minus
@@ -116,7 +119,8 @@ def compare_groups(
     assert ma is not None and mb is not None
     diff = ma - mb
     direction = "none"
-    if abs(delta) >= MIN_CLIFFS_DELTA and abs(diff) >= MIN_DIFF:
+    # Both measures must point the same way: a positive delta with a lower median is no evidence.
+    if abs(delta) >= MIN_CLIFFS_DELTA and abs(diff) >= MIN_DIFF and (delta > 0) == (diff > 0):
         direction = "higher" if diff > 0 else "lower"
     if claim_kind in ("higher", "lower"):
         verdict = (

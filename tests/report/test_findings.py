@@ -190,3 +190,25 @@ def test_lr_limit_needs_most_trials_of_a_bin_to_train() -> None:
     both_top = fd.bn_learning_rate(frame(_lr_study([0.01, 0.03, 0.1, 0.3, 1.0], no_bn_diverge_from=9)))
     assert both_top.verdict == fd.NOT_ENOUGH_DATA
     assert "both train at the highest lr tried" in both_top.summary
+
+
+def test_a_delta_and_a_median_that_disagree_are_no_clear_difference() -> None:
+    from bnsearch.report.verdicts import compare_groups
+
+    a = [0.80, 0.80, 0.80, 0.80, 0.99, 0.99, 0.99]  # Cliff's delta +0.35 against b ...
+    b = [0.0, 0.0, 0.0, 0.9, 0.9, 0.9, 0.9]  # ... but a median 0.10 lower
+    f = compare_groups(
+        key="k", claim="c", metric="m", figure="f", a_label="a", a=a, b_label="b", b=b, claim_kind="higher"
+    )
+    assert f.verdict == fd.NO_CLEAR_DIFFERENCE
+
+
+def test_classifier_finding_leaves_out_nets_without_any_bn() -> None:
+    with_bn = group(5, 0.90, bn_placement="after_activation") + group(
+        5, 0.90, bn_placement="after_activation", bn_classifier=True
+    )
+    # Nets with no BN at all, far worse: in the "no BN before the classifier" group they would
+    # make BN1d look clearly better.
+    f = fd.bn_classifier(frame(with_bn + group(10, 0.30, **NO_BN)))
+    assert [g.n for g in f.groups] == [5, 5]
+    assert f.verdict == fd.SUPPORTED

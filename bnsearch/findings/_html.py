@@ -1,0 +1,212 @@
+"""The findings page and JSON: results → plotly figures → one self-contained HTML file.
+
+Only rendering lives here; every number comes from ``_claims.judge`` and the cell records.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bnsearch.errors import BnsearchError, MissingDependencyError
+from bnsearch.findings._claims import Result, seed_views
+from bnsearch.findings._design import MAIN_LRS
+from bnsearch.findings._records import CellRecord
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f4f4f4}.supported{color:#1a7f37}.contradicted{color:#b42318}.equivalent{color:#1f4e9c}
+.inconclusive,.not-estimable{color:#7a5c00}.claim{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
+.lit{color:#555;font-size:.95em}
+"""
+
+
+def _normalised(r: Result, x: float) -> float | None:
+    """An effect in units of its claim's margin (ratios on a log scale), so claims share an axis."""
+    if not math.isfinite(x):
+        return None
+    if r.unit.startswith("×"):
+        return math.log(x) / math.log(r.margin) if x > 0 else None
+    return x / r.margin
+
+
+def forest_figure(results: Sequence[Result]) -> go.Figure:
+    """Each claim's effect and 95% interval per dataset, in units of its margin."""
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        raise MissingDependencyError("plotly", "the findings page") from None
+    fig = go.Figure()
+    datasets = sorted({r.dataset for r in results})
+    for i, d in enumerate(datasets):
+        rows = [r for r in results if r.dataset == d]
+        x = [_normalised(r, r.effect) for r in rows]
+        lo = [_normalised(r, r.ci_low) for r in rows]
+        hi = [_normalised(r, r.ci_high) for r in rows]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[f"{r.key}{'' if r.primary else ' (secondary)'}" for r in rows],
+                mode="markers",
+                name=d,
+                marker={"color": _COLORS[i % len(_COLORS)], "size": 9},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [None if a is None or b is None else b - a for a, b in zip(x, hi, strict=True)],
+                    "arrayminus": [None if a is None or b is None else a - b for a, b in zip(x, lo, strict=True)],
+                },
+                text=[r.sentence for r in rows],
+                hoverinfo="text",
+            )
+        )
+    for v in (-1, 0, 1):
+        fig.add_vline(x=v, line_dash="dot" if v else "solid", line_color="#999")
+    fig.update_layout(
+        title="Effects with 95% intervals, in units of each claim's margin (dotted: ±margin)",
+        xaxis_title="effect / margin (ratios: log effect / log margin)",
+        height=300 + 28 * len({r.key for r in results}),
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def lr_figure(records: Sequence[CellRecord]) -> go.Figure:
+    """Evidence: mean test accuracy vs lr of the ReLU arms per dataset (seeds averaged)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    views = seed_views(records)
+    arms = ("relu/none", "relu/before", "relu/after", "relu/before+bn1d", "relu/after/zero_last")
+    for di, (dataset, seeds) in enumerate(sorted(views.items())):
+        for ai, arm in enumerate(arms):
+            ys = []
+            for lr in MAIN_LRS:
+                vals = [p.test_acc for v in seeds.values() for p in v.points(arm, (lr,))]
+                ys.append(100 * sum(vals) / len(vals) if vals else None)
+            fig.add_trace(
+                go.Scatter(
+                    x=list(MAIN_LRS),
+                    y=ys,
+                    mode="lines+markers",
+                    name=f"{dataset}: {arm}",
+                    line={"color": _COLORS[ai % len(_COLORS)], "dash": "solid" if di == 0 else "dash"},
+                )
+            )
+    fig.update_layout(
+        title="Test accuracy vs learning rate (mean over seeds; diverged nets at chance)",
+        xaxis={"type": "log", "title": "learning rate"},
+        yaxis_title="test accuracy (%)",
+        height=480,
+    )
+    return fig
+
+
+def _fmt(x: float, unit: str) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:.2f}{unit}" if unit.startswith("×") else f"{x:+.2f}"
+
+
+def _table(results: Sequence[Result]) -> str:
+    cols = ("claim", "dataset", "effect", "95% CI", "bootstrap", "unit", "seeds", "verdict", "replicated")
+    head = "<tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
+    body = []
+    for r in results:
+        cls = r.verdict.replace(" ", "-")
+        cells = (
+            html.escape(r.key) + ("" if r.primary else " <i>(secondary)</i>"),
+            html.escape(r.dataset),
+            _fmt(r.effect, r.unit),
+            f"{_fmt(r.ci_low, r.unit)} … {_fmt(r.ci_high, r.unit)}",
+            f"{_fmt(r.boot_low, r.unit)} … {_fmt(r.boot_high, r.unit)}",
+            html.escape(r.unit),
+            str(r.n_seeds),
+            f"<span class='{cls}'>{html.escape(r.verdict)}</span>",
+            "yes" if r.replicated else "no",
+        )
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _claims_html(results: Sequence[Result]) -> str:
+    parts = []
+    for key in dict.fromkeys(r.key for r in results):
+        rows = [r for r in results if r.key == key]
+        first = rows[0]
+        sentences = "".join(f"<li class='{r.verdict.replace(' ', '-')}'>{html.escape(r.sentence)}</li>" for r in rows)
+        parts.append(
+            f"<div class='claim'><h3>{html.escape(first.claim)}{'' if first.primary else ' (secondary)'}</h3>"
+            f"<p><b>Estimand:</b> {html.escape(first.estimand)}. "
+            f"<b>Margin:</b> {first.margin:g} {html.escape(first.unit)}.</p>"
+            f"<ul>{sentences}</ul>"
+            f"<p class='lit'><b>Literature:</b> {html.escape(first.literature)} "
+            f"<b>Here:</b> {html.escape(first.agreement)}.</p></div>"
+        )
+    return "".join(parts)
+
+
+def write_findings_html(
+    results: Sequence[Result], records: Sequence[CellRecord], path: str | Path, *, note: str
+) -> Path:
+    """Write the findings page to ``path``, plotly.js inlined.
+
+    Raises:
+        MissingDependencyError: plotly is not installed.
+        BnsearchError: the file cannot be written.
+    """
+    figs = [forest_figure(results), lr_figure(records)]
+    from plotly.offline import get_plotlyjs
+
+    divs = "".join(
+        f"<div>{f.to_html(full_html=False, include_plotlyjs=False, default_width='100%')}</div>" for f in figs
+    )
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>bnsearch findings</title><style>{_CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script></head><body>
+<h1>Batch normalization: designed findings</h1>
+<p>{html.escape(note)} Generated {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}.</p>
+<p>Each effect is paired by seed (same split, batch order and shared initial weights) and its interval
+is a 95% t-interval over the per-seed effects (the bootstrap column resamples seeds and each seed's
+test-set noise, as a check). Verdicts of the primary claims are Holm-corrected over the primary claims
+of each dataset; secondary claims are judged at 5% each. <i>Replicated</i>: every dataset gave this verdict.</p>
+<h2>Verdicts</h2>{_table(results)}
+{divs}
+<h2>Claims</h2>{_claims_html(results)}
+</body></html>
+"""
+    return _write(path, page, "findings page")
+
+
+def write_findings_json(results: Sequence[Result], path: str | Path) -> Path:
+    """One object per claim × dataset (key, claim, estimand, dataset, effect, ci_low, ci_high,
+    unit, n_seeds, verdict, replicated, and the evidence behind them)."""
+
+    def clean(v: object) -> object:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    rows = [
+        {k: ([clean(x) for x in v] if isinstance(v, list) else clean(v)) for k, v in r.to_json().items()}
+        for r in results
+    ]
+    return _write(path, json.dumps(rows, indent=2, ensure_ascii=False) + "\n", "findings JSON")
+
+
+def _write(path: str | Path, text: str, what: str) -> Path:
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise BnsearchError(f"cannot write the {what} to {out}: {e.strerror or e}") from None
+    return out

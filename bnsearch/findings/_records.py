@@ -1,0 +1,21 @@
+"""``CellRecord``: one trained cell as plain data, the input of the claims (no Optuna, no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CellRecord:
+    dataset: str
+    seed: int
+    arm: str  # Arm.name, e.g. "relu/before"
+    kind: str  # "grid" or "fit"
+    lr: float
+    val_acc: float  # final validation accuracy (chance level when diverged)
+    test_acc: float  # test accuracy (chance level when diverged)
+    diverged: bool
+    n_test: int  # test examples
+    curve: tuple[tuple[int, float], ...] = ()  # (step, val acc with BN recomputed)
+    fit_reached: bool | None = None  # fitting cells: the subset was fitted (100% train accuracy)
+    fit_train_acc: float | None = None  # fitting cells: training-subset accuracy at the end
