@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bnsearch.findings import _estimands as est
 from bnsearch.findings._design import (
@@ -111,6 +111,9 @@ class Claim:
         return math.log(self.margin) if self.log_scale else self.margin
 
 
+EDGE_NOTE = "had an arm's best lr at the edge of the grid (its tuned accuracy a lower bound)"
+
+
 def _acc_diff(a: est.GridPoint, b: est.GridPoint, n: int) -> SeedEffect:
     return SeedEffect(100 * (a.test_acc - b.test_acc), 100 * est.binomial_se(a.test_acc, b.test_acc, n))
 
@@ -120,7 +123,13 @@ def _tuned(arm_a: str, arm_b: str, lrs: Sequence[float] = MAIN_LRS) -> EffectFn:
         if not (v.complete(arm_a, lrs) and v.complete(arm_b, lrs)):
             return SeedEffect(None, note="cells missing")
         best_a = est.best_on_validation(v.points(arm_a, lrs))
-        return _acc_diff(best_a, est.best_on_validation(v.points(arm_b, lrs)), v.n_test)
+        best_b = est.best_on_validation(v.points(arm_b, lrs))
+        effect = _acc_diff(best_a, best_b, v.n_test)
+        # A best lr at either end of the grid may have a better one beyond it: the tuned
+        # accuracy is then a lower bound, and the verdict says how many seeds that concerns.
+        if {best_a.lr, best_b.lr} & {min(lrs), max(lrs)}:
+            return replace(effect, note=EDGE_NOTE)
+        return effect
 
     return f
 

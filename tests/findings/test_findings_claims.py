@@ -3,6 +3,7 @@ steps to target, pairing by seed, replication, the JSON rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -158,3 +159,19 @@ def test_replicated_needs_a_finding_not_just_agreement() -> None:
     for dataset in ("digits", "mnist5k"):
         lr = _by(results, "bn_higher_lr", dataset)
         assert lr.verdict == INCONCLUSIVE and not lr.replicated
+
+
+def test_a_best_lr_at_the_edge_of_the_grid_is_flagged() -> None:
+    # _records puts every arm's best at the grid's largest lr: each seed is flagged, and the
+    # flag is in the verdict's notes and sentence.
+    records = [r for s in range(3) for r in _records("digits", s, bn_gain=0.01, seed_shift=0.01 * s)]
+    acc = _by(judge(records), "bn_accuracy", "digits")
+    assert any(n.startswith("3 of 3 seeds had an arm's best lr at the edge of the grid") for n in acc.notes)
+    assert "edge of the grid" in acc.sentence
+    # Best inside the grid: no flag.
+    inner = [
+        dataclasses.replace(r, val_acc=r.val_acc - (0.05 if r.lr in (MAIN_LRS[0], MAIN_LRS[-1]) else 0.0))
+        for r in records
+    ]
+    acc = _by(judge(inner), "bn_accuracy", "digits")
+    assert not any("edge of the grid" in n for n in acc.notes)
