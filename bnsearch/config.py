@@ -148,7 +148,7 @@ def resolve_device(device: str) -> str:
 
 
 # --pack auto: trials per pack on each device type. 1 (no packing) until benchmarks/pack.py
-# shows packing faster on that device: on this project's CPU it was slower (see the README).
+# shows packing faster on that device: on this project's CPU it was 3-6x slower at every K (docs/speed.md).
 AUTO_PACK = {"cpu": 1, "cuda": 1, "mps": 1}
 MAX_PACK = 256
 
