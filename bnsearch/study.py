@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import sqlite3
+import time
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -193,7 +194,7 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
                         max_retry=MAX_RETRY
                     ),
                 }
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **hb)
+            storage = _rdb_storage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **hb)
         if path is not None and create:
             _begin_immediate(storage)
         return storage
@@ -202,6 +203,26 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
     except Exception as e:  # SQLAlchemy raises many kinds; all mean "cannot use this storage"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StudyError(f"cannot open storage '{mask_url(url)}': {msg}") from None
+
+
+def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """Optuna's ``RDBStorage``, once more if another process created the tables meanwhile.
+
+    Processes that open an empty PostgreSQL database at the same moment (the tasks of a job
+    array) all create Optuna's tables; all but one can fail on a unique constraint of the
+    catalog (``pg_type_typname_nsp_index``) or on a table that now exists. The schema is then
+    in place, and a second open finds it.
+    """
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (IntegrityError, ProgrammingError) as e:
+            if attempt == 2 or not ("already exists" in str(e) or "duplicate key" in str(e)):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _open_journal(path: Path, *, create: bool) -> optuna.storages.JournalStorage:

@@ -361,3 +361,37 @@ def test_the_progress_line_counts_the_whole_study_under_a_budget() -> None:
         progress(study, study.trials[-1])
     line = out.getvalue().strip()
     assert line.startswith(f"trial 1 (#{study.trials[-1].number}) complete") and "| study 7/40 |" in line, line
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from bnsearch.study import open_storage
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+open_storage(sys.argv[1], create=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_an_empty_postgresql_database_at_once_all_succeed(postgres_url: str) -> None:
+    # The tasks of a job array open the storage together; on an empty database they all
+    # create Optuna's tables, and every one must still open it.
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_url)
+    name = f"bnsearch_empty_{uuid.uuid4().hex[:8]}"
+    admin = dict(host=server.host, port=server.port, user=server.username, password=server.password)
+    with psycopg.connect(dbname=server.database, autocommit=True, **admin) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        url = server.set(database=name).render_as_string(hide_password=False)
+        start = str(time.time() + 3.0)
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, url, start], stderr=subprocess.PIPE, text=True)
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, "\n".join(errors)
+    finally:
+        with psycopg.connect(dbname=server.database, autocommit=True, **admin) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
