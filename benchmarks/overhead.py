@@ -33,6 +33,7 @@ from train_throughput import fixed_params
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_precision
+from bnsearch.core.cpu import set_threads
 from bnsearch.core.data import load_dataset, split_dataset, to_device
 from bnsearch.core.model import build_model
 from bnsearch.core.space import DEFAULT_BATCH_SIZE, SearchSpace, TrialParams
@@ -120,7 +121,7 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join(s for s in strategy_names() if s != "grid"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads, 1)  # as the entry points do: subnormal floats flushed
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _common.header("overhead")
     precision = resolve_precision("auto", ["cpu"])  # what a default run trains in here

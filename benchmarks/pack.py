@@ -29,6 +29,7 @@ import optuna
 import torch
 
 from bnsearch.config import RunConfig, resolve_device
+from bnsearch.core.cpu import set_threads
 from bnsearch.core.data import load_dataset, split_dataset, to_device
 from bnsearch.core.model import build_model
 from bnsearch.core.packed import PackMember, train_packed
@@ -148,8 +149,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-search", action="store_true")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads, 1)  # as the entry points do (None: the default thread count)
     device = resolve_device(args.device)
     precision = args.precision if args.precision != "auto" else ("bf16" if bf16_supported(device) else "fp32")
     args.precision = precision

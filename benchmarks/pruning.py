@@ -27,10 +27,10 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the checkout on sys.path)
 import optuna
-import torch
 
 from bnsearch import keys
 from bnsearch.config import RunConfig
+from bnsearch.core.cpu import set_threads
 from bnsearch.search import run_search
 from bnsearch.search.pruners import make_pruner
 
@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="searches 0..N-1 (each ≈ 1.5 min on mnist5k)")
     ap.add_argument("--seed-start", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads, 1)  # as the entry points do: subnormal floats flushed
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _common.header("pruning")
     results: dict[str, list[tuple[float, float]]] = {}

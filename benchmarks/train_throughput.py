@@ -44,6 +44,7 @@ import optuna
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from bnsearch.core.cpu import set_threads
 from bnsearch.core.data import DeviceData, load_dataset, split_dataset, to_device
 from bnsearch.core.model import build_model, param_groups
 from bnsearch.core.seeding import derive_seed
@@ -305,16 +306,25 @@ def main() -> None:
         action="store_true",
         help="time with the process's CPU seconds, not the wall clock (needs --threads 1; for a busy machine)",
     )
+    ap.add_argument(
+        "--subnormals",
+        choices=("flush", "keep"),
+        default="flush",
+        help="flush: as bnsearch's entry points set the process (FTZ/DAZ); keep: as before issue 12 (for the before/after)",
+    )
     args = ap.parse_args()
     if args.cpu_time:
         if args.threads != 1:
             ap.error("--cpu-time needs --threads 1 (CPU seconds of several threads add up)")
         _common.use_cpu_time()
     precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
-    torch.set_num_threads(args.threads)
+    if args.subnormals == "flush":
+        set_threads(args.threads, 1)  # as bnsearch's entry points do; the naive loop runs under it too
+    else:
+        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _common.header("train_throughput")
-    print(f"clock: {'process CPU time' if args.cpu_time else 'wall'}")
+    print(f"clock: {'process CPU time' if args.cpu_time else 'wall'}; subnormal floats: {args.subnormals}")
     peak = _common.matmul_peak_gflops(torch.float32)
     peaks = f"fp32 {peak:.0f} GFLOP/s"
     if "bf16" in precisions:

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from bnsearch.core.cpu import flush_denormals
 from bnsearch.core.data import DeviceData, Splits, load_dataset, split_dataset, to_device
+
+# As every entry point does, and before any tensor work, so that all of torch's threads get
+# it: training in the tests computes what it computes under `bnsearch run`.
+flush_denormals()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -89,10 +89,11 @@ def top_up_run(
 def _top_up_in_worker(job: tuple[CompareConfig, str, int, int]) -> tuple[str, int]:
     """Entry point of a ``--workers`` process: its torch threads, a quiet Optuna, one run."""
     import optuna
-    import torch
+
+    from bnsearch.core.cpu import set_threads
 
     cfg, strategy, seed, threads = job
-    torch.set_num_threads(threads)
+    set_threads(threads, 1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return cfg.study_name(strategy, seed), top_up_run(cfg, strategy, seed)
 

@@ -138,10 +138,11 @@ def top_up(cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | No
 def _top_up_in_worker(job: tuple[FindingsConfig, str, int, int]) -> tuple[str, int, int]:
     """Entry point of a ``--workers`` process: its torch threads, a quiet Optuna, one study."""
     import optuna
-    import torch
+
+    from bnsearch.core.cpu import set_threads
 
     cfg, dataset, seed, threads = job
-    torch.set_num_threads(threads)
+    set_threads(threads, 1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return dataset, seed, top_up(cfg, dataset, seed)
 

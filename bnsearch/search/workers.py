@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_device
-from bnsearch.core.cpu import default_threads
+from bnsearch.core.cpu import default_threads, set_threads
 from bnsearch.errors import BnsearchError, ConfigError
 
 if TYPE_CHECKING:
@@ -441,14 +441,13 @@ def _worker_main(
     with interrupts_raise(second="ignore") as intr:
         try:
             import optuna
-            import torch
 
             logging.basicConfig(
                 level=logging.WARNING if verbosity <= 0 else logging.INFO,
                 format=f"%(levelname)s worker {index}: %(message)s",
             )
             optuna.logging.set_verbosity(optuna.logging.INFO if verbosity > 0 else optuna.logging.ERROR)
-            torch.set_num_threads(cfg.threads or 1)
+            set_threads(cfg.threads or 1, 1)
             from bnsearch.config import resolve_pack
             from bnsearch.search.budget import BudgetReached
             from bnsearch.search.run import make_objective, optimize, prepare_search, run_callbacks

@@ -1,4 +1,5 @@
-"""The default thread count: decided from what the cores do now, on made-up CPU samples.
+"""The default thread count: decided from what the cores do now, on made-up CPU samples; and
+the entry points' flushing of subnormal floats.
 
 Every case where the machine has just gone idle also sets a high 1-minute load average: the
 default must not follow it (it lags a minute behind, and sent the default search to one thread
@@ -7,6 +8,9 @@ on an idle machine).
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -196,3 +200,29 @@ def test_without_proc_stat_or_load_average_the_cores_are_split(monkeypatch: pyte
 def test_a_core_going_offline_mid_sample_falls_back(load_average_says_busy: None) -> None:
     samples = _scripted(_times(0.0, wall_s=10.0, cores=4), _times(0.0, wall_s=10.2, cores=3))
     assert sample_others_busy(read=lambda: next(samples), sleep=lambda s: None) == 1.9
+
+
+_SUBNORMAL_PROBE = """
+import sys
+import torch
+from bnsearch.core.cpu import set_threads
+if sys.argv[1] == "entry":
+    set_threads(2, 1)
+else:
+    torch.set_num_threads(2)
+tiny = torch.full((1 << 20,), 0x00010000, dtype=torch.int32).view(torch.float32)  # 2**-133: subnormal
+print(int((tiny * 1.0).count_nonzero()))
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="torch flushes subnormal floats on x86 only")
+def test_an_entry_point_flushes_subnormal_floats_in_every_torch_thread() -> None:
+    # Subnormal floats made the classifier's backward and saturated sigmoids 10-60x slower.
+    # torch's OpenMP workers copy the setting when created, so it must precede the first
+    # parallel op; the probe's multiplication runs on both threads.
+    def probe(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _SUBNORMAL_PROBE, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    assert probe("plain") == 1 << 20  # the probe sees subnormals where nothing flushes them
+    assert probe("entry") == 0
