@@ -4,6 +4,7 @@ masked passwords, and the study-wide ``--max-trials`` budget under real races.""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -284,6 +285,21 @@ def _run_cmd(url: str, name: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
+def test_workers_progress_counts_the_study_against_max_trials(tmp_path: Path) -> None:
+    """With --workers the progress line shows the study's count, as a single process does."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    out = subprocess.run(
+        _run_cmd(url, "budget-workers", "--max-trials", "4", "--workers", "2"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    counts = re.findall(r"\| study (\d+)/4 \|", out.stdout)
+    assert counts and counts[-1] == "4", out.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "journal", "postgresql"])
 def test_runs_started_together_add_exactly_max_trials(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -317,7 +333,7 @@ def test_runs_started_together_add_exactly_max_trials(
     assert len(trials) == 7
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert len({t.user_attrs[keys.WORKER] for t in trials}) >= 2  # the budget really was shared
-    assert any("| study 7/7 |" in out for out, _ in outputs)
+    assert any("| study 7/7 |" in out for out, _ in outputs), "\n---\n".join(out for out, _ in outputs)
 
 
 # --- mixed hardware ------------------------------------------------------------------------

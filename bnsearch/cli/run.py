@@ -261,7 +261,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
         f"{_tracking_note(cfg)}",
         highlight=False,
     )
-    with SearchProgress(console, total=cfg.trials, label=study.study_name) as progress:
+    with SearchProgress(console, total=cfg.trials, label=study.study_name, study_total=cfg.max_trials) as progress:
         outcome = run_workers(setup, slots, on_trial=progress, verbosity=options.verbosity)
     if outcome.signum is not None:
         _interrupted(study, outcome.signum)
