@@ -61,7 +61,8 @@ def open_study(study: str | optuna.Study, storage: str | None = None) -> optuna.
     """
     import optuna
 
-    from bnsearch.study import load_existing, open_storage
+    from bnsearch.storages import open_storage
+    from bnsearch.study import load_existing
 
     if isinstance(study, optuna.Study):
         return study
@@ -260,12 +261,13 @@ def study_summaries(storage: str | None = None) -> list[StudySummary]:
     """
     from optuna.trial import TrialState
 
-    from bnsearch.study import open_storage
+    from bnsearch._optuna import study_id_of
+    from bnsearch.storages import open_storage
 
     rdb = open_storage(storage or default_storage(), create=False, heartbeat=False)
     out = []
     for s in sorted(rdb.get_all_studies(), key=lambda s: s.study_name):
-        trials = rdb.get_all_trials(s._study_id, deepcopy=False)
+        trials = rdb.get_all_trials(study_id_of(s), deepcopy=False)
         counts = {st: sum(t.state == st for t in trials) for st in TrialState}
         done = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         times = [d for t in trials for d in (t.datetime_start, t.datetime_complete) if d is not None]

@@ -63,7 +63,8 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
     """
     from optuna.trial import TrialState
 
-    from bnsearch.study import load_existing, open_storage
+    from bnsearch.storages import open_storage
+    from bnsearch.study import load_existing
 
     storage = open_storage(storage_url, create=False, heartbeat=False)
     study = load_existing(storage, study_name)
@@ -246,7 +247,8 @@ def saved_model_folder(ref: str, storage_url: str, artifacts: str | None, out_di
             artifact store lacks it.
     """
     from bnsearch.saved_models import artifacts_dir, download_model, saved_model_ids
-    from bnsearch.study import load_existing, open_storage
+    from bnsearch.storages import open_storage
+    from bnsearch.study import load_existing
 
     name = ref[len(STUDY_MODEL_PREFIX) :]
     head, _, tail = name.rpartition(":")

@@ -4,7 +4,8 @@
 ``optuna_dashboard.run_server`` (with the study's artifact store, so each trial's saved model
 is listed) in a child process and waits until it answers; ``Dashboard.url`` is then the
 address to open (``port=0`` picks a free port first). ``wait_until_interrupted`` returns on
-Ctrl-C, after the server process has stopped.
+SIGINT or SIGTERM to this process (Ctrl-C, ``kill``, ``timeout``, ``docker stop``), after the
+server process has stopped; a server whose parent dies without a word stops too.
 
 A child process rather than a thread: ``run_server`` serves in the thread that calls it, with
 no way to stop it from outside, and its wsgiref server writes a line to stderr for every
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60  # the server process must answer within this long
-STOP_TIMEOUT_S = 5  # after Ctrl-C, wait this long for it to exit before terminating it
+STOP_TIMEOUT_S = 5  # after SIGTERM, wait this long for the server process before SIGKILL
 
 
 def _check_dashboard_installed() -> None:
@@ -67,10 +68,13 @@ class _LogLines(io.TextIOBase):
 
 def _serve(storage: str, host: str, port: int, artifacts: str | None, log_level: int) -> None:
     """The server process: optuna-dashboard's ``run_server`` until SIGINT or SIGTERM."""
+    from bnsearch.processes import die_with_parent
+
+    die_with_parent()
     import optuna_dashboard
 
     from bnsearch.saved_models import AtomicFileSystemArtifactStore
-    from bnsearch.study import open_storage
+    from bnsearch.storages import open_storage
 
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     store = AtomicFileSystemArtifactStore(artifacts) if artifacts is not None else None
@@ -105,18 +109,20 @@ class Dashboard:
             self.process.kill()
             self.process.join()
 
-    def wait_until_interrupted(self) -> None:
-        """Wait until Ctrl-C (or the server process ends); the process is stopped on return."""
-        try:
-            while self.process.is_alive():
-                self.process.join(0.5)
-        except KeyboardInterrupt:
-            logger.info("Ctrl-C: stopping the dashboard")
-            # The terminal's Ctrl-C reached the server process too and stops it; a request
-            # in flight can swallow it (wsgiref answers 500 and goes on), so wait briefly.
-            self.process.join(STOP_TIMEOUT_S)
-        finally:
-            self.stop()
+    def wait_until_interrupted(self) -> int | None:
+        """Wait until SIGINT or SIGTERM reaches this process (or the server process ends), then
+        stop the server process; return the signal, None if the server ended by itself."""
+        from bnsearch.processes import interrupts_raise
+
+        with interrupts_raise() as intr:
+            try:
+                while self.process.is_alive():
+                    self.process.join(0.5)
+            except KeyboardInterrupt:
+                logger.info("stopping the dashboard")
+            finally:
+                self.stop()
+        return intr.signum
 
 
 def start_dashboard(
@@ -143,10 +149,9 @@ def start_dashboard(
         StudyError: the database does not exist or cannot be opened.
         MissingDependencyError: optuna-dashboard is not installed.
     """
-    import multiprocessing
-
+    from bnsearch.processes import spawn_context
     from bnsearch.saved_models import artifacts_dir
-    from bnsearch.study import open_storage
+    from bnsearch.storages import open_storage
 
     _check_dashboard_installed()
     url = storage or default_storage()
@@ -154,8 +159,7 @@ def start_dashboard(
     folder = artifacts_dir(url, artifacts)
     served = folder if folder.is_dir() else None
     port = _free_port(host, port)
-    # spawn: a fresh interpreter, not a fork of one that may hold torch threads or a database pool.
-    ctx = multiprocessing.get_context("spawn")
+    ctx = spawn_context()
     args = (url, host, port, None if served is None else str(served), log_level)
     process = ctx.Process(target=_serve, args=args, name="bnsearch-dashboard", daemon=True)
     process.start()
@@ -195,7 +199,7 @@ def make_app(storage: str | None = None, *, artifacts: str | None = None) -> Any
         MissingDependencyError: optuna-dashboard is not installed.
     """
     from bnsearch.saved_models import AtomicFileSystemArtifactStore, artifacts_dir
-    from bnsearch.study import open_storage
+    from bnsearch.storages import open_storage
 
     _check_dashboard_installed()
     import optuna_dashboard

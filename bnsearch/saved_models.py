@@ -57,7 +57,7 @@ def check_save_mode(mode: str) -> None:
 def artifacts_dir(storage: str, override: str | None = None) -> Path:
     """The artifact-store folder for ``storage``: ``override``, ``$BNSEARCH_ARTIFACTS``, the
     ``artifacts/`` folder beside a SQLite database, or ``studies/artifacts``."""
-    from bnsearch.study import sqlite_path
+    from bnsearch.storages import sqlite_path
 
     chosen = override or os.environ.get(ENV_ARTIFACTS, "").strip()
     if chosen:

@@ -23,7 +23,7 @@ from bnsearch.cli import app
 from bnsearch.config import DEFAULT_STORAGE, RunConfig, default_storage
 from bnsearch.errors import ConfigError, StudyError
 from bnsearch.search.budget import BudgetedStudy, BudgetReached, budget_lock, counted_trials
-from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, open_storage
+from bnsearch.storages import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, open_storage
 from bnsearch.urls import mask_url
 
 runner = CliRunner()
@@ -221,7 +221,7 @@ _RACE = """
 import sys, time, optuna
 from pathlib import Path
 from bnsearch.search.budget import BudgetedStudy, BudgetReached, budget_lock
-from bnsearch.study import open_storage
+from bnsearch.storages import open_storage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 url, name, index, max_trials, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
 storage = open_storage(url)
@@ -381,7 +381,7 @@ def test_the_progress_line_counts_the_whole_study_under_a_budget() -> None:
 
 _OPEN_AT_ONCE = """
 import sys, time
-from bnsearch.study import open_storage
+from bnsearch.storages import open_storage
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 open_storage(sys.argv[1], create=True)
 """

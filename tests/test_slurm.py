@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bnsearch import keys
 from bnsearch.search.budget import counted_trials
-from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, open_storage
+from bnsearch.storages import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, open_storage
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,6 +87,23 @@ def user_errors() -> Iterator[None]:
             raise
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the block (and the processes it started) with one line and exit
+    code 128 + signal; what finished is kept, so running the same command again continues."""
+    from bnsearch.processes import exit_code, interrupts_raise, signal_of
+
+    try:
+        with interrupts_raise():
+            yield
+    except KeyboardInterrupt as e:
+        if options.debug:
+            raise
+        name = signal.Signals(signal_of(e)).name
+        typer.echo(f"interrupted by {name}; run the same command again to continue where it stopped", err=True)
+        raise typer.Exit(code=exit_code(signal_of(e))) from None
 
 
 def configure_logging(verbosity: int) -> None:

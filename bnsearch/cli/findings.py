@@ -13,6 +13,7 @@ from bnsearch.cli.app import (
     configure_logging,
     console,
     options,
+    stopped_by_signals,
     storage_text,
     storage_url,
     user_errors,
@@ -85,11 +86,8 @@ def findings(
             )
 
         say(f"findings: {', '.join(cfg.datasets)} × {cfg.seeds} seeds in {storage_text(cfg.storage)}")
-        try:
+        with stopped_by_signals():
             summary = run_experiment(cfg, on_event=say, on_cell=cell_line)
-        except KeyboardInterrupt:
-            typer.echo("interrupted; run the same command again to continue where it stopped", err=True)
-            raise typer.Exit(code=130) from None
         results = judge(summary.records)
         for r in results:
             if r.primary:

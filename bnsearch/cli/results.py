@@ -20,6 +20,7 @@ from bnsearch.cli.app import (
     console,
     err_console,
     options,
+    stopped_by_signals,
     storage_text,
     storage_url,
     user_errors,
@@ -133,15 +134,12 @@ def compare(
             value = f" val_acc {trial.value:.4f}" if trial.value is not None else ""
             console.print(f"  {study.study_name} #{trial.number} {trial.state.name.lower()}{value}", highlight=False)
 
-        try:
+        with stopped_by_signals():
             result = run_compare(
                 cfg,
                 on_event=lambda line: console.print(line, highlight=False),
                 trial_callbacks=[trial_line] if options.verbosity >= 0 else [],
             )
-        except KeyboardInterrupt:
-            typer.echo("interrupted; run the same command again to continue where it stopped", err=True)
-            raise typer.Exit(code=130) from None
         data = result.data
         console.print(f"[bold]{data.mode_note}[/]", highlight=False)
         console.print(f"ranking ({data.mode} mode, {data.trials} trials × {len(data.seeds)} seeds):", highlight=False)
@@ -299,15 +297,22 @@ def dashboard(
         import logging
 
         from bnsearch.dashboard import start_dashboard
+        from bnsearch.processes import interrupts_raise
 
         url_ = storage_url(storage)
         level = logging.INFO if options.verbosity > 0 else logging.WARNING
-        board = start_dashboard(url_, host=host, port=port, artifacts=artifacts, log_level=level)
-        models = f", saved models from {board.artifacts}" if board.artifacts is not None else ""
-        console.print(
-            f"optuna-dashboard on {storage_text(url_)}{models}: {board.url}  (Ctrl-C to stop)", highlight=False
-        )
-        board.wait_until_interrupted()
+        # SIGTERM as well as Ctrl-C, from the first moment: the server process never outlives this one.
+        with interrupts_raise():
+            try:
+                board = start_dashboard(url_, host=host, port=port, artifacts=artifacts, log_level=level)
+                models = f", saved models from {board.artifacts}" if board.artifacts is not None else ""
+                console.print(
+                    f"optuna-dashboard on {storage_text(url_)}{models}: {board.url}  (Ctrl-C to stop)",
+                    highlight=False,
+                )
+                board.wait_until_interrupted()
+            except KeyboardInterrupt:
+                pass  # start_dashboard stopped its server process before letting this through
         console.print("dashboard stopped", highlight=False)
 
 

@@ -195,12 +195,12 @@ def run(
             cfg.validate()
         n_threads = set_threads(cfg.threads, cfg.workers)
         from bnsearch.cli.progress import SearchProgress
+        from bnsearch.core.cpu import set_backends
+        from bnsearch.processes import interrupts_raise
+        from bnsearch.search.interrupts import close_interrupted, track_running_trials, worker_id
         from bnsearch.search.run import optimize, prepare_search
-        from bnsearch.search.workers import close_interrupted, interrupts_raise, track_running_trials, worker_id
 
         setup = prepare_search(cfg)
-        from bnsearch.search.workers import set_backends
-
         set_backends(str(setup.data.device))
         study = setup.study
         started = track_running_trials(study)
@@ -232,7 +232,7 @@ def _interrupted(study: optuna.Study, signum: int | None) -> None:
     """One line for a stopped run, then exit 128 + signal (130 for Ctrl-C, 143 for SIGTERM)."""
     import signal
 
-    from bnsearch.search.workers import exit_code
+    from bnsearch.processes import exit_code
 
     name = signal.Signals(signum).name if signum else "SIGINT"
     n = len(study.get_trials(deepcopy=False))

@@ -68,6 +68,7 @@ def top_up_run(
     import optuna
     from optuna.trial import TrialState
 
+    from bnsearch.search.interrupts import close_interrupted, track_running_trials, worker_id
     from bnsearch.search.run import optimize, prepare_search
 
     run_cfg = cfg.run_config(strategy, seed)
@@ -82,7 +83,13 @@ def top_up_run(
     stop = optuna.study.MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
     # optimize() caps this call at run_cfg.trials; a top-up needs (budget - done).
     setup = replace(setup, cfg=replace(run_cfg, trials=cfg.trials - done))
-    optimize(setup, callbacks=[*trial_callbacks, stop])
+    started = track_running_trials(setup.study)
+    try:
+        optimize(setup, callbacks=[*trial_callbacks, stop])
+    except KeyboardInterrupt:
+        # Closed as interrupted and queued again: the next compare trains that trial first.
+        close_interrupted(setup.study, worker_id(), started)
+        raise
     return len(counted_trials(setup.study)) - done
 
 
@@ -99,25 +106,19 @@ def _top_up_in_worker(job: tuple[CompareConfig, str, int, int]) -> tuple[str, in
 
 
 def _top_up_parallel(cfg: CompareConfig, pending: list[tuple[int, str]], emit: Callable[[str], None]) -> int:
-    """Run the pending runs in ``cfg.workers`` processes, one whole run per task."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
+    """Run the pending runs in ``cfg.workers`` processes, one whole run per process."""
     from bnsearch.core.cpu import default_threads
+    from bnsearch.processes import run_in_processes
 
     n_workers = min(cfg.workers, len(pending))
     threads = cfg.threads or default_threads(n_workers)
     emit(f"{len(pending)} runs to top up in {n_workers} worker processes ({threads} threads each)")
-    ran = 0
-    # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks).
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-        jobs = [pool.submit(_top_up_in_worker, (cfg, strategy, seed, threads)) for seed, strategy in pending]
-        for job in as_completed(jobs):
-            name, added = job.result()
-            emit(f"{name}: {added} trials run")
-            ran += added
-    return ran
+
+    def done(_job: tuple[CompareConfig, str, int, int], result: tuple[str, int]) -> None:
+        emit(f"{result[0]}: {result[1]} trials run")
+
+    jobs = [(cfg, strategy, seed, threads) for seed, strategy in pending]
+    return sum(added for _, added in run_in_processes(_top_up_in_worker, jobs, workers=n_workers, on_result=done))
 
 
 def run_real(
@@ -128,7 +129,7 @@ def run_real(
 ) -> CompareResult:
     import optuna
 
-    from bnsearch.study import open_storage
+    from bnsearch.storages import open_storage
 
     storage = open_storage(cfg.storage)
     counts = _existing_counts(cfg, storage)

@@ -274,7 +274,8 @@ def run_benchmark_compare(
         StudyError: a source study is missing, has too few trials, or the sources disagree
             on the search space.
     """
-    from bnsearch.study import load_existing, open_storage
+    from bnsearch.storages import open_storage
+    from bnsearch.study import load_existing
 
     storage = open_storage(cfg.storage, create=False, heartbeat=False)
     names = source_studies(cfg, storage)

@@ -203,3 +203,12 @@ def set_threads(threads: int | None, workers: int) -> int:
     n = threads or default_threads(workers)
     torch.set_num_threads(n)
     return n
+
+
+def set_backends(device: str) -> None:
+    """Process-wide backend settings for training on ``device`` (entry points only)."""
+    import torch
+
+    if device.startswith("cuda"):
+        # Trials repeat the same few conv shapes, so autotuning pays off after the first batch.
+        torch.backends.cudnn.benchmark = True

@@ -58,6 +58,7 @@ def _open_study(cfg: FindingsConfig, storage: optuna.storages.BaseStorage, datas
     study, _ = create_or_resume(
         storage,
         cfg.study_name(dataset, seed),
+        url=cfg.storage,
         identity=identity,
         attrs={"versions": library_versions(), "command": "findings"},
         sampler=optuna.samplers.RandomSampler(seed=seed),
@@ -101,7 +102,7 @@ def top_up(cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | No
     from bnsearch.core.data import load_dataset, split_dataset, to_device
     from bnsearch.core.seeding import derive_seed
     from bnsearch.findings._train import train_cell, train_cells_packed
-    from bnsearch.study import open_storage
+    from bnsearch.storages import open_storage
 
     study = _open_study(cfg, open_storage(cfg.storage), dataset, seed)
     done = done_cells(study)
@@ -150,7 +151,8 @@ def _top_up_in_worker(job: tuple[FindingsConfig, str, int, int]) -> tuple[str, i
 def check_studies(cfg: FindingsConfig) -> dict[tuple[str, int], int]:
     """Missing cells per dataset × seed; refuses (``StudyError``) a study of another design
     before anything trains."""
-    from bnsearch.study import check_identity, open_storage, study_names
+    from bnsearch.storages import open_storage
+    from bnsearch.study import check_identity, study_names
 
     storage = open_storage(cfg.storage)
     existing = set(study_names(storage))
@@ -182,7 +184,7 @@ def run_experiment(
     """
     import optuna
 
-    from bnsearch.study import open_storage
+    from bnsearch.storages import open_storage
 
     cfg.validate()
     emit = on_event or (lambda _line: None)
@@ -195,22 +197,18 @@ def run_experiment(
         emit(f"{name}: " + ("complete" if n == 0 else f"{total - n}/{total} cells done, {n} to train"))
     ran = 0
     if cfg.workers > 1 and len(pending) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         from bnsearch.core.cpu import default_threads
+        from bnsearch.processes import run_in_processes
 
         n_workers = min(cfg.workers, len(pending))
         threads = cfg.threads or default_threads(n_workers)
         emit(f"{len(pending)} studies to top up in {n_workers} worker processes ({threads} threads each)")
-        # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks).
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_top_up_in_worker, (cfg, d, s, threads)) for d, s in pending]
-            for fut in as_completed(futures):
-                dataset, seed, added = fut.result()
-                emit(f"{cfg.study_name(dataset, seed)}: {added} cells trained")
-                ran += added
+
+        def done(_job: tuple[FindingsConfig, str, int, int], result: tuple[str, int, int]) -> None:
+            emit(f"{cfg.study_name(result[0], result[1])}: {result[2]} cells trained")
+
+        jobs = [(cfg, d, s, threads) for d, s in pending]
+        ran = sum(r[2] for r in run_in_processes(_top_up_in_worker, jobs, workers=n_workers, on_result=done))
     else:
         for dataset, seed in pending:
             ran += top_up(cfg, dataset, seed, on_cell=on_cell)

@@ -16,6 +16,7 @@ from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from bnsearch._optuna import storage_of, study_id_of, trial_id_of
 from bnsearch.samplers._common import LazySeed, domain_of, trial_rng
 from bnsearch.samplers._moves import (
     AnnealSchedule,
@@ -150,7 +151,7 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
     # ---- state and proposals ----------------------------------------------------------------
 
     def _plan(self, study: Study, trial: FrozenTrial) -> _Plan:
-        key = (id(study._storage), study._study_id, trial._trial_id)
+        key = (id(storage_of(study)), study_id_of(study), trial_id_of(trial))
         plan = self._plans.get(key)
         if plan is not None:
             return plan
@@ -188,7 +189,7 @@ class SimulatedAnnealingSampler(LazySeed, BaseSampler):
                 "parent": state.current_number,
                 "restarts": state.restarts,
             }
-        study._storage.set_trial_system_attr(trial._trial_id, ANNEAL_ATTR, record)
+        storage_of(study).set_trial_system_attr(trial_id_of(trial), ANNEAL_ATTR, record)
         return plan
 
     def _value(self, plan: _Plan, trial: FrozenTrial, name: str, dist: BaseDistribution) -> Any:

@@ -21,9 +21,17 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 
+from bnsearch._optuna import (
+    begin_optimize_loop,
+    end_optimize_loop,
+    heartbeat_thread,
+    heartbeats_enabled,
+    request_stop,
+    stop_requested,
+    storage_of,
+)
 from bnsearch.core.packed import PackMember, shape_key, train_packed
 from bnsearch.core.train import EpochMetrics, TrainResult
 from bnsearch.search.budget import BudgetReached
@@ -65,11 +73,9 @@ def optimize_packed(
     """
     start = time.monotonic()
     done = 0
-    # study.stop() (e.g. MaxTrialsCallback) is only allowed inside an optimize loop; this is one.
-    study._thread_local.in_optimize_loop = True
-    study._stop_flag = False
+    begin_optimize_loop(study)
     try:
-        while not study._stop_flag and (n_trials is None or done < n_trials):
+        while not stop_requested(study) and (n_trials is None or done < n_trials):
             if timeout_s is not None and time.monotonic() - start >= timeout_s:
                 break
             k = pack if n_trials is None else min(pack, n_trials - done)
@@ -81,12 +87,11 @@ def optimize_packed(
             _run_pack(study, objective, k, callbacks)
             done += k
     finally:
-        study._thread_local.in_optimize_loop = False
-        study._stop_flag = False
+        end_optimize_loop(study)
 
 
 def _fail_stale(study: optuna.Study) -> None:
-    if is_heartbeat_enabled(study._storage):
+    if heartbeats_enabled(storage_of(study)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
@@ -113,9 +118,9 @@ def _run_pack(study: optuna.Study, objective: Objective, k: int, callbacks: Sequ
                     asked.append(study.ask())
                 except BudgetReached:
                     # The study holds its --max-trials: train what was asked, then stop the loop.
-                    study._stop_flag = True
+                    request_stop(study)
                     break
-                heartbeats.enter_context(get_heartbeat_thread(asked[-1]._trial_id, study._storage))  # type: ignore[arg-type]
+                heartbeats.enter_context(heartbeat_thread(asked[-1], storage_of(study)))
                 opened.append(_Open(asked[-1], *objective.begin(asked[-1])))
         except BaseException as e:
             # A sampler error or Ctrl-C while asking: close what was asked, like optimize().

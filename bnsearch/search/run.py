@@ -28,7 +28,8 @@ from bnsearch.saved_models import ModelSaver, artifacts_dir, model_config
 from bnsearch.search.budget import BudgetedStudy, BudgetReached, budget_lock
 from bnsearch.search.objective import Objective
 from bnsearch.search.pruners import make_pruner
-from bnsearch.study import create_or_resume, library_versions, open_storage, sqlite_path
+from bnsearch.storages import open_storage, sqlite_path
+from bnsearch.study import create_or_resume, library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,13 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
         keys.STUDY_DATASET: cfg.dataset,
     }
     study, resumed = create_or_resume(
-        storage, name, identity=study_identity(cfg, space), attrs=attrs, sampler=sampler, pruner=pruner
+        storage,
+        name,
+        url=cfg.storage,
+        identity=study_identity(cfg, space),
+        attrs=attrs,
+        sampler=sampler,
+        pruner=pruner,
     )
     if cfg.max_trials is not None:
         study = BudgetedStudy(study, max_trials=cfg.max_trials, lock=budget_lock(cfg.storage, storage, name))

@@ -13,29 +13,36 @@ the same storage, loads the same study and calls ``study.optimize``. What this m
   processes keep busy right now are left alone) and its own device when there are several
   GPUs (``--devices`` or round-robin over ``cuda:0..``).
 * **Signals.** SIGINT / SIGTERM close the running trial as failed with the reason
-  ``interrupted`` (``search.objective`` writes it) and the process exits; the parent forwards the
-  signal to its workers, waits for them, and reports. A worker that dies without a word
-  (SIGKILL, out of memory) leaves its trial RUNNING; heartbeats fail and retry it.
+  ``interrupted`` and queue it again (``search.interrupts``), and the process exits; the parent
+  passes the signal on to its workers, waits for them, and reports (``bnsearch.processes``). A
+  worker that dies without a word (SIGKILL, out of memory) leaves its trial RUNNING; heartbeats
+  fail and retry it. A parent that dies without a word takes its workers with it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from bnsearch import keys
 from bnsearch.config import RunConfig, resolve_device
-from bnsearch.core.cpu import default_threads, set_threads
+from bnsearch.core.cpu import default_threads, set_backends, set_threads
 from bnsearch.errors import BnsearchError, ConfigError
+from bnsearch.processes import (
+    EXIT_INTERRUPTED,
+    die_with_parent,
+    exit_code,
+    interrupts_raise,
+    spawn_context,
+    stop_processes,
+)
+from bnsearch.search.interrupts import close_interrupted, track_running_trials, worker_id
 
 if TYPE_CHECKING:
     import optuna
@@ -46,9 +53,7 @@ logger = logging.getLogger(__name__)
 
 TrialCallback = Callable[["optuna.Study", "optuna.trial.FrozenTrial"], None]
 
-STOP_TIMEOUT_S = 30.0  # after forwarding a signal, wait this long for workers before SIGKILL
 START_BARRIER_S = 120.0  # workers wait this long for each other before the first trial
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,164 +137,6 @@ def parse_devices(text: str | None) -> tuple[str, ...]:
     return parts
 
 
-@dataclass
-class _Interrupt:
-    signum: int | None = None
-
-
-@contextmanager
-def interrupts_raise(*, second: Literal["ignore", "default"] = "default") -> Iterator[_Interrupt]:
-    """Turn the first SIGINT or SIGTERM into ``KeyboardInterrupt``, so trials are closed.
-
-    Args:
-        second: What a later signal does while the first is being handled: ``"default"``
-            (a second Ctrl-C kills the process at once, for a user at a terminal) or
-            ``"ignore"`` (workers: finish closing the trial; the parent escalates if needed).
-
-    Yields:
-        A record whose ``signum`` is the signal received, if any. Handlers are restored on exit.
-    """
-    state = _Interrupt()
-    watched = (signal.SIGINT, signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread():
-        yield state  # signal handlers can only be set from the main thread
-        return
-    previous = {s: signal.getsignal(s) for s in watched}
-
-    def handler(signum: int, frame: Any) -> None:
-        if state.signum is not None:
-            return
-        state.signum = signum
-        for s in watched:
-            signal.signal(s, signal.SIG_IGN if second == "ignore" else signal.SIG_DFL)
-        raise KeyboardInterrupt
-
-    for s in watched:
-        signal.signal(s, handler)
-    try:
-        yield state
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def exit_code(signum: int | None) -> int:
-    """The shell convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
-    return 128 + (signum or signal.SIGINT)
-
-
-def worker_id(pid: int | None = None) -> str:
-    """``host:pid``, as the objective writes it in the ``worker`` trial attribute."""
-    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
-
-
-def track_running_trials(study: optuna.Study) -> set[int]:
-    """The ids of the trials that this process's ``study`` sets RUNNING from now on.
-
-    Optuna makes a trial RUNNING (a new one, or a waiting retry it pops) before the sampler runs
-    and before the objective writes the worker attribute; an interrupt in that window would
-    otherwise leave a RUNNING trial that nobody closes until heartbeats fail it. Wraps this
-    study object's storage calls; nothing else sees the wrapper.
-    """
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    running: set[int] = set()
-    create, set_state = storage.create_new_trial, storage.set_trial_state_values
-
-    def create_new_trial(study_id: int, template_trial: Any = None) -> int:
-        trial_id = create(study_id, template_trial)
-        if template_trial is None or template_trial.state == TrialState.RUNNING:
-            running.add(trial_id)
-        return trial_id
-
-    def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
-        changed = set_state(trial_id, state, values)
-        if changed and state == TrialState.RUNNING:
-            running.add(trial_id)
-        return changed
-
-    storage.create_new_trial = create_new_trial  # type: ignore[method-assign]
-    storage.set_trial_state_values = set_trial_state_values  # type: ignore[method-assign]
-    return running
-
-
-def close_interrupted(study: optuna.Study, worker: str, started: Collection[int] = ()) -> list[int]:
-    """Fail this worker's trials still RUNNING after an interrupt, with the reason ``interrupted``,
-    then queue every trial it interrupted again (``requeue_interrupted``).
-
-    Optuna closes the trial itself when the interrupt arrives inside the objective; this
-    covers an interrupt that lands in Optuna's own code: between trials, or after a trial was
-    made RUNNING and before the objective wrote its worker attribute (``started``, from
-    ``track_running_trials``).
-
-    Returns:
-        Numbers of the trials closed here.
-    """
-    from optuna.trial import TrialState
-
-    closed = []
-    storage = study._storage  # Optuna's public Study has no "fail this trial" call
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t._trial_id not in started and t.user_attrs.get(keys.WORKER) != worker:
-            continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, keys.FAIL_REASON, "interrupted")
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                closed.append(t.number)
-        except Exception as e:  # finished meanwhile, or the storage is gone: heartbeats will see to it
-            logger.warning("could not close trial #%d: %s", t.number, e)
-    try:
-        requeue_interrupted(study, worker, started)
-    except Exception as e:  # the storage is gone: the trials stay failed, nothing else is lost
-        logger.warning("could not queue the interrupted trials again: %s", e)
-    return closed
-
-
-def requeue_interrupted(study: optuna.Study, worker: str, started: Collection[int] = ()) -> list[int]:
-    """Queue again, WAITING with the same parameters, the trials ``worker`` closed as interrupted
-    (``started``: ids of trials it started, closed before the objective named the worker).
-
-    An interrupt (Ctrl-C, SIGTERM from ``scancel``, a pod deleted, a preemption) says nothing
-    about the trial, so it is retried the way Optuna retries a trial whose process died
-    (``RetryHeartbeatStaleTrialCallback``: ``failed_trial`` and ``retry_history`` system
-    attributes, at most ``MAX_RETRY`` times): the next ``ask`` anywhere, here or on another
-    machine, or the next run, trains it again, and ``--max-trials`` counts it once.
-
-    Returns:
-        Numbers of the interrupted trials queued again.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    from bnsearch.study import MAX_RETRY
-
-    trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    queued = []
-    for t in trials:
-        if (
-            t.state != TrialState.FAIL
-            or (t.user_attrs.get(keys.WORKER) != worker and t._trial_id not in started)
-            or t.user_attrs.get(keys.FAIL_REASON) != "interrupted"
-            or t.number in retried
-        ):
-            continue
-        history = [*t.system_attrs.get("retry_history", []), t.number]
-        if len(history) > MAX_RETRY:
-            continue
-        # Params only: the retry's own attributes (worker, curves, reasons) are written when it runs.
-        retry = optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=t.params,
-            distributions=t.distributions,
-            system_attrs={"failed_trial": t.system_attrs.get("failed_trial", t.number), "retry_history": history},
-        )
-        study.add_trial(retry)
-        queued.append(t.number)
-    return queued
-
-
 def prepare_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[SearchSetup, tuple[WorkerSlot, ...]]:
     """Validate everything and create or resume the study once, in the parent, before any worker.
 
@@ -327,10 +174,8 @@ def run_workers(
     Returns:
         How the workers ended, how many trials finished, and the interrupting signal if any.
     """
-    import multiprocessing as mp
-
     cfg = setup.cfg
-    ctx = mp.get_context("spawn")  # fork after torch/SQLAlchemy initialised is unsafe
+    ctx = spawn_context()
     tickets = ctx.Semaphore(cfg.trials)
     barrier = ctx.Barrier(len(slots))
     deadline = None if cfg.timeout_s is None else time.time() + cfg.timeout_s
@@ -356,31 +201,13 @@ def run_workers(
                 watch.poll()
         except KeyboardInterrupt:
             signum = intr.signum or signal.SIGINT
-            _stop(procs, signum)
+            stop_processes(procs, signum)
     watch.poll()
     exits = tuple(
         WorkerExit(s, p.pid or 0, p.exitcode if p.exitcode is not None else -9)
         for s, p in zip(slots, procs, strict=True)
     )
     return WorkersOutcome(exits=exits, trials_run=watch.seen_count, signum=signum)
-
-
-def _stop(procs: Sequence[Any], signum: int) -> None:
-    """Forward ``signum`` to live workers; SIGKILL any still running after ``STOP_TIMEOUT_S``."""
-    for p in procs:
-        if p.is_alive() and p.pid is not None:
-            try:
-                os.kill(p.pid, signum)
-            except ProcessLookupError:
-                pass
-    end = time.monotonic() + STOP_TIMEOUT_S
-    for p in procs:
-        p.join(timeout=max(0.0, end - time.monotonic()))
-    for p in procs:
-        if p.is_alive():
-            logger.warning("worker %s did not stop in %.0f s; killing it", p.name, STOP_TIMEOUT_S)
-            p.kill()
-            p.join()
 
 
 class _Watch:
@@ -413,15 +240,6 @@ class _Watch:
                 self.on_trial(self.study, t)
 
 
-def set_backends(device: str) -> None:
-    """Process-wide backend settings for training on ``device`` (entry points only)."""
-    import torch
-
-    if device.startswith("cuda"):
-        # Trials repeat the same few conv shapes, so autotuning pays off after the first batch.
-        torch.backends.cudnn.benchmark = True
-
-
 def _worker_main(
     cfg: RunConfig,
     index: int,
@@ -435,6 +253,7 @@ def _worker_main(
     This is a process entry point (like the CLI), so it owns the process: it sets threads
     and logging, and it exits with 2 on bad input and 128 + signal after an interrupt.
     """
+    die_with_parent()
     study: optuna.Study | None = None
     # Handlers first, before the slow imports: a Ctrl-C during start-up then ends the worker
     # quietly instead of printing an import traceback.

@@ -87,7 +87,7 @@ CASES: dict[str, Bad] = {
     ),
     "unreachable-postgres": Bad(
         lambda d: ["--storage", "postgresql+psycopg://bn:secret@127.0.0.1:9/nodb"],
-        "cannot open storage 'postgresql+psycopg://bn:***@127.0.0.1:9/nodb'",
+        "cannot connect to postgresql+psycopg://bn:***@127.0.0.1:9/nodb: connection refused",
     ),
     "missing-db-driver": Bad(lambda d: ["--storage", "mysql+nosuchdriver://u@127.0.0.1/db"], "cannot open storage"),
     "not-a-sqlite-file": Bad(

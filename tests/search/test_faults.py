@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from bnsearch import keys
 from bnsearch.cli import app
 from bnsearch.core.data import DeviceData
-from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL
+from bnsearch.storages import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL
 
 # Long enough (a few seconds per trial on digits) that a signal lands mid-trial.
 EPOCHS = 16

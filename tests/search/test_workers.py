@@ -20,15 +20,10 @@ from optuna.trial import TrialState
 from bnsearch import keys
 from bnsearch.config import RunConfig
 from bnsearch.errors import ConfigError, StudyError
-from bnsearch.search.workers import (
-    close_interrupted,
-    interrupts_raise,
-    parse_devices,
-    plan_workers,
-    track_running_trials,
-    worker_id,
-)
-from bnsearch.study import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, heartbeat_settings
+from bnsearch.processes import interrupts_raise
+from bnsearch.search.interrupts import close_interrupted, track_running_trials, worker_id
+from bnsearch.search.workers import parse_devices, plan_workers
+from bnsearch.storages import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, heartbeat_settings
 
 
 def _cmd(*args: str) -> list[str]:
@@ -290,7 +285,7 @@ def test_parallel_workers_add_exactly_the_asked_trials(
 # heartbeats), then write trials as fast as it can; any "database is locked" raises (catch=()).
 _HAMMER = """
 import sys, optuna
-from bnsearch.study import open_storage
+from bnsearch.storages import open_storage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 study = optuna.load_study(study_name="hammer", storage=open_storage(sys.argv[1]),
                           sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[2])))
@@ -306,7 +301,7 @@ study.optimize(objective, n_trials=int(sys.argv[3]), catch=())
 
 @pytest.mark.slow
 def test_sqlite_holds_concurrent_writers_without_lock_errors(tmp_path: Path) -> None:
-    from bnsearch.study import open_storage
+    from bnsearch.storages import open_storage
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     optuna.create_study(study_name="hammer", storage=open_storage(url))
