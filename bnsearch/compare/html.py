@@ -171,8 +171,9 @@ def write_compare_html(data: CompareData, path: str | Path) -> Path:
     body = f"""<p class="banner {banner_class}">{html.escape(data.mode_note)}</p>
 <p>{len(data.ranking)} strategies × {len(data.seeds)} seeds × {data.trials} trials per run.
 Generated {written_at()}.
-Bands are the interquartile range over seeds; the target of a seed is the best value any strategy
-found with that seed minus {100 * TARGET_GAP:g} points.</p>
+Bands are the interquartile range over seeds; a curve starts once every seed has a completed
+trial (a seed with none is left out), so each curve follows the same seeds to its end.
+The target of a seed is the best value any strategy found with that seed minus {100 * TARGET_GAP:g} points.</p>
 <h2>Ranking</h2>
 {_table_html(data)}
 {"".join(f"<div>{figure_div(f)}</div>" for f in figs)}"""
