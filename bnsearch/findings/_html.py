@@ -1,6 +1,6 @@
 """The findings page and JSON: results → plotly figures → one self-contained HTML file.
 
-Only rendering lives here; every number comes from ``_claims.judge`` and the cell records.
+Only rendering lives here; every number comes from ``_judge.judge`` and the cell records.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bnsearch.findings._claims import Result, seed_views
 from bnsearch.findings._design import MAIN_LRS
+from bnsearch.findings._effects import seed_views
+from bnsearch.findings._judge import Result
 from bnsearch.findings._records import CellRecord
 from bnsearch.pages import figure_div, page_html, plotly_go, write_page, written_at
 

@@ -13,8 +13,7 @@ from bnsearch.pages._plotly_imports import plotly_js
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-# Verdict classes cover both vocabularies a page shows: the designed experiment's and the
-# exploratory findings'.
+# A verdict's class is its word with "-" for spaces (bnsearch.claims's verdicts).
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}
@@ -22,7 +21,7 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f4f4f4}
 .verdict{font-weight:bold}
 .supported{color:#1a7f37}.contradicted{color:#b42318}.equivalent{color:#1f4e9c}
-.inconclusive,.not-estimable{color:#7a5c00}.not-enough-data{color:#666}
+.inconclusive,.not-estimable{color:#7a5c00}
 """
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from bnsearch.pages import figure_div, page_html, write_page, written_at
 from bnsearch.report.data import ReportData, build_report_data
 from bnsearch.report.figures import all_figures
-from bnsearch.report.findings import MIN_CLIFFS_DELTA, MIN_DIFF, MIN_TRIALS, Finding
+from bnsearch.report.verdicts import MIN_CLIFFS_DELTA, MIN_DIFF, MIN_TRIALS, Finding
 
 if TYPE_CHECKING:
     import optuna
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 
 _CSS = """
-.no-clear-difference{color:#7a5c00}
 .finding{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
 """
 

@@ -119,7 +119,7 @@ def test_preset_values_and_explicit_override() -> None:
 def test_findings_preset_grid_gives_every_group_enough_trials() -> None:
     """The preset's grid, enumerated: every group a finding compares has ≥ MIN_TRIALS trials."""
     from bnsearch.core.space import SearchSpace
-    from bnsearch.report.findings import MIN_TRIALS
+    from bnsearch.report.verdicts import MIN_TRIALS
 
     p = presets.load_preset("findings")
     grid = SearchSpace.from_toml(p.run["space"]).grid()

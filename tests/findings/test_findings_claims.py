@@ -8,11 +8,11 @@ import math
 
 import pytest
 
+from bnsearch.claims import EQUIVALENT, INCONCLUSIVE, SUPPORTED
 from bnsearch.findings import _estimands as est
-from bnsearch.findings._claims import judge
 from bnsearch.findings._design import ACTIVATION_LRS, MAIN_LRS, design_cells
+from bnsearch.findings._judge import judge
 from bnsearch.findings._records import CellRecord
-from bnsearch.findings._stats import EQUIVALENT, INCONCLUSIVE, SUPPORTED
 
 
 def gp(lr: float, val: float, test: float, diverged: bool = False) -> est.GridPoint:
