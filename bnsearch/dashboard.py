@@ -69,7 +69,7 @@ def _serve(storage: str, host: str, port: int, artifacts: str | None, log_level:
     """The server process: optuna-dashboard's ``run_server`` until SIGINT or SIGTERM."""
     import optuna_dashboard
 
-    from bnsearch.saved_models import AtomicFileSystemArtifactStore
+    from bnsearch.model_folder import AtomicFileSystemArtifactStore
     from bnsearch.study import open_storage
 
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -145,7 +145,7 @@ def start_dashboard(
     """
     import multiprocessing
 
-    from bnsearch.saved_models import artifacts_dir
+    from bnsearch.model_folder import artifacts_dir
     from bnsearch.study import open_storage
 
     _check_dashboard_installed()
@@ -194,7 +194,7 @@ def make_app(storage: str | None = None, *, artifacts: str | None = None) -> Any
         StudyError: the database does not exist or cannot be opened.
         MissingDependencyError: optuna-dashboard is not installed.
     """
-    from bnsearch.saved_models import AtomicFileSystemArtifactStore, artifacts_dir
+    from bnsearch.model_folder import AtomicFileSystemArtifactStore, artifacts_dir
     from bnsearch.study import open_storage
 
     _check_dashboard_installed()

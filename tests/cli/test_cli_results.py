@@ -148,7 +148,7 @@ def test_dashboard_serves_the_studies_and_the_saved_models(tmp_path: Path) -> No
     from optuna.artifacts import upload_artifact
 
     from bnsearch.dashboard import start_dashboard
-    from bnsearch.saved_models import AtomicFileSystemArtifactStore
+    from bnsearch.model_folder import AtomicFileSystemArtifactStore
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = make_study(mixed_specs(), storage=url, name="mixed")
