@@ -169,7 +169,17 @@ def test_importing_the_cli_side_does_not_import_optuna_or_torch(name: str) -> No
     assert out.strip() == "[]", f"importing {name} loads {out.strip()}"
 
 
-# Import paths that earlier READMEs and notebooks showed; user code written against them keeps working.
+def test_no_module_is_an_old_path_re_exporting_another() -> None:
+    """A module whose only statements are ``from X import *`` is a leftover path: import X instead."""
+    leftovers = []
+    for name, path in module_files().items():
+        body = [n for n in ast.parse(path.read_text(encoding="utf-8")).body if not isinstance(n, ast.Expr)]
+        if body and all(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in body):
+            leftovers.append(name)
+    assert not leftovers, f"modules that only re-export another: {leftovers}"
+
+
+# Import paths the README, docs/ and the notebook show; user code written against them keeps working.
 _DOCUMENTED_PATHS = [
     ("bnsearch", "run_search"),
     ("bnsearch", "load_trials"),
@@ -177,15 +187,13 @@ _DOCUMENTED_PATHS = [
     ("bnsearch.analysis", "learning_curves"),
     ("bnsearch.report", "build_report_data"),
     ("bnsearch.report", "write_report"),
-    ("bnsearch.figures", "render_learning_curves"),
-    ("bnsearch.figures", "render_findings"),
     ("bnsearch.compare", "CompareConfig"),
     ("bnsearch.compare", "run_compare"),
-    ("bnsearch.compare_report", "write_compare_html"),
-    ("bnsearch.compare_stats", "build_compare_data"),
-    ("bnsearch.compare_stats", "Run"),
     ("bnsearch.model_folder", "load_model"),
     ("bnsearch.model_folder", "predict"),
+    ("bnsearch.report", "render_learning_curves"),
+    ("bnsearch.report", "render_findings"),
+    ("bnsearch.compare", "write_compare_html"),
     ("bnsearch.search", "run_search"),
     ("bnsearch.cli", "main"),
     ("bnsearch.cli", "app"),
