@@ -22,7 +22,7 @@ _CSS = """
 .banner{padding:.8em 1em;border-radius:6px;font-weight:600}
 .real{background:#e8f4ea;border:1px solid #2ca02c}
 .bench{background:#fff4e0;border:2px solid #ff7f0e}
-td{text-align:right}
+td,th{text-align:right}
 """
 
 
