@@ -25,6 +25,13 @@ DEFAULT_TRIALS = 30
 DEFAULT_PRUNER = "percentile"
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
+# --save-models: keep every complete trial's model, each that was the study's best when it
+# finished, or none.
+SAVE_MODE_ALL = "all"
+SAVE_MODE_BEST = "best"
+SAVE_MODE_NONE = "none"
+SAVE_MODES = (SAVE_MODE_BEST, SAVE_MODE_ALL, SAVE_MODE_NONE)
+DEFAULT_SAVE_MODE = SAVE_MODE_BEST
 
 
 def default_storage() -> str:
@@ -69,7 +76,7 @@ class RunConfig:
     # auto, fp32 or bf16 (autocast); the resolved fp32/bf16 is part of the study's identity
     precision: str = "auto"
     strategy_options: dict[str, Any] = field(default_factory=dict)  # e.g. skopt estimator
-    save_models: str = "best"  # best, all or none: trial models kept in the artifact store
+    save_models: str = DEFAULT_SAVE_MODE  # best, all or none: trial models kept in the artifact store
     artifacts: str | None = None  # artifact-store folder; default beside the SQLite database
     mlflow_uri: str | None = None  # MLflow tracking URI: one MLflow run per trial (needs mlflow)
     # Trials trained together as one packed model per worker: "auto" or a count ≥ 1
@@ -97,9 +104,8 @@ class RunConfig:
             raise ConfigError("--study-name must not be empty")
         resolve_device(self.device)
         _check_precision(self.precision)
-        from bnsearch.saved_models import check_save_mode
-
-        check_save_mode(self.save_models)
+        if self.save_models not in SAVE_MODES:
+            raise ConfigError(f"unknown --save-models '{self.save_models}'; choose one of: {', '.join(SAVE_MODES)}")
         resolve_pack(self.pack, "cpu")
 
     @property

@@ -73,7 +73,7 @@ def _serve(storage: str, host: str, port: int, artifacts: str | None, log_level:
     die_with_parent()
     import optuna_dashboard
 
-    from bnsearch.saved_models import AtomicFileSystemArtifactStore
+    from bnsearch.model_folder import AtomicFileSystemArtifactStore
     from bnsearch.storages import open_storage
 
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -149,8 +149,8 @@ def start_dashboard(
         StudyError: the database does not exist or cannot be opened.
         MissingDependencyError: optuna-dashboard is not installed.
     """
+    from bnsearch.model_folder import artifacts_dir
     from bnsearch.processes import spawn_context
-    from bnsearch.saved_models import artifacts_dir
     from bnsearch.storages import open_storage
 
     _check_dashboard_installed()
@@ -198,7 +198,7 @@ def make_app(storage: str | None = None, *, artifacts: str | None = None) -> Any
         StudyError: the database does not exist or cannot be opened.
         MissingDependencyError: optuna-dashboard is not installed.
     """
-    from bnsearch.saved_models import AtomicFileSystemArtifactStore, artifacts_dir
+    from bnsearch.model_folder import AtomicFileSystemArtifactStore, artifacts_dir
     from bnsearch.storages import open_storage
 
     _check_dashboard_installed()

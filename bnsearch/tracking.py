@@ -162,7 +162,7 @@ class MlflowLogger:
             return str(exp.experiment_id)
 
     def _log_model(self, client: Any, run_id: str, trial: optuna.trial.FrozenTrial) -> None:
-        from bnsearch.saved_models import download_model, saved_model_ids
+        from bnsearch.model_folder import download_model, saved_model_ids
 
         ids = saved_model_ids(trial)
         if ids is None or self.artifacts is None:

@@ -127,3 +127,36 @@ def mixed_specs() -> list[dict[str, Any]]:
         {"val": (0.3,), "state": TrialState.FAIL, "fail_reason": "RuntimeError: boom"},
         {"bn_classifier": True, "bn_placement": "none", "val": (0.7, 0.95)},
     ]
+
+
+def findings_records(dataset: str, seed: int, *, bn_gain: float, seed_shift: float, n_test: int = 270) -> list[Any]:
+    """Every cell of one seed of the designed experiment: a flat accuracy landscape, BN before the
+    activation ``bn_gain`` above the rest, everything moved by ``seed_shift`` (a seed effect that
+    pairing must cancel)."""
+    import math
+
+    from bnsearch.findings._design import design_cells
+    from bnsearch.findings._records import CellRecord
+
+    out = []
+    for cell in design_cells():
+        gain = bn_gain if cell.arm.name == "relu/before" else 0.0
+        acc = 0.9 + seed_shift + gain + 0.001 * math.log10(cell.lr)  # best at the largest lr
+        curve = tuple((s, min(1.0, 0.5 + s / 200)) for s in range(20, 320, 20)) if cell.checkpoints else ()
+        out.append(
+            CellRecord(
+                dataset=dataset,
+                seed=seed,
+                arm=cell.arm.name,
+                kind=cell.kind,
+                lr=cell.lr,
+                val_acc=acc,
+                test_acc=acc,
+                diverged=False,
+                n_test=n_test,
+                curve=curve,
+                fit_reached=True if cell.kind == "fit" else None,
+                fit_train_acc=1.0 if cell.kind == "fit" else None,
+            )
+        )
+    return out

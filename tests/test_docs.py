@@ -1,5 +1,6 @@
 """Every ``bnsearch <command> --option`` that the README and docs/ show exists (checked against
-each command's ``--help``), and the command reference lists every option of every command."""
+each command's ``--help``), the command reference lists every option of every command, and the
+architecture page's tree names every module of the package."""
 
 from __future__ import annotations
 
@@ -187,3 +188,50 @@ def test_links_between_pages_resolve(path: Path) -> None:
         elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             broken.append(f"{target}: no heading #{anchor} in {dest.name}")
     assert not broken, f"{path.name}: " + "; ".join(broken)
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+_TREE_NAME = re.compile(r"^(?:\w+\.py|\w+/)$")
+
+
+def architecture_tree(text: str) -> set[str]:
+    """Paths the first ``bnsearch/`` tree of ``text`` names (``core/space.py``, ``search/``): each
+    line's leading names, nested under the folder above them by indentation."""
+    lines = text.split("```\nbnsearch/\n", 1)[1].split("```", 1)[0].splitlines()
+    folders: list[tuple[int, str]] = [(0, "")]
+    out: set[str] = set()
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        while len(folders) > 1 and folders[-1][0] >= indent:
+            folders.pop()
+        names = []
+        for word in line.split():
+            if not _TREE_NAME.match(word):
+                break
+            names.append(folders[-1][1] + word)
+        out.update(names)
+        if len(names) == 1 and names[0].endswith("/"):
+            folders.append((indent, names[0]))
+    return out
+
+
+def test_the_architecture_tree_reads_nesting_and_several_names_a_line() -> None:
+    text = "```\nbnsearch/\n  a.py  b.py    two\n  pkg/    a package\n    c.py   in it\n  d.py  top\n```\n"
+    assert architecture_tree(text) == {"a.py", "b.py", "pkg/", "pkg/c.py", "d.py"}
+
+
+def test_the_architecture_page_names_every_module_of_the_package() -> None:
+    """A package counts by its folder (``samplers/``), any other module by its path."""
+    named = architecture_tree(ARCHITECTURE.read_text(encoding="utf-8"))
+    package = ROOT / "bnsearch"
+    missing = sorted(
+        rel
+        for path in package.rglob("*.py")
+        for rel in [
+            path.parent.relative_to(package).as_posix() + "/"
+            if path.name == "__init__.py" and path.parent != package
+            else path.relative_to(package).as_posix()
+        ]
+        if rel not in named
+    )
+    assert not missing, f"docs/architecture.md's tree does not name: {', '.join(missing)}"

@@ -169,7 +169,17 @@ def test_importing_the_cli_side_does_not_import_optuna_or_torch(name: str) -> No
     assert out.strip() == "[]", f"importing {name} loads {out.strip()}"
 
 
-# Import paths that earlier READMEs and notebooks showed; user code written against them keeps working.
+def test_no_module_is_an_old_path_re_exporting_another() -> None:
+    """A module whose only statements are ``from X import *`` is a leftover path: import X instead."""
+    leftovers = []
+    for name, path in module_files().items():
+        body = [n for n in ast.parse(path.read_text(encoding="utf-8")).body if not isinstance(n, ast.Expr)]
+        if body and all(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in body):
+            leftovers.append(name)
+    assert not leftovers, f"modules that only re-export another: {leftovers}"
+
+
+# Import paths the README, docs/ and the notebook show; user code written against them keeps working.
 _DOCUMENTED_PATHS = [
     ("bnsearch", "run_search"),
     ("bnsearch", "load_trials"),
@@ -177,15 +187,13 @@ _DOCUMENTED_PATHS = [
     ("bnsearch.analysis", "learning_curves"),
     ("bnsearch.report", "build_report_data"),
     ("bnsearch.report", "write_report"),
-    ("bnsearch.figures", "render_learning_curves"),
-    ("bnsearch.figures", "render_findings"),
     ("bnsearch.compare", "CompareConfig"),
     ("bnsearch.compare", "run_compare"),
-    ("bnsearch.compare_report", "write_compare_html"),
-    ("bnsearch.compare_stats", "build_compare_data"),
-    ("bnsearch.compare_stats", "Run"),
-    ("bnsearch.best", "load_model"),
-    ("bnsearch.best", "predict"),
+    ("bnsearch.model_folder", "load_model"),
+    ("bnsearch.model_folder", "predict"),
+    ("bnsearch.report", "render_learning_curves"),
+    ("bnsearch.report", "render_findings"),
+    ("bnsearch.compare", "write_compare_html"),
     ("bnsearch.search", "run_search"),
     ("bnsearch.cli", "main"),
     ("bnsearch.cli", "app"),
@@ -197,6 +205,61 @@ def test_documented_import_paths_keep_working(module: str, name: str) -> None:
     import importlib
 
     assert callable(getattr(importlib.import_module(module), name))
+
+
+# Optuna's private names bnsearch needs; they may be used in bnsearch/_optuna.py only.
+_OPTUNA_PRIVATE = {
+    "_storage",
+    "_study_id",
+    "_trial_id",
+    "_stop_flag",
+    "_thread_local",
+    "_pop_waiting_trial_id",
+}
+
+
+def optuna_private_uses(path: Path) -> list[str]:
+    """``line: what`` for each private Optuna module imported or private attribute used in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            modules = [node.module or ""]
+        for m in modules:
+            if m.split(".")[0] == "optuna" and any(part.startswith("_") for part in m.split(".")):
+                found.append(f"{node.lineno}: import {m}")
+        if isinstance(node, ast.Attribute) and node.attr in _OPTUNA_PRIVATE:
+            found.append(f"{node.lineno}: .{node.attr}")
+        if isinstance(node, ast.FunctionDef) and node.name in _OPTUNA_PRIVATE:
+            found.append(f"{node.lineno}: def {node.name}")
+    return sorted(found, key=lambda hit: int(hit.split(":")[0]))
+
+
+def test_optuna_private_api_only_in_its_adapter() -> None:
+    uses = {
+        name: hits
+        for name, path in module_files().items()
+        if name != "bnsearch._optuna" and (hits := optuna_private_uses(path))
+    }
+    assert not uses, f"Optuna's private API outside bnsearch/_optuna.py: {uses}"
+
+
+def test_the_private_api_check_sees_each_kind_of_use(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text(
+        "from optuna.storages._heartbeat import x\n"
+        "import optuna._imports\n"
+        "s = study._storage\n"
+        "class S:\n    def _pop_waiting_trial_id(self): ...\n"
+    )
+    assert [hit.split(": ")[1] for hit in optuna_private_uses(sample)] == [
+        "import optuna.storages._heartbeat",
+        "import optuna._imports",
+        "._storage",
+        "def _pop_waiting_trial_id",
+    ]
 
 
 if __name__ == "__main__":

@@ -76,5 +76,5 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     )
     assert "study 'nb-study' (the most recently updated study) in sqlite:///../studies/bnsearch.db" in outputs
     assert f"KERNEL {sys.executable}" in outputs
-    assert "not enough data" in outputs
+    assert "not estimable" in outputs
     assert (tmp_path / "notebooks" / "nb-study-report.html").stat().st_size > 1_000_000

@@ -12,6 +12,4 @@ from bnsearch.cli import results  # registers compare, best, predict, dashboard,
 from bnsearch.cli import findings  # registers findings
 
 # isort: on
-from bnsearch.core.cpu import default_threads, set_threads  # their home before the layout change
-
-__all__ = ["app", "default_threads", "findings", "main", "results", "run", "set_threads", "user_errors"]
+__all__ = ["app", "findings", "main", "results", "run", "user_errors"]

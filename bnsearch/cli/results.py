@@ -32,7 +32,7 @@ from bnsearch.search.pruners import PRUNER_NAMES
 if TYPE_CHECKING:
     import optuna
 
-    from bnsearch.best import BestTrial
+    from bnsearch.model_folder import BestTrial
 
 
 @app.command()
@@ -177,7 +177,7 @@ def best(
 ) -> None:
     """Show a study's best trial and test its saved model once; --retrain trains it again on train+validation."""
     with user_errors():
-        from bnsearch.best import find_best, retrain_best
+        from bnsearch.model_folder import find_best, retrain_best
 
         url = storage_url(storage)
         found = find_best(url, study)
@@ -202,7 +202,7 @@ def best(
         console.print(
             f"test accuracy {res.test_acc:.4f} (validation in the search {found.val_acc:.4f}); "
             f"wrote {res.out_dir}/model.pt, config.json, metrics.json\n"
-            f"load it with: bnsearch.best.load_model({str(res.out_dir)!r})",
+            f"load it with: bnsearch.model_folder.load_model({str(res.out_dir)!r})",
             highlight=False,
         )
 
@@ -213,8 +213,7 @@ def _show_saved_model(
     """``best`` without ``--retrain``: the test accuracy of the model the best trial saved."""
     import tempfile
 
-    from bnsearch.best import evaluate_saved_model
-    from bnsearch.saved_models import artifacts_dir
+    from bnsearch.model_folder import artifacts_dir, evaluate_saved_model
 
     if found.saved_model is None:
         console.print(
@@ -257,7 +256,13 @@ def predict(
     with user_errors():
         import tempfile
 
-        from bnsearch.best import STUDY_MODEL_PREFIX, load_model, read_images, saved_model_folder, write_predictions_csv
+        from bnsearch.model_folder import (
+            STUDY_MODEL_PREFIX,
+            load_model,
+            read_images,
+            saved_model_folder,
+            write_predictions_csv,
+        )
 
         with tempfile.TemporaryDirectory(prefix="bnsearch-model-") as tmp:
             if model.startswith(STUDY_MODEL_PREFIX):

@@ -21,7 +21,7 @@ from bnsearch.cli.app import (
     storage_url,
     user_errors,
 )
-from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_TRIALS, RunConfig
+from bnsearch.config import DEFAULT_DATASET, DEFAULT_PRUNER, DEFAULT_SAVE_MODE, DEFAULT_TRIALS, RunConfig
 from bnsearch.core.cpu import set_threads
 from bnsearch.samplers import strategies
 from bnsearch.search.pruners import PRUNER_NAMES
@@ -128,7 +128,7 @@ def run(
         typer.Option(
             help="Trained models to keep in Optuna's artifact store, linked to their trials: best (each trial that beat the study's best when it finished), all (every complete trial) or none."
         ),
-    ] = "best",
+    ] = DEFAULT_SAVE_MODE,
     artifacts: ArtifactsOpt = None,
     mlflow_uri: MlflowOpt = None,
     pack: Annotated[str, typer.Option(help=PACK_HELP)] = "auto",

@@ -7,25 +7,23 @@ from __future__ import annotations
 
 import html
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bnsearch.compare.stats import TARGET_GAP, Band, CompareData, ranking_rows
-from bnsearch.errors import BnsearchError, MissingDependencyError
+from bnsearch.pages import figure_div, page_html, plotly_go, write_page, written_at
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-
-
-def _go() -> object:
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
-        raise MissingDependencyError("plotly", "the compare page") from None
-    return go
+_FEATURE = "the compare page"
+_CSS = """
+.banner{padding:.8em 1em;border-radius:6px;font-weight:600}
+.real{background:#e8f4ea;border:1px solid #2ca02c}
+.bench{background:#fff4e0;border:2px solid #ff7f0e}
+td,th{text-align:right}
+"""
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -38,7 +36,7 @@ def _pct(values: tuple[float, ...]) -> list[float | None]:
 
 
 def _band_figure(bands: dict[str, Band], *, title: str, x_title: str) -> go.Figure:
-    import plotly.graph_objects as go
+    go = plotly_go(_FEATURE)
 
     fig = go.Figure()
     for i, (strategy, band) in enumerate(sorted(bands.items())):
@@ -89,9 +87,12 @@ def _band_figure(bands: dict[str, Band], *, title: str, x_title: str) -> go.Figu
 
 
 def render_figures(data: CompareData) -> list[go.Figure]:
-    """The page's figures: curves by trial and by time, final bests, trials to target."""
-    _go()
-    import plotly.graph_objects as go
+    """The page's figures: curves by trial and by time, final bests, trials to target.
+
+    Raises:
+        MissingDependencyError: plotly is not installed.
+    """
+    go = plotly_go(_FEATURE)
 
     tag = " [BENCHMARK: surrogate predictions]" if data.mode == "benchmark" else ""
     figs = [
@@ -166,38 +167,15 @@ def write_compare_html(data: CompareData, path: str | Path) -> Path:
         BnsearchError: the file cannot be written.
     """
     figs = render_figures(data)
-    from plotly.offline import get_plotlyjs
-
-    parts = [f.to_html(full_html=False, include_plotlyjs=False, default_width="100%") for f in figs]
     banner_class = "bench" if data.mode == "benchmark" else "real"
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>bnsearch compare ({html.escape(data.mode)} mode)</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1100px; }}
-.banner {{ padding: .8em 1em; border-radius: 6px; font-weight: 600; }}
-.real {{ background: #e8f4ea; border: 1px solid #2ca02c; }}
-.bench {{ background: #fff4e0; border: 2px solid #ff7f0e; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: .3em .7em; text-align: right; }}
-th {{ background: #f4f4f4; }}
-</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head><body>
-<h1>Which strategy wins? ({html.escape(data.mode)} mode)</h1>
-<p class="banner {banner_class}">{html.escape(data.mode_note)}</p>
+    body = f"""<p class="banner {banner_class}">{html.escape(data.mode_note)}</p>
 <p>{len(data.ranking)} strategies × {len(data.seeds)} seeds × {data.trials} trials per run.
-Generated {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}.
-Bands are the interquartile range over seeds; the target of a seed is the best value any strategy
-found with that seed minus {100 * TARGET_GAP:g} points.</p>
+Generated {written_at()}.
+Bands are the interquartile range over seeds; a curve starts once every seed has a completed
+trial (a seed with none is left out), so each curve follows the same seeds to its end.
+The target of a seed is the best value any strategy found with that seed minus {100 * TARGET_GAP:g} points.</p>
 <h2>Ranking</h2>
 {_table_html(data)}
-{"".join(f"<div>{p}</div>" for p in parts)}
-</body></html>
-"""
-    out = Path(path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
-    except OSError as e:
-        raise BnsearchError(f"cannot write the compare page to {out}: {e.strerror or e}") from None
-    return out
+{"".join(f"<div>{figure_div(f)}</div>" for f in figs)}"""
+    page = page_html(title=f"Which strategy wins? ({data.mode} mode)", body=body, feature=_FEATURE, css=_CSS)
+    return write_page(path, page, what="compare page", example_name="compare.html")

@@ -31,7 +31,11 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    """Median and interquartile band over seeds at each x (NaN where no seed has a value yet)."""
+    """Median and interquartile band over seeds at each x.
+
+    One population of seeds from start to end: seeds that never completed a trial are left out,
+    and the band is NaN until every other seed has completed one.
+    """
 
     x: tuple[float, ...]
     median: tuple[float, ...]
@@ -64,8 +68,8 @@ class CompareData:
     trials: int  # budget per run
     seeds: tuple[int, ...]
     targets: dict[int, float]  # seed → target value (best of any strategy − TARGET_GAP)
-    by_trials: dict[str, Band]  # strategy → best-so-far vs trial number (1-based)
-    by_time: dict[str, Band]  # strategy → best-so-far vs wall seconds
+    by_trials: dict[str, Band]  # strategy → best-so-far vs trial number (1-based); never decreases
+    by_time: dict[str, Band]  # strategy → best-so-far vs wall seconds; never decreases
     ranking: tuple[StrategySummary, ...]  # best first
 
 
@@ -109,13 +113,21 @@ def seed_targets(runs: Sequence[Run], gap: float = TARGET_GAP) -> dict[int, floa
 
 
 def _band(x: Sequence[float] | np.ndarray, rows: np.ndarray) -> Band:
-    # rows: seeds × x; columns where every seed is NaN stay NaN without a warning.
+    """Median and quartiles over one population of runs from the first x to the last.
+
+    ``rows`` (runs × x) are best-so-far curves: NaN until a run's first completed trial, then
+    non-decreasing. A run that never completed a trial is left out of every x; the band starts
+    at the first x where every other run has a best, and is NaN before it. Quantiles of a fixed
+    set of non-decreasing rows never decrease, so neither does any plotted series (a median over
+    the runs that have a best *yet* can fall when a late run joins with a low best).
+    """
+    rows = rows[~np.all(np.isnan(rows), axis=1)]
     med, lo, hi = (np.full(rows.shape[1], np.nan) for _ in range(3))
-    has = ~np.all(np.isnan(rows), axis=0)
-    if has.any():
-        med[has] = np.nanmedian(rows[:, has], axis=0)
-        lo[has] = np.nanpercentile(rows[:, has], 25, axis=0)
-        hi[has] = np.nanpercentile(rows[:, has], 75, axis=0)
+    full = np.all(~np.isnan(rows), axis=0) if len(rows) else np.zeros(rows.shape[1], dtype=bool)
+    if full.any():
+        med[full] = np.median(rows[:, full], axis=0)
+        lo[full] = np.percentile(rows[:, full], 25, axis=0)
+        hi[full] = np.percentile(rows[:, full], 75, axis=0)
     return Band(tuple(float(v) for v in x), *(tuple(float(v) for v in a) for a in (med, lo, hi)))
 
 

@@ -2,15 +2,18 @@
 
 ``_design`` fixes the arms, grids and budgets; ``_train`` trains one cell (torch, no Optuna);
 ``_runner`` keeps one Optuna study per dataset × seed and tops it up; ``_estimands`` and
-``_claims`` compute each claim's per-seed effects; ``_stats`` holds the statistics (pure,
-tested on synthetic data); ``_html`` writes the page and the JSON.
+``_effects`` compute each claim's per-seed effects; ``_catalogue`` lists the claims;
+``_judge`` turns effects into intervals, verdicts and sentences with ``_stats`` (pure, tested
+on synthetic data); ``_html`` writes the page and the JSON. Claim keys and verdict words are
+``bnsearch.claims``'s.
 """
 
 from __future__ import annotations
 
-from bnsearch.findings._claims import Claim, Result, claims, judge
+from bnsearch.findings._catalogue import Claim, claims
 from bnsearch.findings._design import FindingsConfig, design_cells
 from bnsearch.findings._html import write_findings_html, write_findings_json
+from bnsearch.findings._judge import Result, judge
 from bnsearch.findings._records import CellRecord
 from bnsearch.findings._runner import RunSummary, run_experiment
 

@@ -4,7 +4,7 @@ An **arm** is one network configuration (activation, BN placement, BN1d before t
 gamma init); a **cell** is an arm trained on one dataset with one seed at one lr. Every cell of
 a seed shares that seed's split, batch order and the initial weights of the layers the arms
 have in common, so arms are compared in pairs within a seed. Everything here is fixed before
-any cell trains: grids, epochs, the convergence target, the margins (in ``_claims``).
+any cell trains: grids, epochs, the convergence target, the margins (in ``_catalogue``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The findings page and JSON: results → plotly figures → one self-contained HTML file.
 
-Only rendering lives here; every number comes from ``_claims.judge`` and the cell records.
+Only rendering lives here; every number comes from ``_judge.judge`` and the cell records.
 """
 
 from __future__ import annotations
@@ -9,24 +9,22 @@ import html
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bnsearch.errors import BnsearchError, MissingDependencyError
-from bnsearch.findings._claims import Result, seed_views
 from bnsearch.findings._design import MAIN_LRS
+from bnsearch.findings._effects import seed_views
+from bnsearch.findings._judge import Result
 from bnsearch.findings._records import CellRecord
+from bnsearch.pages import figure_div, page_html, plotly_go, write_page, written_at
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")
+_FEATURE = "the findings page"
 _CSS = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f4f4f4}.supported{color:#1a7f37}.contradicted{color:#b42318}.equivalent{color:#1f4e9c}
-.inconclusive,.not-estimable{color:#7a5c00}.claim{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
+.claim{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
 .lit{color:#555;font-size:.95em}
 """
 
@@ -41,11 +39,12 @@ def _normalised(r: Result, x: float) -> float | None:
 
 
 def forest_figure(results: Sequence[Result]) -> go.Figure:
-    """Each claim's effect and 95% interval per dataset, in units of its margin."""
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
-        raise MissingDependencyError("plotly", "the findings page") from None
+    """Each claim's effect and 95% interval per dataset, in units of its margin.
+
+    Raises:
+        MissingDependencyError: plotly is not installed.
+    """
+    go = plotly_go(_FEATURE)
     fig = go.Figure()
     datasets = sorted({r.dataset for r in results})
     for i, d in enumerate(datasets):
@@ -82,8 +81,12 @@ def forest_figure(results: Sequence[Result]) -> go.Figure:
 
 
 def lr_figure(records: Sequence[CellRecord]) -> go.Figure:
-    """Evidence: mean test accuracy vs lr of the ReLU arms per dataset (seeds averaged)."""
-    import plotly.graph_objects as go
+    """Evidence: mean test accuracy vs lr of the ReLU arms per dataset (seeds averaged).
+
+    Raises:
+        MissingDependencyError: plotly is not installed.
+    """
+    go = plotly_go(_FEATURE)
 
     fig = go.Figure()
     views = seed_views(records)
@@ -166,26 +169,17 @@ def write_findings_html(
         BnsearchError: the file cannot be written.
     """
     figs = [forest_figure(results), lr_figure(records)]
-    from plotly.offline import get_plotlyjs
-
-    divs = "".join(
-        f"<div>{f.to_html(full_html=False, include_plotlyjs=False, default_width='100%')}</div>" for f in figs
-    )
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>bnsearch findings</title><style>{_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script></head><body>
-<h1>Batch normalization: designed findings</h1>
-<p>{html.escape(note)} Generated {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}.</p>
+    divs = "".join(f"<div>{figure_div(f)}</div>" for f in figs)
+    body = f"""<p>{html.escape(note)} Generated {written_at()}.</p>
 <p>Each effect is paired by seed (same split, batch order and shared initial weights) and its interval
 is a 95% t-interval over the per-seed effects (the bootstrap column resamples seeds and each seed's
 test-set noise, as a check). Verdicts of the primary claims are Holm-corrected over the primary claims
 of each dataset; secondary claims are judged at 5% each. <i>Replicated</i>: every dataset gave this verdict.</p>
 <h2>Verdicts</h2>{_table(results)}
 {divs}
-<h2>Claims</h2>{_claims_html(results)}
-</body></html>
-"""
-    return _write(path, page, "findings page")
+<h2>Claims</h2>{_claims_html(results)}"""
+    page = page_html(title="Batch normalization: designed findings", body=body, feature=_FEATURE, css=_CSS)
+    return write_page(path, page, what="findings page", example_name="findings.html")
 
 
 def write_findings_json(results: Sequence[Result], path: str | Path) -> Path:
@@ -199,14 +193,5 @@ def write_findings_json(results: Sequence[Result], path: str | Path) -> Path:
         {k: ([clean(x) for x in v] if isinstance(v, list) else clean(v)) for k, v in r.to_json().items()}
         for r in results
     ]
-    return _write(path, json.dumps(rows, indent=2, ensure_ascii=False) + "\n", "findings JSON")
-
-
-def _write(path: str | Path, text: str, what: str) -> Path:
-    out = Path(path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise BnsearchError(f"cannot write the {what} to {out}: {e.strerror or e}") from None
-    return out
+    text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+    return write_page(path, text, what="findings JSON", example_name="findings.json")

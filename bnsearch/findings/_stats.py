@@ -27,15 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from bnsearch.claims import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_ESTIMABLE, SUPPORTED
+
 ALPHA = 0.05  # family-wise error rate of the primary claims (Holm), and 1 − interval level
 LEVEL = 0.95  # confidence level of the reported intervals
-
-SUPPORTED = "supported"
-CONTRADICTED = "contradicted"
-EQUIVALENT = "equivalent"
-INCONCLUSIVE = "inconclusive"
-NOT_ESTIMABLE = "not estimable"
-VERDICTS = (SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_ESTIMABLE)
 
 CLAIM_KINDS = ("increase", "decrease", "not_higher", "not_lower")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bnsearch.errors import MissingDependencyError
+from bnsearch.pages import optuna_visualization, plotly_go
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,11 +34,7 @@ BN_COLORS = {True: "#1f77b4", False: "#ff7f0e"}
 
 
 def _go() -> Any:
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
-        raise MissingDependencyError("plotly", "report figures") from None
-    return go
+    return plotly_go("report figures")
 
 
 def _empty(title: str, note: str) -> go.Figure:
@@ -59,13 +55,7 @@ def _trials(data: ReportData) -> pd.DataFrame:
 
 
 def _visualization() -> Any:
-    try:
-        import optuna.visualization as vis
-
-        _go()  # Optuna's plots need plotly
-    except ImportError:
-        raise MissingDependencyError("plotly", "report figures") from None
-    return vis
+    return optuna_visualization("report figures")
 
 
 def _optuna_plot(data: ReportData, title: str, draw: Callable[[Any, optuna.Study, str], go.Figure]) -> go.Figure:

@@ -25,8 +25,9 @@ Which trials count (the same rules for every finding):
   layer can stop a whole net from training; pooling those nets in would turn "does BN
   help" into "does gamma = 0 hurt", which the gamma finding answers on its own.
 
-Verdicts: ``supported``, ``contradicted``, ``no clear difference`` or ``not enough data``.
-A group needs at least ``MIN_TRIALS`` trials, else the finding says "not enough data". A
+Claim keys and verdict words are ``bnsearch.claims``'s, the designed experiment's: a finding
+is ``supported``, ``contradicted``, ``inconclusive`` (no clear difference) or ``not estimable``
+(a group has fewer than ``MIN_TRIALS`` trials); with no interval it never says ``equivalent``. A
 difference between two groups is clear when Cliff's delta (the probability that a trial
 of one group beats one of the other, minus the reverse) is at least ``MIN_CLIFFS_DELTA``
 in size (a "medium" effect by Romano et al.'s thresholds) and the medians differ by at
@@ -39,20 +40,9 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from bnsearch.report.verdicts import (
-    CONTRADICTED,
-    MIN_CLIFFS_DELTA,
-    MIN_DIFF,
-    MIN_TRIALS,
-    NO_CLEAR_DIFFERENCE,
-    NOT_ENOUGH_DATA,
-    SUPPORTED,
-    Finding,
-    Group,
-    cliffs_delta,
-    compare_groups,
-    median,
-)
+from bnsearch import claims as ck
+from bnsearch.claims import CONTRADICTED, INCONCLUSIVE, NOT_ESTIMABLE, SUPPORTED
+from bnsearch.report.verdicts import MIN_TRIALS, Finding, Group, compare_groups, median
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,20 +52,6 @@ LR_FACTOR = 2.0  # highest training lr of one group must be ≥ this × the othe
 MIN_RANGE_DIFF = 0.05  # spread of per-activation medians (accuracy) that counts as different
 
 STANDARD_GAMMA_INITS = ("ones", "normal")  # gamma inits near 1 (normal: N(1, 0.1²))
-
-__all__ = [
-    "CONTRADICTED",
-    "MIN_CLIFFS_DELTA",
-    "MIN_DIFF",
-    "MIN_TRIALS",
-    "NO_CLEAR_DIFFERENCE",
-    "NOT_ENOUGH_DATA",
-    "SUPPORTED",
-    "Finding",
-    "Group",
-    "all_findings",
-    "cliffs_delta",
-]
 
 
 def outcome_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -100,7 +76,7 @@ def bn_accuracy(df: pd.DataFrame) -> Finding:
     """Does BN improve the final validation accuracy?"""
     o = standard_init(outcome_frame(df))
     return compare_groups(
-        key="bn_accuracy",
+        key=ck.BN_ACCURACY,
         claim="BN improves validation accuracy.",
         metric="outcome val_acc",
         figure="findings_bn",
@@ -118,7 +94,7 @@ def bn_convergence(df: pd.DataFrame) -> Finding:
     # A run that diverged in its first epoch has no epoch-1 accuracy: it did not converge.
     ran["epoch1"] = ran["val_acc_epoch1"].where(~(ran["diverged"] & ran["val_acc_epoch1"].isna()), 0.0)
     return compare_groups(
-        key="bn_convergence",
+        key=ck.BN_CONVERGENCE,
         claim="BN speeds up convergence.",
         metric="val_acc after epoch 1",
         figure="findings_convergence",
@@ -130,11 +106,11 @@ def bn_convergence(df: pd.DataFrame) -> Finding:
     )
 
 
-def bn_gap(df: pd.DataFrame) -> Finding:
+def bn_overfitting(df: pd.DataFrame) -> Finding:
     """Does BN reduce overfitting (a smaller train − validation accuracy gap)?"""
     c = standard_init(df[(df["state"] == "COMPLETE") & df["has_bn"].notna()])
     return compare_groups(
-        key="bn_gap",
+        key=ck.BN_OVERFITTING,
         claim="BN reduces overfitting (a smaller train–validation gap).",
         metric="train−val accuracy gap",
         figure="findings_gap",
@@ -150,7 +126,7 @@ def bn_placement(df: pd.DataFrame) -> Finding:
     """Before or after the activation: which placement gives higher accuracy?"""
     o = standard_init(outcome_frame(df))
     return compare_groups(
-        key="bn_placement",
+        key=ck.BN_PLACEMENT,
         claim="BN works better before the activation than after it.",
         metric="outcome val_acc",
         figure="findings_placement",
@@ -171,7 +147,7 @@ def bn_classifier(df: pd.DataFrame) -> Finding:
     o = standard_init(outcome_frame(df))
     o = o[o["bn_placement"] != "none"]
     return compare_groups(
-        key="bn_classifier",
+        key=ck.BN_CLASSIFIER,
         claim=("BN belongs between the conv layers, not before the classifier: BN1d there does not help."),
         metric="outcome val_acc (nets with BN in the conv blocks)",
         figure="findings_placement",
@@ -187,7 +163,7 @@ def _trains_threshold(o: pd.DataFrame) -> float:
     return TRAINS_FRACTION * float(o["outcome"].max()) if len(o) else math.inf
 
 
-def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
+def gamma_zeros(df: pd.DataFrame, activation: str) -> Finding:
     """Gamma initialised to 0 vs 1 with one activation; says when gamma 0 kills the signal."""
     o = outcome_frame(df)
     threshold = _trains_threshold(o)
@@ -196,7 +172,7 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
     dead_z = int((zeros["outcome"] < threshold).sum())
     dead_o = int((ones["outcome"] < threshold).sum())
     f = compare_groups(
-        key=f"gamma_zero_{activation}",
+        key=ck.per_activation(ck.GAMMA_ZEROS, activation),
         claim=(f"Initialising BN's gamma to 0 (as the article suggests) trains as well as gamma = 1 ({activation})."),
         metric="outcome val_acc",
         figure="findings_gamma",
@@ -207,7 +183,7 @@ def gamma_zero(df: pd.DataFrame, activation: str) -> Finding:
         claim_kind="not lower",
         notes=(f"{dead_z} of {len(zeros)} did not train", f"{dead_o} of {len(ones)} did not train"),
     )
-    if f.verdict != NOT_ENOUGH_DATA and dead_z * 2 >= len(zeros) and dead_o * 2 < len(ones):
+    if f.verdict != NOT_ESTIMABLE and dead_z * 2 >= len(zeros) and dead_o * 2 < len(ones):
         dies = (
             f"With {activation} and gamma = 0 the signal dies: {dead_z} of {len(zeros)} "
             f"trials never trained (outcome val_acc below {threshold:.3f}) against {dead_o} "
@@ -241,7 +217,7 @@ def _highest_training_lr(g: pd.DataFrame, threshold: float) -> tuple[float | Non
     return float(in_bin["lr"].max()), bool((frac.index > top_bin).any())
 
 
-def bn_learning_rate(df: pd.DataFrame) -> Finding:
+def bn_higher_lr(df: pd.DataFrame) -> Finding:
     """Does BN let higher learning rates train?"""
     o = standard_init(outcome_frame(df))
     o = o[o["lr"].notna()]
@@ -258,7 +234,7 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
         for k, g in groups_df.items()
     )
     base: dict[str, Any] = dict(
-        key="bn_learning_rate",
+        key=ck.BN_HIGHER_LR,
         claim="BN lets higher learning rates train.",
         metric="highest lr at which most trials train",
         figure="findings_lr",
@@ -268,10 +244,11 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
     n_bn, n_no = len(groups_df["with BN"]), len(groups_df["without BN"])
     if min(n_bn, n_no) < MIN_TRIALS:
         return Finding(
-            verdict=NOT_ENOUGH_DATA,
+            verdict=NOT_ESTIMABLE,
             effect=None,
             summary=(
-                f"Not enough data: n = {n_bn} with BN, n = {n_no} without BN; each group needs at least {MIN_TRIALS}."
+                f"Not estimable, too few trials: n = {n_bn} with BN, n = {n_no} without BN; "
+                f"each group needs at least {MIN_TRIALS}."
             ),
             **base,
         )
@@ -291,26 +268,26 @@ def bn_learning_rate(df: pd.DataFrame) -> Finding:
         verdict, words = CONTRADICTED, "nets without BN train at higher learning rates"
     elif (bn_higher and not above_no) or (no_higher and not above_bn):
         return Finding(
-            verdict=NOT_ENOUGH_DATA,
+            verdict=NOT_ESTIMABLE,
             effect=ratio,
             summary=(
-                f"Not enough data: {desc}, but no trial {'without' if bn_higher else 'with'} "
+                f"Not estimable: {desc}, but no trial {'without' if bn_higher else 'with'} "
                 "BN was tried at a higher lr, so its limit is unknown."
             ),
             **base,
         )
     elif not above_bn and not above_no:
         return Finding(
-            verdict=NOT_ENOUGH_DATA,
+            verdict=NOT_ESTIMABLE,
             effect=ratio,
             summary=(
-                f"Not enough data: {desc}; both train at the highest lr tried, so neither "
+                f"Not estimable: {desc}; both train at the highest lr tried, so neither "
                 "limit is known. Widen the lr range."
             ),
             **base,
         )
     else:
-        verdict, words = NO_CLEAR_DIFFERENCE, f"no clear difference (less than {LR_FACTOR:g}×)"
+        verdict, words = INCONCLUSIVE, f"no clear difference (less than {LR_FACTOR:g}×)"
     return Finding(verdict=verdict, effect=ratio, summary=f"{verdict.capitalize()}: {words} — {desc}.", **base)
 
 
@@ -340,7 +317,7 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
                 med[bn][a] = median(vals)  # type: ignore[assignment]
     usable = sorted(set(med[True]) & set(med[False]))
     base: dict[str, Any] = dict(
-        key="activation_bn",
+        key=ck.ACTIVATION_INTERACTION,
         claim="With BN, the choice of activation matters less.",
         metric="spread (max − min) of per-activation median outcome val_acc",
         figure="findings_activation",
@@ -349,10 +326,10 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
     )
     if len(usable) < 2:
         return Finding(
-            verdict=NOT_ENOUGH_DATA,
+            verdict=NOT_ESTIMABLE,
             effect=None,
             summary=(
-                f"Not enough data: needs at least 2 activations with {MIN_TRIALS}+ trials "
+                f"Not estimable, too few trials: needs at least 2 activations with {MIN_TRIALS}+ trials "
                 f"both with and without BN; {len(usable)} have that."
             ),
             **base,
@@ -364,7 +341,7 @@ def activation_interaction(df: pd.DataFrame) -> Finding:
     elif effect <= -MIN_RANGE_DIFF:
         verdict = CONTRADICTED
     else:
-        verdict = NO_CLEAR_DIFFERENCE
+        verdict = INCONCLUSIVE
     best = {bn: max(usable, key=med[bn].__getitem__) for bn in (True, False)}
     summary = (
         f"{verdict.capitalize()}: across {', '.join(usable)} the median outcome val_acc spans "
@@ -381,10 +358,10 @@ def all_findings(df: pd.DataFrame) -> tuple[Finding, ...]:
     return (
         bn_accuracy(df),
         bn_convergence(df),
-        bn_learning_rate(df),
-        bn_gap(df),
+        bn_higher_lr(df),
+        bn_overfitting(df),
         bn_placement(df),
         bn_classifier(df),
-        *(gamma_zero(df, a) for a in acts),
+        *(gamma_zeros(df, a) for a in acts),
         activation_interaction(df),
     )

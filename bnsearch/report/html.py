@@ -4,34 +4,20 @@ so it opens offline)."""
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bnsearch.errors import ConfigError, MissingDependencyError
+from bnsearch.pages import figure_div, page_html, write_page, written_at
 from bnsearch.report.data import ReportData, build_report_data
 from bnsearch.report.figures import all_figures
-from bnsearch.report.findings import MIN_CLIFFS_DELTA, MIN_DIFF, MIN_TRIALS, Finding
+from bnsearch.report.verdicts import MIN_CLIFFS_DELTA, MIN_DIFF, MIN_TRIALS, Finding
 
 if TYPE_CHECKING:
     import optuna
     import plotly.graph_objects as go
 
 
-def _plotly_js() -> str:
-    try:
-        from plotly.offline import get_plotlyjs
-    except ImportError:
-        raise MissingDependencyError("plotly", "the HTML report") from None
-    return str(get_plotlyjs())
-
-
 _CSS = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-.verdict{font-weight:bold}.supported{color:#1a7f37}.contradicted{color:#b42318}
-.no-clear-difference{color:#7a5c00}.not-enough-data{color:#666}
 .finding{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
 """
 
@@ -98,38 +84,24 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
 
     Raises:
         ConfigError: ``path`` is a folder.
+        MissingDependencyError: plotly is not installed.
+        BnsearchError: the file cannot be written.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"--out {path} is a folder; give a file name like {path / 'report.html'}")
-    js = _plotly_js()
 
     def fig_div(key: str, fig: go.Figure) -> str:
-        body = fig.to_html(
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=f"fig-{key}",
-            config={"displaylogo": False},
-        )
-        return f'<section id="{html.escape(key)}">{body}</section>'
+        return f'<section id="{html.escape(key)}">{figure_div(fig, div_id=f"fig-{key}")}</section>'
 
     main = [fig_div(k, f) for k, f in figures.items() if not k.startswith("findings_")]
     extra = [fig_div(k, f) for k, f in figures.items() if k.startswith("findings_")]
-    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    doc = (
-        '<!DOCTYPE html><html><head><meta charset="utf-8">'
-        f"<title>bnsearch report: {html.escape(data.study_name)}</title><style>{_CSS}</style>"
-        f'<script type="text/javascript">{js}</script></head><body>'
-        f"<h1>bnsearch report: {html.escape(data.study_name)}</h1>"
-        f"<p><small>written {created}</small></p>"
+    body = (
+        f"<p><small>written {written_at()}</small></p>"
         f"{_summary_html(data)}<h2>Search</h2>{''.join(main)}"
         f"<p><small>{html.escape(data.importance_note)}</small></p>"
         f"<h2>Findings (exploratory)</h2><p>{_FINDINGS_INTRO}</p>{_findings_html(data.findings)}"
-        f"{''.join(extra)}</body></html>"
+        f"{''.join(extra)}"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
-    return path
+    doc = page_html(title=f"bnsearch report: {data.study_name}", body=body, feature="the HTML report", css=_CSS)
+    return write_page(path, doc, what="report", example_name="report.html")
 
 
 def write_report(study: str | optuna.Study, storage: str | None = None, *, out: str | Path | None = None) -> Path:

@@ -15,14 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MIN_TRIALS = 5  # trials per group below which a finding says "not enough data"
+from bnsearch.claims import CONTRADICTED, INCONCLUSIVE, NOT_ESTIMABLE, SUPPORTED
+
+MIN_TRIALS = 5  # trials per group below which a finding is "not estimable"
 MIN_CLIFFS_DELTA = 0.33  # |Cliff's delta| from which a difference counts as clear
 MIN_DIFF = 0.01  # difference of medians (accuracy 0..1) from which a difference counts
-
-SUPPORTED = "supported"
-CONTRADICTED = "contradicted"
-NO_CLEAR_DIFFERENCE = "no clear difference"
-NOT_ENOUGH_DATA = "not enough data"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,9 +36,9 @@ class Group:
 class Finding:
     """A claim, its verdict on this study's trials, and the evidence."""
 
-    key: str  # stable id, e.g. "bn_accuracy" or "gamma_zero_relu"
+    key: str  # one of bnsearch.claims's keys, e.g. "bn_accuracy" or "gamma_zeros_degenerate_relu"
     claim: str  # what the article (or common lore) claims
-    verdict: str  # SUPPORTED, CONTRADICTED, NO_CLEAR_DIFFERENCE or NOT_ENOUGH_DATA
+    verdict: str  # SUPPORTED, CONTRADICTED, INCONCLUSIVE (no clear difference) or NOT_ESTIMABLE
     summary: str  # the verdict in plain words with its numbers
     metric: str  # what was compared, e.g. "final val_acc of complete trials"
     groups: tuple[Group, ...]
@@ -93,8 +90,8 @@ def compare_groups(
     """Compare group ``a`` with group ``b`` on one metric.
 
     ``claim_kind`` says what the claim states about ``a``: ``higher`` or ``lower`` than
-    ``b`` (a clear difference the other way contradicts it, no clear difference gives
-    NO_CLEAR_DIFFERENCE), or ``not higher`` / ``not lower`` (only a clear difference the
+    ``b`` (a clear difference the other way contradicts it, no clear difference is
+    INCONCLUSIVE), or ``not higher`` / ``not lower`` (only a clear difference the
     wrong way contradicts it).
     """
     groups = (
@@ -106,10 +103,10 @@ def compare_groups(
         return Finding(
             key=key,
             claim=claim,
-            verdict=NOT_ENOUGH_DATA,
+            verdict=NOT_ESTIMABLE,
             metric=metric,
             figure=figure,
-            summary=f"Not enough data: {counts}; each group needs at least {MIN_TRIALS}.",
+            summary=f"Not estimable, too few trials: {counts}; each group needs at least {MIN_TRIALS}.",
             groups=groups,
             effect=None,
             effect_label="Cliff's delta",
@@ -123,9 +120,7 @@ def compare_groups(
     if abs(delta) >= MIN_CLIFFS_DELTA and abs(diff) >= MIN_DIFF and (delta > 0) == (diff > 0):
         direction = "higher" if diff > 0 else "lower"
     if claim_kind in ("higher", "lower"):
-        verdict = (
-            NO_CLEAR_DIFFERENCE if direction == "none" else (SUPPORTED if direction == claim_kind else CONTRADICTED)
-        )
+        verdict = INCONCLUSIVE if direction == "none" else (SUPPORTED if direction == claim_kind else CONTRADICTED)
     else:  # "not higher" / "not lower"
         verdict = CONTRADICTED if f"not {direction}" == claim_kind else SUPPORTED
     words = "no clear difference" if direction == "none" else f"{a_label} is clearly {direction}"
@@ -133,8 +128,6 @@ def compare_groups(
         f"{verdict.capitalize()}: {words}; median {metric} {_fmt(ma)} {a_label} vs {_fmt(mb)} "
         f"{b_label} ({diff:+.3f}; Cliff's delta {delta:+.2f}, {_magnitude(delta)}; {counts})."
     )
-    if verdict == NO_CLEAR_DIFFERENCE:
-        summary = summary.replace("No clear difference: no clear difference;", "No clear difference:", 1)
     return Finding(
         key=key,
         claim=claim,

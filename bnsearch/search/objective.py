@@ -21,7 +21,7 @@ from bnsearch.core.model import ModelConfig, build_model
 from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import SearchSpace, TrialParams
 from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, train
-from bnsearch.saved_models import ModelSaver
+from bnsearch.model_folder import ModelSaver
 
 logger = logging.getLogger(__name__)
 

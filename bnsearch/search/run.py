@@ -17,14 +17,14 @@ import optuna
 import torch
 
 from bnsearch import keys
-from bnsearch.config import RunConfig, resolve_device, resolve_pack, resolve_precision
+from bnsearch.config import SAVE_MODE_NONE, RunConfig, resolve_device, resolve_pack, resolve_precision
 from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, DeviceData, load_dataset, split_dataset, to_device
 from bnsearch.core.model import ModelConfig
 from bnsearch.core.seeding import derive_seed
 from bnsearch.core.space import SearchSpace
 from bnsearch.core.train import TrainConfig
+from bnsearch.model_folder import ModelSaver, artifacts_dir, check_store_folder, class_labels, model_config
 from bnsearch.samplers import SamplerContext, get_strategy, make_sampler, n_startup_trials
-from bnsearch.saved_models import ModelSaver, artifacts_dir, model_config
 from bnsearch.search.budget import BudgetedStudy, BudgetReached, budget_lock
 from bnsearch.search.objective import Objective
 from bnsearch.search.pruners import make_pruner
@@ -90,10 +90,7 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
     splits = split_dataset(dataset, seed=split_seed)
     data = to_device(splits, device)
     saver = None
-    if cfg.save_models != "none":
-        from bnsearch.best import class_labels
-        from bnsearch.saved_models import check_store_folder
-
+    if cfg.save_models != SAVE_MODE_NONE:
         folder = artifacts_dir(cfg.storage, cfg.artifacts)
         check_store_folder(folder)  # a bad folder is an error before any trial runs; made at the first save
         info = model_config(

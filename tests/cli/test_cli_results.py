@@ -119,7 +119,7 @@ def test_preset_values_and_explicit_override() -> None:
 def test_findings_preset_grid_gives_every_group_enough_trials() -> None:
     """The preset's grid, enumerated: every group a finding compares has ≥ MIN_TRIALS trials."""
     from bnsearch.core.space import SearchSpace
-    from bnsearch.report.findings import MIN_TRIALS
+    from bnsearch.report.verdicts import MIN_TRIALS
 
     p = presets.load_preset("findings")
     grid = SearchSpace.from_toml(p.run["space"]).grid()
@@ -148,7 +148,7 @@ def test_dashboard_serves_the_studies_and_the_saved_models(tmp_path: Path) -> No
     from optuna.artifacts import upload_artifact
 
     from bnsearch.dashboard import start_dashboard
-    from bnsearch.saved_models import AtomicFileSystemArtifactStore
+    from bnsearch.model_folder import AtomicFileSystemArtifactStore
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = make_study(mixed_specs(), storage=url, name="mixed")

@@ -63,6 +63,45 @@ def test_curve_by_time_median_and_iqr_over_seeds() -> None:
     assert band.q75 == (0.4,)
 
 
+def _never_decreases(series: tuple[float, ...]) -> bool:
+    finite = [v for v in series if math.isfinite(v)]
+    return all(b >= a for a, b in zip(finite, finite[1:], strict=False))
+
+
+def _random_runs(rng: np.random.Generator, strategy: str, seeds: int, trials: int) -> list[Run]:
+    runs = []
+    for seed in range(seeds):
+        values = tuple(None if rng.random() < 0.4 else float(rng.random()) for _ in range(trials))
+        runs.append(Run(strategy, seed, values, tuple(float(t) for t in rng.uniform(0.1, 3.0, trials))))
+    return runs
+
+
+def test_best_so_far_curves_never_go_down() -> None:
+    """Every plotted series (median, quartiles; by trials and by time) is non-decreasing, also
+    when seeds get their first completed trial at different times (seed 1's first trial was
+    pruned: a median over "the seeds that have a best yet" fell from 0.87 to the mean of 0.87
+    and 0.52)."""
+    runs = [Run("random", 0, (0.87, 0.30, 0.40), (1, 1, 1)), Run("random", 1, (None, 0.52, 0.60), (1, 1, 1))]
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        runs += _random_runs(rng, f"s{i}", seeds=int(rng.integers(1, 6)), trials=int(rng.integers(1, 9)))
+    data = build_compare_data(runs, trials=8, mode="real", mode_note="")
+    bands = [*data.by_trials.values(), *data.by_time.values()]
+    for band in bands:
+        for series in (band.median, band.q25, band.q75):
+            assert _never_decreases(series), series
+    first = data.by_trials["random"]
+    assert math.isnan(first.median[0])  # one population: the curve starts once every seed has a best
+    assert first.median[1:3] == pytest.approx((0.695, 0.735))
+
+
+def test_a_seed_with_no_completed_trial_is_left_out_of_the_curves() -> None:
+    runs = [Run("a", 0, (0.5, 0.6), (1, 1)), Run("a", 1, (None, None), (1, 1))]
+    data = build_compare_data(runs, trials=2, mode="real", mode_note="")
+    assert data.by_trials["a"].median == (0.5, 0.6)
+    assert data.by_time["a"].median[-1] == 0.6
+
+
 def _runs() -> list[Run]:
     # "good" is better in every seed and reaches the target earlier; "slow" catches up late.
     return [

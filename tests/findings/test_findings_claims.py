@@ -7,12 +7,12 @@ import dataclasses
 import math
 
 import pytest
+from _synth import findings_records
 
+from bnsearch.claims import EQUIVALENT, INCONCLUSIVE, SUPPORTED
 from bnsearch.findings import _estimands as est
-from bnsearch.findings._claims import judge
-from bnsearch.findings._design import ACTIVATION_LRS, MAIN_LRS, design_cells
-from bnsearch.findings._records import CellRecord
-from bnsearch.findings._stats import EQUIVALENT, INCONCLUSIVE, SUPPORTED
+from bnsearch.findings._design import ACTIVATION_LRS, MAIN_LRS
+from bnsearch.findings._judge import judge
 
 
 def gp(lr: float, val: float, test: float, diverged: bool = False) -> est.GridPoint:
@@ -46,33 +46,6 @@ def test_steps_to_target_and_a_censored_curve() -> None:
     assert est.log_steps_ratio(never, never, 0.92, max_steps=80) == (None, 2)
 
 
-def _records(dataset: str, seed: int, *, bn_gain: float, seed_shift: float, n_test: int = 270) -> list[CellRecord]:
-    """Every cell of one seed: a flat accuracy landscape, BN before the activation ``bn_gain`` above
-    the rest, everything moved by ``seed_shift`` (a seed effect that pairing must cancel)."""
-    out = []
-    for cell in design_cells():
-        gain = bn_gain if cell.arm.name == "relu/before" else 0.0
-        acc = 0.9 + seed_shift + gain + 0.001 * math.log10(cell.lr)  # best at the largest lr
-        curve = tuple((s, min(1.0, 0.5 + s / 200)) for s in range(20, 320, 20)) if cell.checkpoints else ()
-        out.append(
-            CellRecord(
-                dataset=dataset,
-                seed=seed,
-                arm=cell.arm.name,
-                kind=cell.kind,
-                lr=cell.lr,
-                val_acc=acc,
-                test_acc=acc,
-                diverged=False,
-                n_test=n_test,
-                curve=curve,
-                fit_reached=True if cell.kind == "fit" else None,
-                fit_train_acc=1.0 if cell.kind == "fit" else None,
-            )
-        )
-    return out
-
-
 def _by(results: list, key: str, dataset: str):  # type: ignore[no-untyped-def]
     (r,) = [r for r in results if r.key == key and r.dataset == dataset]
     return r
@@ -81,7 +54,9 @@ def _by(results: list, key: str, dataset: str):  # type: ignore[no-untyped-def]
 def test_effects_are_paired_within_seeds() -> None:
     # Seeds differ by 5 points in both arms; the 1-point BN gain is all that is left.
     records = [
-        r for s, shift in enumerate((0.0, 0.05, -0.05)) for r in _records("digits", s, bn_gain=0.01, seed_shift=shift)
+        r
+        for s, shift in enumerate((0.0, 0.05, -0.05))
+        for r in findings_records("digits", s, bn_gain=0.01, seed_shift=shift)
     ]
     results = judge(records)
     acc = _by(results, "bn_accuracy", "digits")
@@ -101,8 +76,8 @@ def test_replicated_only_when_every_dataset_agrees() -> None:
     def run(gain_mnist: float) -> list:  # type: ignore[type-arg]
         records = []
         for s in range(3):
-            records += _records("digits", s, bn_gain=0.01, seed_shift=0.01 * s)
-            records += _records("mnist5k", s, bn_gain=gain_mnist, seed_shift=0.01 * s, n_test=750)
+            records += findings_records("digits", s, bn_gain=0.01, seed_shift=0.01 * s)
+            records += findings_records("mnist5k", s, bn_gain=gain_mnist, seed_shift=0.01 * s, n_test=750)
         return judge(records)
 
     agree = run(0.01)
@@ -113,7 +88,7 @@ def test_replicated_only_when_every_dataset_agrees() -> None:
 
 
 def test_missing_cells_leave_a_seed_out_and_say_so() -> None:
-    records = [r for s in range(3) for r in _records("digits", s, bn_gain=0.01, seed_shift=0.0)]
+    records = [r for s in range(3) for r in findings_records("digits", s, bn_gain=0.01, seed_shift=0.0)]
     records = [r for r in records if not (r.seed == 2 and r.arm == "relu/none" and r.lr == MAIN_LRS[0])]
     acc = _by(judge(records), "bn_accuracy", "digits")
     assert acc.n_seeds == 2
@@ -121,7 +96,7 @@ def test_missing_cells_leave_a_seed_out_and_say_so() -> None:
 
 
 def test_json_rows_carry_the_documented_fields() -> None:
-    records = [r for s in range(3) for r in _records("digits", s, bn_gain=0.01, seed_shift=0.0)]
+    records = [r for s in range(3) for r in findings_records("digits", s, bn_gain=0.01, seed_shift=0.0)]
     row = _by(judge(records), "activation_interaction", "digits").to_json()
     for field in (
         "key",
@@ -149,8 +124,8 @@ def test_failed_lrs_count_chance_level_nets_as_well_as_diverged_ones() -> None:
 def test_replicated_needs_a_finding_not_just_agreement() -> None:
     records = []
     for s in range(3):  # BN changes nothing: equivalent on both datasets, a replicated finding
-        records += _records("digits", s, bn_gain=0.0, seed_shift=0.0)
-        records += _records("mnist5k", s, bn_gain=0.0, seed_shift=0.0, n_test=750)
+        records += findings_records("digits", s, bn_gain=0.0, seed_shift=0.0)
+        records += findings_records("mnist5k", s, bn_gain=0.0, seed_shift=0.0, n_test=750)
     results = judge(records)
     acc = _by(results, "bn_accuracy", "digits")
     assert acc.verdict == EQUIVALENT and acc.replicated
@@ -164,7 +139,7 @@ def test_replicated_needs_a_finding_not_just_agreement() -> None:
 def test_a_best_lr_at_the_edge_of_the_grid_is_flagged() -> None:
     # _records puts every arm's best at the grid's largest lr: each seed is flagged, and the
     # flag is in the verdict's notes and sentence.
-    records = [r for s in range(3) for r in _records("digits", s, bn_gain=0.01, seed_shift=0.01 * s)]
+    records = [r for s in range(3) for r in findings_records("digits", s, bn_gain=0.01, seed_shift=0.01 * s)]
     acc = _by(judge(records), "bn_accuracy", "digits")
     assert any(n.startswith("3 of 3 seeds had an arm's best lr at the edge of the grid") for n in acc.notes)
     assert "edge of the grid" in acc.sentence

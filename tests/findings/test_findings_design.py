@@ -10,7 +10,7 @@ from bnsearch.core.data import DeviceData
 from bnsearch.core.model import build_model
 from bnsearch.core.space import GAMMA_INITS, SearchSpace, TrialParams
 from bnsearch.errors import ConfigError
-from bnsearch.findings._claims import claims
+from bnsearch.findings._catalogue import claims
 from bnsearch.findings._design import (
     BN_BEFORE,
     BN_BEFORE_BN1D,

@@ -12,18 +12,16 @@ import math
 import numpy as np
 import pytest
 
+from bnsearch.claims import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, SUPPORTED
 from bnsearch.findings import _estimands as est
 from bnsearch.findings._stats import (
-    CONTRADICTED,
-    EQUIVALENT,
-    SUPPORTED,
     judge_family,
     min_detectable_effect,
     power,
     t_interval,
     t_pvalue,
 )
-from bnsearch.report.verdicts import NO_CLEAR_DIFFERENCE, compare_groups
+from bnsearch.report.verdicts import compare_groups
 
 
 def _slack(rate: float, reps: int) -> float:
@@ -82,7 +80,7 @@ def test_todays_cliffs_delta_rule_calls_differences_in_pure_noise() -> None:
             b=list(b),
             claim_kind="higher",
         )
-        hits += f.verdict != NO_CLEAR_DIFFERENCE
+        hits += f.verdict != INCONCLUSIVE
     assert hits / reps > 0.2
 
 

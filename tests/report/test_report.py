@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from _synth import make_study, mixed_specs
 
+from bnsearch.claims import NOT_ESTIMABLE
 from bnsearch.report import MIN_TRIALS_FOR_IMPORTANCE, build_report_data, write_html, write_report
-from bnsearch.report import findings as fd
 from bnsearch.report.figures import all_figures, render_learning_curves
 
 
@@ -35,7 +35,7 @@ def test_report_data_of_a_mixed_study(mixed) -> None:  # type: ignore[no-untyped
     assert "gamma_init" in data.searchable
     assert data.importances is not None and "gamma_init" not in data.importances
     assert sum(data.importances.values()) == pytest.approx(1.0)
-    assert {f.verdict for f in data.findings} == {fd.NOT_ENOUGH_DATA}
+    assert {f.verdict for f in data.findings} == {NOT_ESTIMABLE}
     assert {f.figure for f in data.findings} <= set(all_figures(data))
 
 
@@ -80,7 +80,7 @@ def test_html_is_self_contained(mixed, tmp_path: Path) -> None:  # type: ignore[
         "findings_gamma",
     ):
         assert f'id="{key}"' in text
-    assert 'id="finding-bn_accuracy"' in text and "not enough data" in text
+    assert 'id="finding-bn_accuracy"' in text and "not estimable" in text
 
 
 def test_search_figures_are_optunas_own(mixed) -> None:  # type: ignore[no-untyped-def]
@@ -124,5 +124,5 @@ def test_report_of_a_study_not_made_by_bnsearch(tmp_path: Path) -> None:
     data = build_report_data(study)
     assert data.searchable == ("c", "x") and data.trials is not None
     assert list(data.trials["x"]) == [t.params["x"] for t in study.trials]
-    assert data.strategy is None and {f.verdict for f in data.findings} == {fd.NOT_ENOUGH_DATA}
+    assert data.strategy is None and {f.verdict for f in data.findings} == {NOT_ESTIMABLE}
     assert write_html(data, all_figures(data), tmp_path / "other.html").exists()

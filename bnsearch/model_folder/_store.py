@@ -1,9 +1,8 @@
 """Trained models of trials, kept in Optuna's artifact store and linked to their trials.
 
 ``run --save-models`` stores, for each kept trial, the pair ``best --retrain`` writes
-(``model.pt``, the state_dict, and ``config.json``, what rebuilds the network and its
-preprocessing) as two artifacts uploaded with ``optuna.artifacts.upload_artifact``, so
-optuna-dashboard lists them under the trial. The store is a folder
+(``model.pt`` and ``config.json``, written by ``_format``) as two artifacts uploaded with
+``optuna.artifacts.upload_artifact``, so optuna-dashboard lists them under the trial. The store is a folder
 (``FileSystemArtifactStore``): ``artifacts/`` beside a SQLite study database, else
 ``studies/artifacts``; ``--artifacts DIR`` or ``$BNSEARCH_ARTIFACTS`` choose another (on
 many machines, a folder they all mount).
@@ -23,7 +22,6 @@ Optuna's retry of that trial, and both links stay valid.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -33,25 +31,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from optuna.artifacts import FileSystemArtifactStore
 
 from bnsearch import keys
+from bnsearch.config import SAVE_MODE_ALL, SAVE_MODE_BEST
 from bnsearch.errors import ConfigError, ModelError
+from bnsearch.model_folder._format import CONFIG_FILE, WEIGHTS_FILE, write_model_files
 
 if TYPE_CHECKING:
     import optuna
     from torch import nn
 
-MODEL_FORMAT = "bnsearch-model/2"  # config.json "format"; bump when the folder layout changes
-WEIGHTS_FILE = "model.pt"  # a model folder's state_dict
-CONFIG_FILE = "config.json"  # a model folder's network and preprocessing description
-SAVE_MODES = ("best", "all", "none")
-DEFAULT_SAVE_MODE = "best"
 ENV_ARTIFACTS = "BNSEARCH_ARTIFACTS"  # folder of the artifact store when --artifacts is not given
 DEFAULT_ARTIFACTS = Path("studies/artifacts")  # for storages that are not a SQLite file
-
-
-def check_save_mode(mode: str) -> None:
-    """Raises ``ConfigError`` for a ``--save-models`` value that is not best, all or none."""
-    if mode not in SAVE_MODES:
-        raise ConfigError(f"unknown --save-models '{mode}'; choose one of: {', '.join(SAVE_MODES)}")
 
 
 def artifacts_dir(storage: str, override: str | None = None) -> Path:
@@ -110,33 +99,6 @@ class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
         os.replace(tmp, final)
 
 
-def model_config(
-    params: dict[str, Any],
-    *,
-    in_shape: tuple[int, int, int],
-    num_classes: int,
-    widths: tuple[int, int],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    classes: list[Any],
-    dataset: str,
-    split_seed: int,
-) -> dict[str, Any]:
-    """The ``config.json`` of a model folder: what rebuilds the network and its preprocessing."""
-    return {
-        "format": MODEL_FORMAT,
-        "params": params,
-        "in_shape": list(in_shape),
-        "num_classes": num_classes,
-        "widths": list(widths),
-        "mean": list(mean),
-        "std": list(std),
-        "classes": classes,
-        "dataset": dataset,
-        "split_seed": split_seed,
-    }
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSaver:
     """Stores a finished trial's model in the artifact store when the mode says so.
@@ -147,14 +109,14 @@ class ModelSaver:
 
     mode: str  # best, all or none
     folder: Path  # the artifact store's folder
-    model_info: dict[str, Any]  # model_config(...) without params
+    model_info: dict[str, Any]  # model_config(...) without params (see _format)
 
     def wants(self, trial: optuna.Trial, val_acc: float) -> bool:
         """Whether this trial's model is kept: always (all), never (none), or (best) when
         ``val_acc`` beats every complete trial of the study right now."""
-        if self.mode == "all":
+        if self.mode == SAVE_MODE_ALL:
             return True
-        if self.mode != "best":
+        if self.mode != SAVE_MODE_BEST:
             return False
         from optuna.trial import TrialState
 
@@ -166,16 +128,13 @@ class ModelSaver:
 
         The caller records the ids on the trial (``keys.SAVED_MODEL``) only after this returns.
         """
-        import torch
         from optuna.artifacts import upload_artifact
 
         store = open_store(self.folder, create=True)
         config = {**self.model_info, "params": params, "study": trial.study.study_name, "trial": trial.number}
         ids: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="bnsearch-model-") as tmp:
-            weights = Path(tmp) / WEIGHTS_FILE
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-            (Path(tmp) / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            write_model_files(Path(tmp), model, config)
             for name in (WEIGHTS_FILE, CONFIG_FILE):
                 ids[name] = upload_artifact(artifact_store=store, file_path=str(Path(tmp) / name), study_or_trial=trial)
         return ids

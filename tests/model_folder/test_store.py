@@ -18,11 +18,10 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from bnsearch import keys
-from bnsearch.best import load_model
 from bnsearch.core.data import load_dataset, split_dataset
 from bnsearch.core.seeding import derive_seed
 from bnsearch.core.train import evaluate
-from bnsearch.saved_models import AtomicFileSystemArtifactStore
+from bnsearch.model_folder import AtomicFileSystemArtifactStore, load_model
 
 # fp32: the saved model evaluated here must give the accuracy the search measured.
 RUN = ["--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--threads", "1", "--precision", "fp32"]
@@ -141,10 +140,10 @@ def test_bad_save_models_and_artifacts_are_one_line_before_any_trial(tmp_path: P
 
 _KILL_ON_WRITE = """
 import io, os, signal, sys
-from bnsearch import saved_models
+from bnsearch.model_folder import AtomicFileSystemArtifactStore
 from bnsearch.cli import main
 n_writes = [0]
-real_write = saved_models.AtomicFileSystemArtifactStore.write
+real_write = AtomicFileSystemArtifactStore.write
 
 class DiesHalfway(io.RawIOBase):  # hands over half the file, then the worker is SIGKILLed
     def __init__(self, data):
@@ -161,7 +160,7 @@ def write(self, artifact_id, body):
         body = DiesHalfway(body.read())
     real_write(self, artifact_id, body)
 
-saved_models.AtomicFileSystemArtifactStore.write = write
+AtomicFileSystemArtifactStore.write = write
 sys.argv = ["bnsearch", *sys.argv[1:]]
 main()
 """

@@ -10,11 +10,11 @@ import optuna
 import pytest
 import torch
 
-from bnsearch.best import as_model_input, find_best, load_model, predict, read_images, retrain_best
 from bnsearch.config import RunConfig
 from bnsearch.core.data import load_dataset, split_dataset
 from bnsearch.core.train import evaluate
 from bnsearch.errors import ModelError, StudyError
+from bnsearch.model_folder import as_model_input, find_best, load_model, predict, read_images, retrain_best
 from bnsearch.search import run_search
 
 
