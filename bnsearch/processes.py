@@ -102,12 +102,14 @@ def exit_code(signum: int | None) -> int:
 def die_with_parent() -> None:
     """Have the kernel send this process SIGTERM when its parent dies (Linux; elsewhere nothing).
 
-    Call it first thing in a child process. A parent that died before the call has already
-    handed its child to another process; then this child stops at once.
+    Call it first thing in a child process started by multiprocessing. A parent that died
+    before the call has already handed its child to another process; then this child stops
+    at once.
     """
     if not sys.platform.startswith("linux"):
         return
     import ctypes
+    import multiprocessing
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -115,25 +117,16 @@ def die_with_parent() -> None:
     except (OSError, AttributeError) as e:  # no prctl in this libc: children may outlive a killed parent
         logger.info("cannot tie this process to its parent: %s", e)
         return
-    parent = os.environ.get(_PARENT_ENV)
-    if parent is not None and parent.isdigit() and os.getppid() != int(parent):
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None and os.getppid() != parent.pid:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-# Set by ``spawn_context`` before a child starts, so the child can tell whether its parent
-# is still the one that started it when ``die_with_parent`` runs.
-_PARENT_ENV = "BNSEARCH_PARENT_PID"
-
-
 def spawn_context() -> Any:
-    """multiprocessing's ``spawn`` context, with this process named as the children's parent.
-
-    spawn: a fresh interpreter per child (a fork would copy torch's thread pools, a database
-    connection pool and their locks).
-    """
+    """multiprocessing's ``spawn`` context: a fresh interpreter per child (a fork would copy
+    torch's thread pools, a database connection pool and their locks)."""
     import multiprocessing
 
-    os.environ[_PARENT_ENV] = str(os.getpid())
     return multiprocessing.get_context("spawn")
 
 
@@ -227,7 +220,10 @@ def run_in_processes(
                 for i, (p, recv) in list(running.items()):
                     if p.sentinel not in ready:
                         continue
-                    message = recv.recv() if recv.poll() else None
+                    try:
+                        message = recv.recv() if recv.poll() else None
+                    except EOFError:  # it died without a word: the pipe is closed and empty
+                        message = None
                     p.join()
                     recv.close()
                     del running[i]
