@@ -101,7 +101,8 @@ def _top_up_in_worker(job: tuple[CompareConfig, str, int, int]) -> tuple[str, in
 
     cfg, strategy, seed, threads = job
     set_threads(threads, 1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # As in `run`: the study records each trial; Optuna's warnings would print tracebacks.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return cfg.study_name(strategy, seed), top_up_run(cfg, strategy, seed)
 
 

@@ -144,7 +144,7 @@ def _top_up_in_worker(job: tuple[FindingsConfig, str, int, int]) -> tuple[str, i
 
     cfg, dataset, seed, threads = job
     set_threads(threads, 1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # as in `run`: no per-trial tracebacks
     return dataset, seed, top_up(cfg, dataset, seed)
 
 
