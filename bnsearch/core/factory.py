@@ -35,11 +35,6 @@ if TYPE_CHECKING:
 FactoryFn = Callable[["TrialParams", tuple[int, int, int], int], "nn.Module"]
 
 
-def is_factory_ref(model: str) -> bool:
-    """Whether ``--model`` names a user factory (``module:function``) rather than a built-in net."""
-    return ":" in model.strip()
-
-
 @dataclass(frozen=True, slots=True)
 class Factory:
     """A user's network factory, imported."""

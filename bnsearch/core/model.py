@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from bnsearch.core.blocks import LEAKY_RELU_SLOPE, activation, init_beta, init_gamma, is_norm
-from bnsearch.core.space import BUILTIN_MODELS, TrialParams
-from bnsearch.errors import ConfigError
+from bnsearch.core.space import TrialParams, model_family
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,24 +43,6 @@ class ModelConfig:
     leaky_relu_slope: float = LEAKY_RELU_SLOPE  # negative slope of leaky_relu
     # Order of the flattened features: "hwc" (fast, see above) or "chw" (models saved in format 1)
     feature_order: str = "hwc"
-
-
-def model_family(model: str) -> str:
-    """The space family of a ``--model`` value: the built-in name, or ``user`` for a factory.
-
-    Raises:
-        ConfigError: neither a built-in name nor a ``module:function`` reference.
-    """
-    from bnsearch.core.factory import is_factory_ref
-
-    if model in BUILTIN_MODELS:
-        return model
-    if is_factory_ref(model):
-        return "user"
-    raise ConfigError(
-        f"--model must be a built-in net or package.module:function, got '{model}'; choose one of: "
-        f"{', '.join(BUILTIN_MODELS)}, or module:function / path/file.py:function"
-    )
 
 
 def make_net(

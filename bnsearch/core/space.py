@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bnsearch.errors import SpaceError
+from bnsearch.errors import ConfigError, SpaceError
 
 if TYPE_CHECKING:
     import optuna
@@ -157,6 +157,24 @@ PLAIN_WIDTH = 16
 RESNET_DEPTH = 8
 RESNET_WIDTH = 16
 RESNET_DEPTHS = (8, 14, 20, 26, 32, 44, 56)  # 6n+2: what a space file may ask for (any 6n+2 ≥ 8 is fine)
+
+
+def model_family(model: str) -> str:
+    """The space family of a ``--model`` value: the built-in net's name, or ``user`` for a
+    factory ``module:function`` / ``path/file.py:function``.
+
+    Raises:
+        ConfigError: neither a built-in name nor a factory reference.
+    """
+    where, _, fn = model.strip().rpartition(":")
+    if model in BUILTIN_MODELS:
+        return model
+    if where and fn.isidentifier():
+        return "user"
+    raise ConfigError(
+        f"--model must be a built-in net or package.module:function, got '{model}'; choose one of: "
+        f"{', '.join(BUILTIN_MODELS)}, or module:function / path/file.py:function"
+    )
 
 
 def _rules(family: str) -> dict[str, _Rule]:
