@@ -183,8 +183,8 @@ def _train_group(
         if len(packs) > 1 and not notes.split_said:
             notes.split_said = True
             logger.warning(
-                "--pack: the nets of trials %s differ in shape, so they train in groups of one shape "
-                "(one by one where no other trial shares it)",
+                "--pack: the nets of trials %s differ (a user model builds them from its params), so they "
+                "train in groups of identical nets, one by one where no other trial's net matches",
                 numbers,
             )
         for idx in packs.values():

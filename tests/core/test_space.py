@@ -168,7 +168,12 @@ def test_a_user_space_declares_extra_params_that_come_last_and_round_trip() -> N
     from bnsearch.core.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 
     space = SearchSpace.from_mapping(
-        {"blocks": {"low": 1, "high": 4}, "drop": {"low": 0, "high": 0.5}, "act2": {"choices": ["gelu", "silu"]}, "k": 3},
+        {
+            "blocks": {"low": 1, "high": 4},
+            "drop": {"low": 0, "high": 0.5},
+            "act2": {"choices": ["gelu", "silu"]},
+            "k": 3,
+        },
         family="user",
     )
     assert isinstance(space.params["blocks"], IntParam) and isinstance(space.params["drop"], FloatParam)

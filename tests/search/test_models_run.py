@@ -161,6 +161,27 @@ def test_the_factory_receives_the_trials_params(factory: tuple[str, Path], sqlit
         assert p.lr == t.params["lr"] and p.activation == t.params["activation"]
 
 
+def test_user_nets_pack_where_they_are_identical_and_train_apart_where_not(
+    factory: tuple[str, Path], sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, space = factory
+    cfg = RunConfig(
+        model=model, space_path=str(space), strategy="random", trials=6, dataset="digits", epochs=1, pack=6,
+        pruner="none", storage=sqlite_url, device="cpu", precision="fp32", save_models="none", seed=1,
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="bnsearch.search.packing"):
+        study = run_search(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    for t in study.trials:
+        mates = [study.trials[n] for n in t.user_attrs[keys.PACK_TRIALS]]
+        # Packed together only with nets built from the same extras (dropout differs per trial).
+        assert {(m.params["dropout"], m.params["width_mult"]) for m in mates} == {
+            (t.params["dropout"], t.params["width_mult"])
+        }
+    splits = [r for r in caplog.records if "differ" in r.getMessage()]
+    assert len(splits) <= 1  # said once per run at most
+
+
 BAD = {
     "import": ("import does_not_exist_anywhere\n", "build", "cannot import"),
     "missing": ("x = 1\n", "build", "has no attribute 'build'"),
