@@ -211,7 +211,7 @@ def best(
         set_threads(threads, 1)
         folder = out or f"models/{study}"
         console.print(f"retraining on train+validation for {found.params['epochs']} epochs ...", highlight=False)
-        res = retrain_best(found, folder, device=device, model=model)
+        res = retrain_best(found, folder, device=device, factory=model)
         console.print(
             f"test accuracy {res.test_acc:.4f} (validation in the search {found.val_acc:.4f}); "
             f"wrote {res.out_dir}/model.pt, config.json, metrics.json\n"
