@@ -136,6 +136,15 @@ def conv_norm_act(
     return block
 
 
+def classifier_input(channels: int, params: TrialParams) -> list[nn.Module]:
+    """Global average pool → flatten → [norm1d] (when ``params.bn_classifier``): what sits
+    between the last feature map and the linear classifier of the deeper nets."""
+    layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if params.bn_classifier and params.norm != "none":
+        layers.append(make_norm(params.norm, channels, dims=1, momentum=params.bn_momentum))
+    return layers
+
+
 def init_norm(module: nn.Module, gamma: str, beta: str) -> None:
     """Set one normalisation layer's gamma (ones, zeros, small, normal) and beta (zeros, small,
     normal); a layer without affine parameters is left as it is."""

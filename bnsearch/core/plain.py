@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from bnsearch.core.blocks import conv_norm_act, init_norms, make_norm
+from bnsearch.core.blocks import classifier_input, conv_norm_act, init_norms
 from bnsearch.core.space import PLAIN_DEPTH, PLAIN_WIDTH, TrialParams
 
 MAX_STAGES = 3
@@ -56,9 +56,7 @@ class PlainCNN(nn.Module):
             for _ in range(n):
                 layers.append(conv_norm_act(c_in, c_out, params))
                 c_in = c_out
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        if params.bn_classifier and params.norm != "none":
-            layers.append(make_norm(params.norm, c_in, dims=1, momentum=params.bn_momentum))
+        layers += classifier_input(c_in, params)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in, num_classes)
         self.params = params

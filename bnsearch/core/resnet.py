@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bnsearch.core.blocks import activation, init_norm, make_norm, norm_layers
+from bnsearch.core.blocks import activation, classifier_input, init_norm, make_norm, norm_layers
 from bnsearch.core.space import RESNET_DEPTH, RESNET_WIDTH, TrialParams
 
 
@@ -99,9 +99,7 @@ class ResNet(nn.Module):
         if pre:
             head += [make_norm(params.norm, c_in, momentum=params.bn_momentum) if normed else nn.Identity()]
             head.append(activation(params.activation))
-        head += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        if params.bn_classifier and params.norm != "none":
-            head.append(make_norm(params.norm, c_in, dims=1, momentum=params.bn_momentum))
+        head += classifier_input(c_in, params)
         self.head = nn.Sequential(*head)
         self.classifier = nn.Linear(c_in, num_classes)
         self.params = params

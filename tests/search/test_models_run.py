@@ -261,6 +261,15 @@ def _fixture_trials(path: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="old-digits", storage=f"sqlite:///{path}").get_trials()
 
 
+OLD_RUN = ["--dataset", "digits", "--epochs", "1", "--strategy", "tpe", "--seed", "7", "--precision", "fp32"]
+
+
+def resume_args(db: Path, trials: int) -> list[str]:
+    """``bnsearch run`` as the fixture study was made, adding ``trials`` to study old-digits in ``db``."""
+    where = ["--study-name", "old-digits", "--storage", f"sqlite:///{db}"]
+    return ["run", *OLD_RUN, "--trials", str(trials), "--save-models", "none", "--threads", "1", *where]
+
+
 def test_a_study_made_before_model_existed_resumes_as_bncnn_with_the_same_trials(tmp_path: Path) -> None:
     """tests/fixtures/pre_model_study.db was made by the code before --model with
     ``bnsearch run --dataset digits --trials 4 --epochs 1 --strategy tpe --seed 7 --precision fp32
@@ -270,43 +279,16 @@ def test_a_study_made_before_model_existed_resumes_as_bncnn_with_the_same_trials
     old = _fixture_trials(db)
     with sqlite3.connect(db) as con:  # it really has no model key
         assert '"model"' not in "".join(r[0] for r in con.execute("select value_json from study_user_attributes"))
-    common = ["--dataset", "digits", "--epochs", "1", "--strategy", "tpe", "--seed", "7", "--precision", "fp32"]
-    res = invoke(
-        "run",
-        *common,
-        "--trials",
-        "1",
-        "--save-models",
-        "none",
-        "--threads",
-        "1",
-        "--study-name",
-        "old-digits",
-        "--storage",
-        f"sqlite:///{db}",
-    )
+    res = invoke(*resume_args(db, 1))
     assert res.exit_code == 0, res.output
     assert "resuming study old-digits (4 trials so far)" in res.output
     assert len(_fixture_trials(db)) == 5
-    plain = invoke("run", *common, "--model", "plain", "--study-name", "old-digits", "--storage", f"sqlite:///{db}")
+    plain = invoke("run", *OLD_RUN, "--model", "plain", "--study-name", "old-digits", "--storage", f"sqlite:///{db}")
     assert plain.exit_code == 2 and "trains model 'bncnn', this run asks for 'plain'" in plain.output
 
     # The same seeded search, fresh, with this code: the same trials.
     fresh = tmp_path / "fresh.db"
-    res = invoke(
-        "run",
-        *common,
-        "--trials",
-        "4",
-        "--save-models",
-        "none",
-        "--threads",
-        "1",
-        "--study-name",
-        "old-digits",
-        "--storage",
-        f"sqlite:///{fresh}",
-    )
+    res = invoke(*resume_args(fresh, 4))
     assert res.exit_code == 0, res.output
     new = _fixture_trials(fresh)
     assert [t.params for t in new] == [t.params for t in old]
