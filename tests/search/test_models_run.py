@@ -120,6 +120,9 @@ def test_user_factory_search_resume_refusal_retrain_and_predict(
     assert len(optuna.load_study(study_name="digits-build-random", storage=sqlite_url).trials) == 4
     (tmp_path / "mynet.py").write_text(FACTORY)
 
+    # The model saved in the search (config.json names the factory) loads and is tested.
+    saved = invoke("best", "--study", "digits-build-random", "--storage", sqlite_url, "--device", "cpu")
+    assert saved.exit_code == 0 and "test accuracy" in saved.output, saved.output
     out = tmp_path / "model"
     res = invoke(
         "best",
