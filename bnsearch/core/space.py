@@ -5,8 +5,9 @@
 Each network family has its own default space (``default_params(family)``): ``bncnn`` the
 article's net, exactly as before there were other nets; ``plain`` and ``resnet`` add ``depth``,
 ``width`` and ``norm`` (fixed by default, searchable through the space file); ``user`` (a
-``--model module:function`` factory) is ``bncnn``'s space, and its space file may declare extra
-parameters, which reach the factory untouched in ``TrialParams.extra``.
+``--model module:function`` factory) is ``bncnn``'s space, whose file may also set ``norm``,
+``depth`` and ``width`` (for the factory to use) and declare extra parameters, which reach the
+factory untouched in ``TrialParams.extra``.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ PLAIN_DEPTH = 8
 PLAIN_WIDTH = 16
 RESNET_DEPTH = 8
 RESNET_WIDTH = 16
-RESNET_DEPTHS = (8, 14, 20, 26, 32, 44, 56)  # 6n+2: what a space file may ask for (any 6n+2 ≥ 8 is fine)
+RESNET_DEPTHS = (8, 14, 20)  # 6n+2 depths, for messages and examples (any 6n+2 ≥ 8 builds)
 
 
 def model_family(model: str) -> str:
@@ -179,10 +180,12 @@ def model_family(model: str) -> str:
 
 def _rules(family: str) -> dict[str, _Rule]:
     """The parameters a space of ``family`` may name, with what values they may take."""
-    if family == "bncnn" or family == "user":
+    if family == "bncnn":
         return _RULES
     rules = {**_RULES, **_STRUCTURE_RULES}
-    if family == "resnet":
+    if family == "user":  # the factory decides what depth and width mean
+        rules["depth"] = _Rule(int, min_value=1)
+    elif family == "resnet":
         rules["bn_placement"] = _Rule(str, RESNET_PLACEMENTS)
         rules["depth"] = _Rule(int, min_value=8)
     return rules
@@ -438,7 +441,7 @@ _TABLE_KEYS = {"low", "high", "log", "step", "choices", "value"}
 def _check_resnet_depth(p: Param) -> None:
     depths = [p.value] if isinstance(p, FixedParam) else p.choices if isinstance(p, CategoricalParam) else []
     if isinstance(p, IntParam):
-        raise SpaceError(f"depth: a resnet's depth is 6n+2; give choices = [...] (e.g. {list(RESNET_DEPTHS[:3])})")
+        raise SpaceError(f"depth: a resnet's depth is 6n+2; give choices = [...] (e.g. {list(RESNET_DEPTHS)})")
     for d in depths:
         if (int(d) - 2) % 6:
             raise SpaceError(f"depth: a resnet's depth must be 6n+2 (8, 14, 20, ...), got {d}")

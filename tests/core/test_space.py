@@ -196,3 +196,13 @@ def test_norm_none_skips_gamma_and_beta() -> None:
         trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
         p = space.suggest(trial)
         assert p.gamma_init is None and p.beta_init is None and "gamma_init" not in trial.params
+
+
+def test_a_user_space_may_set_norm_as_a_field_not_an_extra() -> None:
+    from bnsearch.core.space import SearchSpace
+
+    p = SearchSpace.from_mapping({"norm": "group", "depth": 3, "k": 1}, family="user").fixed_params(
+        lr=0.1, weight_decay=1e-4, activation="relu", bn_placement="before_activation", bn_classifier=False,
+        gamma_init="ones", beta_init="zeros",
+    )  # fmt: skip
+    assert p.norm == "group" and p.depth == 3 and p.extra == {"k": 1}
