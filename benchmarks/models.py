@@ -9,7 +9,7 @@ tutorial loop of ``train_throughput.py`` (DataLoader batch 32, per-batch ``loss.
 identically initialised copy, interleaved per net so load changes hit both alike. It prints
 s/epoch, the ratio, the validation accuracy reached, and an estimate of the default search's
 wall time: ``bnsearch run --model NAME`` (30 trials × 4 epochs, percentile pruning, which trained
-about half the epochs in benchmarks/pruning.py) on ``--workers`` 1-thread workers.
+about half the epochs in benchmarks/pruning.py) in ``--workers`` processes (1, as ``bnsearch run``) of ``--threads`` threads.
 
     PYTHONPATH=. python benchmarks/models.py                    # CPU, 1 thread (a --workers auto worker)
     PYTHONPATH=. python benchmarks/models.py --threads 2
@@ -47,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a --workers auto worker has 1)")
-    ap.add_argument("--workers", type=int, default=2, help="workers of the default search estimate")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes of the default search estimate (bnsearch run: 1)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--nets", default=",".join(f"{m}-{d}" if d else m for m, d, _ in NETS))
