@@ -47,7 +47,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a --workers auto worker has 1)")
-    ap.add_argument("--workers", type=int, default=1, help="worker processes of the default search estimate (bnsearch run: 1)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="worker processes of the default search estimate (bnsearch run: 1)"
+    )
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--dataset", default="mnist5k")
     ap.add_argument("--nets", default=",".join(f"{m}-{d}" if d else m for m, d, _ in NETS))

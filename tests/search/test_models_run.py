@@ -15,9 +15,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from bnsearch import keys
-from bnsearch.best import find_best, load_model, retrain_best
 from bnsearch.cli import app
 from bnsearch.config import RunConfig
+from bnsearch.model_folder import find_best, load_model, retrain_best
 from bnsearch.search import run_search
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
