@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bnsearch import keys
 from bnsearch.config import default_storage
+from bnsearch.core.space import has_bn
 from bnsearch.errors import ConfigError, MissingDependencyError, StudyError
 
 if TYPE_CHECKING:
@@ -103,7 +104,10 @@ def _trial_row(t: optuna.trial.FrozenTrial, include_curves: bool) -> dict[str, A
     for name in PARAM_COLUMNS:
         row[name] = resolved.get(name)
     placement = resolved.get("bn_placement")
-    row["has_bn"] = None if placement is None else (placement != "none" or bool(resolved.get("bn_classifier")))
+    # norm "none" (plain, resnet, user nets) leaves no normalisation layer wherever BN was placed.
+    row["has_bn"] = (
+        None if placement is None else has_bn(placement, bool(resolved.get("bn_classifier")), resolved.get("norm"))
+    )
     row["final_val_acc"] = _last(val)
     row["best_val_acc"] = max(val) if val else math.nan
     row["final_train_acc"] = _last(train_acc)

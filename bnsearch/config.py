@@ -71,7 +71,10 @@ class RunConfig:
     seed: int = 0  # root seed: splits, trial init and batch order, sampler
     device: str = "auto"  # auto: cuda, then mps, then cpu
     threads: int | None = None  # torch CPU threads per worker; default: all cores / workers
-    widths: tuple[int, int] = (32, 64)  # conv channels; part of the study's identity
+    widths: tuple[int, int] = (32, 64)  # conv channels of bncnn; part of the study's identity
+    # The network: bncnn, plain, resnet, or a user factory package.module:function /
+    # path/file.py:function; part of the study's identity
+    model: str = "bncnn"
     workers: int = 1  # worker processes sharing the storage
     # auto, fp32 or bf16 (autocast); the resolved fp32/bf16 is part of the study's identity
     precision: str = "auto"
@@ -102,6 +105,9 @@ class RunConfig:
             raise ConfigError(f"--widths must be positive, got {self.widths}")
         if self.study_name is not None and not self.study_name.strip():
             raise ConfigError("--study-name must not be empty")
+        from bnsearch.core.space import model_family
+
+        model_family(self.model)
         resolve_device(self.device)
         _check_precision(self.precision)
         if self.save_models not in SAVE_MODES:
@@ -110,13 +116,20 @@ class RunConfig:
 
     @property
     def resolved_study_name(self) -> str:
-        return self.study_name or default_study_name(self.dataset, self.strategy)
+        return self.study_name or default_study_name(self.dataset, self.strategy, self.model)
 
 
-def default_study_name(dataset: str, strategy: str) -> str:
-    """``mnist5k-tpe``; for a dataset path, its file or folder name without suffix."""
+def model_label(model: str) -> str:
+    """A short name of ``--model`` for a study name: the net's name, or the factory's function name."""
+    return model.strip().rpartition(":")[2] if ":" in model else model
+
+
+def default_study_name(dataset: str, strategy: str, model: str = "bncnn") -> str:
+    """``mnist5k-tpe``, ``mnist5k-plain-tpe`` for another model; for a dataset path, its file or
+    folder name without suffix."""
     stem = dataset if "/" not in dataset and "\\" not in dataset else Path(dataset).stem
-    return f"{Path(stem).stem or 'data'}-{strategy}"
+    net = "" if model == "bncnn" else f"-{model_label(model)}"
+    return f"{Path(stem).stem or 'data'}{net}-{strategy}"
 
 
 def resolve_device(device: str) -> str:

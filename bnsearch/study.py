@@ -50,9 +50,24 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
     return optuna.load_study(study_name=name, storage=storage)
 
 
+# Identity keys added after studies existed, and the value a study without the key implies:
+# every study made before --model trained the BN-CNN.
+IDENTITY_DEFAULTS: dict[str, Any] = {"model": "bncnn"}
+
+
+def identity_value(identity: dict[str, Any], key: str) -> Any:
+    """``identity[key]``, or what a study made before ``key`` existed implies (``IDENTITY_DEFAULTS``)."""
+    return identity.get(key, IDENTITY_DEFAULTS.get(key))
+
+
 def identity_mismatches(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Keys whose values differ between a study's stored identity and this run's."""
-    return sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    return sorted(k for k in set(stored) | set(wanted) if identity_value(stored, k) != identity_value(wanted, k))
+
+
+def _model_text(identity: dict[str, Any]) -> str:
+    source = identity.get("model_source")
+    return f"'{identity_value(identity, 'model')}'" + (f" (source {source})" if source else "")
 
 
 # Space params that a ``bnsearch run`` option fixes, for the hint in a mismatch message.
@@ -98,6 +113,15 @@ def check_identity(study: optuna.Study, identity: dict[str, Any], *, rerun: str,
             f"study '{name}' minimizes; bnsearch studies maximize validation accuracy; choose another {option}"
         )
     diff = identity_mismatches(stored, identity)
+    if "model" in diff or "model_source" in diff:
+        edited = "model" not in diff
+        raise StudyError(
+            f"study '{name}' trains model {_model_text(stored)}, this run asks for {_model_text(identity)}"
+            + ("; the factory's source file changed since" if edited else "")
+            + f"; {rerun} with --model {identity_value(stored, 'model')}"
+            + (" as it was" if edited else "")
+            + f" or choose a new {option}"
+        )
     if diff:
         details = "; ".join(describe_mismatch(k, stored.get(k), identity.get(k)) for k in diff)
         raise StudyError(

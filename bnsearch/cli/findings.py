@@ -50,6 +50,12 @@ def findings(
     prefix: Annotated[
         str, typer.Option(help="First part of the studies' names: <prefix>-<dataset>-s<seed>.")
     ] = "findings",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="The net every cell trains: bncnn (the article's) or plain (a deep plain CNN at its default depth and width; studies <prefix>-plain-<dataset>-s<seed>)."
+        ),
+    ] = "bncnn",
 ) -> None:
     """Run the designed BN experiment (paired by seed, resumable) and write verdicts with 95% intervals."""
     with user_errors():
@@ -65,6 +71,7 @@ def findings(
             threads=threads,
             pack=pack,
             prefix=prefix,
+            model=model,
         )
         cfg.validate()
         configure_logging(options.verbosity)

@@ -91,6 +91,12 @@ def compare(
             help="As run --pack: trials asked at once (and, in real mode, trained together as one model) in every run."
         ),
     ] = "auto",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="As run --model: the network every run trains (bncnn, plain, resnet or module:function; real mode)."
+        ),
+    ] = "bncnn",
 ) -> None:
     """Run every strategy with every seed (resumable), then rank them and write an HTML page."""
     with user_errors():
@@ -125,6 +131,7 @@ def compare(
             threads=threads,
             mlflow_uri=mlflow_uri,
             pack=pack,
+            model=model,
         )
         configure_logging(options.verbosity)
         cfg.validate()
@@ -174,6 +181,12 @@ def best(
         int | None, typer.Option(help="Torch CPU threads [default: the cores other processes leave idle right now].")
     ] = None,
     artifacts: ArtifactsOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="--retrain: where the study's own module:function factory is now, if it moved (its source must be unchanged) [default: the study's --model]."
+        ),
+    ] = None,
 ) -> None:
     """Show a study's best trial and test its saved model once; --retrain trains it again on train+validation."""
     with user_errors():
@@ -198,7 +211,7 @@ def best(
         set_threads(threads, 1)
         folder = out or f"models/{study}"
         console.print(f"retraining on train+validation for {found.params['epochs']} epochs ...", highlight=False)
-        res = retrain_best(found, folder, device=device)
+        res = retrain_best(found, folder, device=device, factory=model)
         console.print(
             f"test accuracy {res.test_acc:.4f} (validation in the search {found.val_acc:.4f}); "
             f"wrote {res.out_dir}/model.pt, config.json, metrics.json\n"

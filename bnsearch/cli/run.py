@@ -38,6 +38,14 @@ PACK_HELP = (
 )
 
 
+MODEL_HELP = (
+    "The network: bncnn (the article's two-conv BN-CNN), plain (a VGG-style plain CNN; depth and width "
+    "in the space), resnet (a small residual net, depth 6n+2), or your own: package.module:function or "
+    "path/file.py:function, called with (params, in_shape, num_classes) and returning an nn.Module. "
+    "Part of the study. [default: bncnn]"
+)
+
+
 def _strategy_help() -> str:
     parts = [f"{s.name}{' (experimental)' if s.experimental else ''}" for s in strategies()]
     return "Search strategy: " + ", ".join(parts) + "."
@@ -132,6 +140,7 @@ def run(
     artifacts: ArtifactsOpt = None,
     mlflow_uri: MlflowOpt = None,
     pack: Annotated[str, typer.Option(help=PACK_HELP)] = "auto",
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "bncnn",
 ) -> None:
     """Run a search and store every trial in an Optuna study (resumes a study of the same name)."""
     with user_errors():
@@ -181,6 +190,7 @@ def run(
             artifacts=artifacts,
             mlflow_uri=mlflow_uri,
             pack=pack,
+            model=model,
         )
         configure_logging(options.verbosity)
         cfg.validate()
@@ -207,7 +217,7 @@ def run(
         verb = "resuming" if setup.resumed else "created"
         console.print(
             f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) in {storage_text(cfg.storage)} · "
-            f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} on {setup.data.device}"
+            f"{cfg.strategy}, pruner {cfg.pruner}, {_model_note(cfg)}{cfg.dataset} on {setup.data.device}"
             f"{f' ({n_threads} thread' + ('s' if n_threads > 1 else '') + ')' if setup.data.device.type == 'cpu' else ''}"
             f", {setup.cfg.precision}{_tracking_note(cfg)}",
             highlight=False,
@@ -222,6 +232,10 @@ def run(
                 close_interrupted(study, worker_id(), started)
                 _interrupted(study, intr.signum)
         _print_summary(study, elapsed_s=progress.elapsed_s, max_trials=cfg.max_trials)
+
+
+def _model_note(cfg: RunConfig) -> str:
+    return "" if cfg.model == "bncnn" else f"model {cfg.model} on "
 
 
 def _tracking_note(cfg: RunConfig) -> str:
@@ -256,7 +270,7 @@ def _run_workers(cfg: RunConfig, devices: tuple[str, ...]) -> None:
     console.print(
         f"{verb} study [bold]{study.study_name}[/] ({setup.n_existing} trials so far) "
         f"in {storage_text(cfg.storage)} · "
-        f"{cfg.strategy}, pruner {cfg.pruner}, {cfg.dataset} · {len(slots)} workers on {placement} "
+        f"{cfg.strategy}, pruner {cfg.pruner}, {_model_note(cfg)}{cfg.dataset} · {len(slots)} workers on {placement} "
         f"({slots[0].threads} thread{'s' if slots[0].threads > 1 else ''} each), {setup.cfg.precision}"
         f"{_tracking_note(cfg)}",
         highlight=False,

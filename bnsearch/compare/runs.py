@@ -50,6 +50,7 @@ class CompareConfig:
     threads: int | None = None  # torch threads per worker process; default: cores / workers
     mlflow_uri: str | None = None  # real mode: log every trial to this MLflow tracking server
     pack: int | str = "auto"  # trials asked at once and trained together (run --pack)
+    model: str = "bncnn"  # real mode: the network every run trains (run --model)
 
     def validate(self) -> None:
         """Check every option; raise ``ConfigError`` naming the first bad one."""
@@ -71,6 +72,8 @@ class CompareConfig:
             raise ConfigError(f"--prefix must be a non-empty name without '/', got {self.prefix!r}")
         if self.from_studies and not self.benchmark:
             raise ConfigError("--from-study only applies with --benchmark")
+        if self.benchmark and self.model != "bncnn":
+            raise ConfigError("--model applies to trained runs; --benchmark trains none, so leave it out")
         if self.benchmark and self.mlflow_uri:
             raise ConfigError("--mlflow-uri logs trained trials; --benchmark trains none, so leave one out")
         if self.benchmark:
@@ -96,7 +99,7 @@ class CompareConfig:
 
     def study_name(self, strategy: str, seed: int) -> str:
         """``compare-digits-tpe-s0``: the strategy and the seed are in the name."""
-        return f"{self.prefix}-{default_study_name(self.dataset, strategy)}-s{seed}"
+        return f"{self.prefix}-{default_study_name(self.dataset, strategy, self.model)}-s{seed}"
 
     def run_config(self, strategy: str, seed: int) -> RunConfig:
         """The ``bnsearch run`` configuration of one run (its trials are the whole budget)."""
@@ -117,6 +120,7 @@ class CompareConfig:
             save_models="none",  # a comparison ranks strategies; it keeps no models
             mlflow_uri=self.mlflow_uri,
             pack=self.pack,
+            model=self.model,
         )
 
     def default_out_path(self) -> Path:

@@ -1,4 +1,10 @@
-"""The BN-CNN every trial trains (the network of the source article), built from a frozen ``TrialParams``.
+"""The networks a trial trains, built from a frozen ``TrialParams``: the registry (``make_net``,
+``build_model``) and the BN-CNN, the source article's net and ``--model bncnn`` (the default).
+
+``--model`` names a built-in net (``bncnn``; ``plain`` in ``core/plain.py``; ``resnet`` in
+``core/resnet.py``) or a user factory ``module:function`` (``core/factory.py``).
+
+The BN-CNN:
 
 ```
 input → conv3x3(w1) → [BN] → act → [BN] → maxpool2
@@ -25,18 +31,47 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bnsearch.core.space import TrialParams
-
-_SMALL = 0.1  # value of the "small" gamma/beta init
-_NORMAL_STD = 0.1  # std of the "normal" gamma/beta init
+from bnsearch.core.blocks import LEAKY_RELU_SLOPE, activation, init_beta, init_gamma, is_norm
+from bnsearch.core.space import TrialParams, model_family
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelConfig:
-    widths: tuple[int, int] = (32, 64)  # output channels of the two conv layers
-    leaky_relu_slope: float = 0.01  # negative slope of leaky_relu
+    # bncnn, plain, resnet, or a user factory "package.module:function" / "path/file.py:function"
+    model: str = "bncnn"
+    widths: tuple[int, int] = (32, 64)  # output channels of the BN-CNN's two conv layers
+    leaky_relu_slope: float = LEAKY_RELU_SLOPE  # negative slope of leaky_relu
     # Order of the flattened features: "hwc" (fast, see above) or "chw" (models saved in format 1)
     feature_order: str = "hwc"
+
+
+def make_net(
+    params: TrialParams,
+    *,
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    cfg: ModelConfig | None = None,
+) -> nn.Module:
+    """The network ``cfg.model`` names, for ``params``, with weights from torch's global RNG.
+
+    Raises:
+        ConfigError: an unknown model, or a user factory that fails (``core/factory.py``).
+    """
+    cfg = cfg or ModelConfig()
+    family = model_family(cfg.model)
+    if family == "bncnn":
+        return BNCNN(params, in_shape=in_shape, num_classes=num_classes, cfg=cfg)
+    if family == "plain":
+        from bnsearch.core.plain import PlainCNN
+
+        return PlainCNN(params, in_shape=in_shape, num_classes=num_classes)
+    if family == "resnet":
+        from bnsearch.core.resnet import ResNet
+
+        return ResNet(params, in_shape=in_shape, num_classes=num_classes)
+    from bnsearch.core.factory import call_factory, load_factory
+
+    return call_factory(load_factory(cfg.model), params, in_shape, num_classes)
 
 
 class FlattenHWC(nn.Module):
@@ -44,18 +79,6 @@ class FlattenHWC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 2, 3, 1).flatten(1)
-
-
-def _activation(name: str, cfg: ModelConfig) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU()
-    if name == "leaky_relu":
-        return nn.LeakyReLU(cfg.leaky_relu_slope)
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    raise ValueError(f"unknown activation {name!r}")
 
 
 class BNCNN(nn.Module):
@@ -85,21 +108,27 @@ class BNCNN(nn.Module):
             # A bias right before BN is cancelled by BN's mean subtraction.
             layers.append(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=not before))
             if before:
-                layers.append(nn.BatchNorm2d(c_out))
-            act = _activation(params.activation, cfg)
+                layers.append(self._bn(nn.BatchNorm2d(c_out), params))
+            act = activation(params.activation, leaky_relu_slope=cfg.leaky_relu_slope)
             pool = [nn.MaxPool2d(2)] if i == 0 else []
             if after:
-                layers += [act, nn.BatchNorm2d(c_out), *pool]
+                layers += [act, self._bn(nn.BatchNorm2d(c_out), params), *pool]
             else:
                 layers += [*pool, act]  # pool first: the same function as act → pool
         layers.append(FlattenHWC() if cfg.feature_order == "hwc" else nn.Flatten())
         n_features = w2 * (height // 2) * (width // 2)
         if params.bn_classifier:
-            layers.append(nn.BatchNorm1d(n_features))
+            layers.append(self._bn(nn.BatchNorm1d(n_features), params))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(n_features, num_classes)
         self.params = params
         self._init_bn(params)
+
+    @staticmethod
+    def _bn(bn: nn.modules.batchnorm._BatchNorm, params: TrialParams) -> nn.modules.batchnorm._BatchNorm:
+        if params.bn_momentum is not None:
+            bn.momentum = params.bn_momentum
+        return bn
 
     def _init_bn(self, params: TrialParams) -> None:
         layers = self.bn_layers()
@@ -109,38 +138,14 @@ class BNCNN(nn.Module):
                 # Goyal et al.'s trick, in a net without skip paths: only the last BN starts at 0.
                 gamma = "zeros" if i == len(layers) - 1 else "ones"
             with torch.no_grad():
-                _init_gamma(m.weight, gamma)
-                _init_beta(m.bias, params.beta_init or "zeros")
+                init_gamma(m.weight, gamma)
+                init_beta(m.bias, params.beta_init or "zeros")
 
     def bn_layers(self) -> list[nn.modules.batchnorm._BatchNorm]:
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
-
-
-def _init_gamma(w: torch.Tensor, how: str) -> None:
-    if how == "ones":
-        w.fill_(1.0)
-    elif how == "zeros":
-        w.zero_()
-    elif how == "small":
-        w.fill_(_SMALL)
-    elif how == "normal":
-        w.normal_(1.0, _NORMAL_STD)
-    else:
-        raise ValueError(f"unknown gamma_init {how!r}")
-
-
-def _init_beta(b: torch.Tensor, how: str) -> None:
-    if how == "zeros":
-        b.zero_()
-    elif how == "small":
-        b.fill_(_SMALL)
-    elif how == "normal":
-        b.normal_(0.0, _NORMAL_STD)
-    else:
-        raise ValueError(f"unknown beta_init {how!r}")
 
 
 def build_model(
@@ -151,31 +156,36 @@ def build_model(
     seed: int,
     cfg: ModelConfig | None = None,
     device: torch.device | str = "cpu",
-) -> BNCNN:
-    """Build a ``BNCNN`` with weights drawn from ``seed`` (the global RNG is left as it was).
+) -> nn.Module:
+    """Build the network ``cfg.model`` names with weights drawn from ``seed`` (the global RNG
+    is left as it was).
 
     Args:
         params: The trial's configuration.
         in_shape: ``(channels, height, width)`` of one input image.
         num_classes: Number of output classes.
         seed: Seed for the weight initialisation.
-        cfg: Widths and other architecture constants.
+        cfg: Which network (``model``), the BN-CNN's widths, other architecture constants.
         device: Where the model's parameters live.
 
     Returns:
         The model on ``device``, in training mode.
+
+    Raises:
+        ConfigError: an unknown model, or a user factory that fails.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BNCNN(params, in_shape=in_shape, num_classes=num_classes, cfg=cfg)
+        model = make_net(params, in_shape=in_shape, num_classes=num_classes, cfg=cfg)
     return model.to(device)
 
 
 def param_groups(model: nn.Module, *, weight_decay: float, decay_bn_params: bool = False) -> list[dict[str, object]]:
-    """SGD parameter groups: conv/linear weights decayed; BN gamma/beta and biases not.
+    """SGD parameter groups: conv/linear weights decayed; norm gamma/beta and biases not.
 
-    Every parameter lands in exactly one group. ``decay_bn_params=True`` moves BN gamma/beta
-    into the decayed group (a modelling choice recorded with the study).
+    Every parameter lands in exactly one group. ``decay_bn_params=True`` moves the norm layers'
+    (BatchNorm, GroupNorm) gamma/beta into the decayed group (a modelling choice recorded with
+    the study).
 
     Returns:
         ``[{"name": "decay", ...}, {"name": "no_decay", ...}]`` ready for ``torch.optim.SGD``.
@@ -183,7 +193,7 @@ def param_groups(model: nn.Module, *, weight_decay: float, decay_bn_params: bool
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for module in model.modules():
-        is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        is_bn = is_norm(module)
         for pname, p in module.named_parameters(recurse=False):
             if (is_bn and decay_bn_params) or (not is_bn and pname == "weight"):
                 decay.append(p)

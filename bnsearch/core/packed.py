@@ -18,7 +18,9 @@ channels. Each member keeps everything ``train()`` gives a single model:
   numbers never see it.
 
 Only models of one shape can share a pack (``shape_key``): activation, BN placement, BN
-before the classifier and batch size. Everything else may differ.
+before the classifier, batch size, and the deeper nets' depth, width, norm kind and BN
+momentum. Everything else may differ. A user factory may build any net from any params (its own extra
+params included), so the search also compares the built nets (``net_signature``).
 """
 
 from __future__ import annotations
@@ -43,10 +45,21 @@ from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, _autocas
 OnEpoch = Callable[[EpochMetrics], bool | None]
 
 
-def shape_key(params: TrialParams) -> tuple[str, str, bool, int]:
+def shape_key(params: TrialParams) -> tuple[object, ...]:
     """What must be equal for two trials to train in one pack: the network's structure and
-    the batch size (every member takes a step on a batch of the same shape)."""
-    return (params.activation, params.bn_placement, bool(params.bn_classifier), params.batch_size)
+    the batch size (every member takes a step on a batch of the same shape). BN momentum is a
+    module attribute, which a pack shares, so it is part of the shape."""
+    key: tuple[object, ...] = (params.activation, params.bn_placement, bool(params.bn_classifier), params.batch_size)
+    structure = (params.depth, params.width, params.norm, params.bn_momentum)
+    return key if structure == (None, None, None, None) else (*key, *structure)
+
+
+def net_signature(model: nn.Module) -> tuple[object, ...]:
+    """The modules with their settings (``repr``: dropout rate, BN momentum, ...) and the
+    parameter and buffer shapes of ``model``: equal for two nets that can train in one pack,
+    which runs every member through one module (the first member's)."""
+    tensors = tuple((k, tuple(v.shape), v.dtype) for k, v in model.state_dict().items())
+    return (repr(model), tensors)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,8 +110,8 @@ def train_packed(
     if not members:
         return []
     keys = {shape_key(m.params) for m in members}
-    if len(keys) > 1:
-        raise ValueError(f"a pack needs members of one shape, got {sorted(keys)}")
+    if len(keys) > 1 or len({net_signature(m.model) for m in members}) > 1:
+        raise ValueError(f"a pack needs members of one shape, got {sorted(keys, key=repr)}")
     device = data.device
     slots = [_Slot(i, m, device) for i, m in enumerate(members)]
     results: list[TrainResult | None] = [None] * len(members)
@@ -120,8 +133,10 @@ def train_packed(
         out = forward(p, b, x)
         return F.cross_entropy(out, y), out
 
-    train_step = vmap(loss_fn)
-    eval_step = vmap(forward, in_dims=(0, 0, None))
+    # "different": a user net's dropout draws its own mask per member (from the global RNG, so
+    # not per member seed); the built-in nets draw nothing at random here.
+    train_step = vmap(loss_fn, randomness="different")
+    eval_step = vmap(forward, in_dims=(0, 0, None), randomness="different")
 
     def finish(pos: int, **kw: object) -> None:
         """End the member at position ``pos``: its weights back into its model, then ``on_end``."""

@@ -119,10 +119,14 @@ def epochs_for(dataset: str) -> int:
     return EPOCHS.get(dataset, EPOCHS["mnist5k"])
 
 
-def design_identity(dataset: str) -> dict[str, Any]:
+FINDINGS_MODELS = ("bncnn", "plain")  # nets whose BN sits before or after an activation, as the arms say
+
+
+def design_identity(dataset: str, model: str = "bncnn") -> dict[str, Any]:
     """What makes two runs' cells comparable (stored on each study, compared on resume)."""
     return {
         "kind": "findings",
+        "model": model,
         "dataset": dataset,
         "epochs": epochs_for(dataset),
         "main_lrs": list(MAIN_LRS),
@@ -151,6 +155,7 @@ class FindingsConfig:
     pack: int = 1  # grid cells of one arm trained together as one packed model
     prefix: str = DEFAULT_PREFIX  # study names: <prefix>-<dataset>-s<seed>
     device: str = "cpu"
+    model: str = "bncnn"  # one of FINDINGS_MODELS: the net every cell trains (plain at its default depth and width)
 
     @classmethod
     def quick(cls, **kw: Any) -> FindingsConfig:
@@ -178,9 +183,16 @@ class FindingsConfig:
             raise ConfigError(f"--threads must be ≥ 1, got {self.threads}")
         if not self.prefix.strip() or "/" in self.prefix:
             raise ConfigError(f"--prefix must be a non-empty name without '/', got {self.prefix!r}")
+        if self.model not in FINDINGS_MODELS:
+            raise ConfigError(
+                f"findings --model must be one of: {', '.join(FINDINGS_MODELS)}, got '{self.model}' "
+                "(the arms put BN before or after an activation, which a residual block or a user net does not have)"
+            )
 
     def study_name(self, dataset: str, seed: int) -> str:
-        return f"{self.prefix}-{dataset}-s{seed}"
+        """``findings-digits-s0``; ``findings-plain-digits-s0`` for another model."""
+        net = "" if self.model == "bncnn" else f"-{self.model}"
+        return f"{self.prefix}{net}-{dataset}-s{seed}"
 
     @property
     def jobs(self) -> list[tuple[str, int]]:

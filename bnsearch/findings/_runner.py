@@ -54,7 +54,7 @@ def _open_study(cfg: FindingsConfig, storage: optuna.storages.BaseStorage, datas
 
     from bnsearch.study import create_or_resume, library_versions
 
-    identity = {**design_identity(dataset), "seed": seed}
+    identity = {**design_identity(dataset, cfg.model), "seed": seed}
     study, _ = create_or_resume(
         storage,
         cfg.study_name(dataset, seed),
@@ -125,9 +125,9 @@ def top_up(cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | No
         batches = [[c] for c in pending]
     for batch in batches:
         if len(batch) == 1:
-            outcomes = [train_cell(batch[0], data, seed=seed, epochs=epochs)]
+            outcomes = [train_cell(batch[0], data, seed=seed, epochs=epochs, net=cfg.model)]
         else:
-            outcomes = train_cells_packed(batch, data, seed=seed, epochs=epochs)
+            outcomes = train_cells_packed(batch, data, seed=seed, epochs=epochs, net=cfg.model)
         for cell, outcome in zip(batch, outcomes, strict=True):
             attrs = {**outcome.to_attrs(), "n_test": len(data.test_y)}
             _add_cell(study, cell, attrs)
@@ -166,7 +166,9 @@ def check_studies(cfg: FindingsConfig) -> dict[tuple[str, int], int]:
         import optuna
 
         study = optuna.load_study(study_name=name, storage=storage)
-        check_identity(study, {**design_identity(dataset), "seed": seed}, rerun="rerun findings", option="--storage")
+        check_identity(
+            study, {**design_identity(dataset, cfg.model), "seed": seed}, rerun="rerun findings", option="--storage"
+        )
         missing[(dataset, seed)] = total - len(done_cells(study) & {c.key for c in design_cells()})
     return missing
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bnsearch.core.data import DeviceData
-from bnsearch.core.model import build_model
+from bnsearch.core.model import ModelConfig, build_model
 from bnsearch.core.packed import PackMember, train_packed
 from bnsearch.core.seeding import derive_seed, torch_generator
 from bnsearch.core.train import EpochMetrics, TrainConfig, evaluate, train
@@ -69,9 +69,13 @@ def shared_init(model: nn.Module, seed: int) -> None:
                 m.bias.uniform_(-bound, bound, generator=torch_generator(derive_seed(seed, "init", i, "bias")))
 
 
-def make_model(cell: Cell, data: DeviceData, *, seed: int, epochs: int) -> nn.Module:
+def make_model(cell: Cell, data: DeviceData, *, seed: int, epochs: int, net: str = "bncnn") -> nn.Module:
+    """The cell's network (``net``: bncnn or plain) with the seed's shared initial weights."""
     params = cell.arm.params(lr=cell.lr, epochs=epochs)
-    model = build_model(params, in_shape=data.in_shape, num_classes=data.num_classes, seed=derive_seed(seed, "model"))
+    cfg = ModelConfig(model=net)
+    model = build_model(
+        params, in_shape=data.in_shape, num_classes=data.num_classes, seed=derive_seed(seed, "model"), cfg=cfg
+    )
     shared_init(model, seed)
     return model.to(data.device)
 
@@ -100,11 +104,13 @@ def _chance(data: DeviceData) -> float:
     return 1.0 / data.num_classes
 
 
-def train_cell(cell: Cell, data: DeviceData, *, seed: int, epochs: int, cfg: TrainConfig | None = None) -> CellOutcome:
-    """Train one cell from seed ``seed`` (split already in ``data``) and measure it."""
+def train_cell(
+    cell: Cell, data: DeviceData, *, seed: int, epochs: int, cfg: TrainConfig | None = None, net: str = "bncnn"
+) -> CellOutcome:
+    """Train one cell of ``net`` (bncnn, plain) from seed ``seed`` (split already in ``data``) and measure it."""
     if cell.kind == "fit":
-        return _train_fit(cell, data, seed=seed, cfg=cfg)
-    model = make_model(cell, data, seed=seed, epochs=epochs)
+        return _train_fit(cell, data, seed=seed, cfg=cfg, net=net)
+    model = make_model(cell, data, seed=seed, epochs=epochs, net=net)
     params = cell.arm.params(lr=cell.lr, epochs=epochs)
     recal_x = data.train_x[:RECALIBRATION_EXAMPLES]
     curve: list[tuple[int, float]] = []
@@ -156,10 +162,16 @@ def _outcome(
 
 
 def train_cells_packed(
-    cells: Sequence[Cell], data: DeviceData, *, seed: int, epochs: int, cfg: TrainConfig | None = None
+    cells: Sequence[Cell],
+    data: DeviceData,
+    *,
+    seed: int,
+    epochs: int,
+    cfg: TrainConfig | None = None,
+    net: str = "bncnn",
 ) -> list[CellOutcome]:
     """Grid cells of one arm (no checkpoints) trained as one packed model (``--pack``)."""
-    models = [make_model(c, data, seed=seed, epochs=epochs) for c in cells]
+    models = [make_model(c, data, seed=seed, epochs=epochs, net=net) for c in cells]
     members = [
         PackMember(model=m, params=c.arm.params(lr=c.lr, epochs=epochs), seed=derive_seed(seed, "batches"))
         for c, m in zip(cells, models, strict=True)
@@ -171,12 +183,12 @@ def train_cells_packed(
     ]
 
 
-def _train_fit(cell: Cell, data: DeviceData, *, seed: int, cfg: TrainConfig | None) -> CellOutcome:
+def _train_fit(cell: Cell, data: DeviceData, *, seed: int, cfg: TrainConfig | None, net: str) -> CellOutcome:
     """Train on the first ``FIT_EXAMPLES`` training examples until the net classifies all of
     them right (eval mode, BN recomputed on the subset), then score it on test."""
     sub_x, sub_y = data.train_x[:FIT_EXAMPLES], data.train_y[:FIT_EXAMPLES]
     subset = replace(data, train_x=sub_x, train_y=sub_y)
-    model = make_model(cell, subset, seed=seed, epochs=FIT_MAX_EPOCHS)
+    model = make_model(cell, subset, seed=seed, epochs=FIT_MAX_EPOCHS, net=net)
     params = cell.arm.params(lr=cell.lr, epochs=FIT_MAX_EPOCHS)
     fitted: dict[str, float] = {}
 

@@ -43,10 +43,12 @@ def model_config(
     classes: list[Any],
     dataset: str,
     split_seed: int,
+    model: str = "bncnn",
 ) -> dict[str, Any]:
     """The ``config.json`` of a model folder: what rebuilds the network and its preprocessing."""
     return {
         "format": MODEL_FORMAT,
+        "model": model,  # --model: a folder without it (saved before there was a choice) is bncnn
         "params": params,
         "in_shape": list(in_shape),
         "num_classes": num_classes,

@@ -20,15 +20,14 @@ from bnsearch.model_folder._format import WEIGHTS_FILE, read_model_config
 
 if TYPE_CHECKING:
     import torch
-
-    from bnsearch.core.model import BNCNN
+    from torch import nn
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
     """A saved model in eval mode, with the preprocessing it was trained with."""
 
-    model: BNCNN
+    model: nn.Module
     config: dict[str, Any]  # config.json
     device: torch.device
 
@@ -77,18 +76,20 @@ def load_model(model_dir: str | Path, *, device: str = "cpu") -> LoadedModel:
     import torch
 
     from bnsearch.config import resolve_device
-    from bnsearch.core.model import BNCNN, ModelConfig
+    from bnsearch.core.model import ModelConfig, make_net
     from bnsearch.core.space import TrialParams
 
     folder = Path(model_dir)
     config, feature_order = read_model_config(folder)
     dev = torch.device(resolve_device(device))
     try:
-        model = BNCNN(
+        model = make_net(
             TrialParams(**config["params"]),
             in_shape=tuple(config["in_shape"]),
             num_classes=int(config["num_classes"]),
-            cfg=ModelConfig(widths=tuple(config["widths"]), feature_order=feature_order),
+            cfg=ModelConfig(
+                model=config.get("model", "bncnn"), widths=tuple(config["widths"]), feature_order=feature_order
+            ),
         )
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

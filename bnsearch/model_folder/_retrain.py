@@ -66,9 +66,10 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
     if params is None and "space" not in identity:
         raise StudyError(f"trial #{best.number} of '{study_name}' has no stored settings to retrain")
     if params is None:
-        from bnsearch.core.space import SearchSpace
+        from bnsearch.core.space import SearchSpace, model_family
 
-        params = SearchSpace.from_dict(identity["space"]).fixed_params(**best.params).to_dict()
+        family = model_family(str(identity.get("model", "bncnn")))
+        params = SearchSpace.from_dict(identity["space"], family=family).fixed_params(**best.params).to_dict()
     return BestTrial(
         study_name=study_name,
         number=best.number,
@@ -89,11 +90,15 @@ class RetrainResult:
     metrics: dict[str, Any]  # what metrics.json holds
 
 
-def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") -> RetrainResult:
+def retrain_best(
+    best: BestTrial, out_dir: str | Path, *, device: str = "auto", factory: str | None = None
+) -> RetrainResult:
     """Train ``best``'s configuration on train+validation, test once, write the model folder.
 
     The split is the search's (the study's dataset, root seed and fractions); pixels are
     normalised with the training split's mean/std as in the search. The seed is the trial's.
+    The network is the study's ``--model``; ``factory`` names where a user factory is now, when
+    it has moved (its source must be the one the study trained).
 
     Raises:
         BnsearchError: the dataset cannot be loaded, the stored split cannot be reproduced,
@@ -112,6 +117,7 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     split_seed, splits = _search_splits(best)
     params = TrialParams(**best.params)
     widths = tuple(ident.get("widths", (32, 64)))
+    net = _study_model(best, factory)
     seed = best.seed if best.seed is not None else derive_seed(int(ident["seed"]), "trial", best.number)
     data = _train_val_test(splits, dev)
     # Retrain in the search's precision; bf16 where this device cannot run it natively would
@@ -122,7 +128,7 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
         in_shape=splits.in_shape,
         num_classes=splits.num_classes,
         seed=seed,
-        cfg=ModelConfig(widths=widths),
+        cfg=ModelConfig(model=net, widths=widths),
         device=dev,
     )
     t0 = time.perf_counter()
@@ -146,6 +152,7 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
         classes=class_labels(str(ident["dataset"]), splits.num_classes),
         dataset=ident["dataset"],
         split_seed=split_seed,
+        model=net,
     )
     metrics = {
         "study": best.study_name,
@@ -163,6 +170,30 @@ def retrain_best(best: BestTrial, out_dir: str | Path, *, device: str = "auto") 
     }
     write_model_files(out, model, config, metrics)
     return RetrainResult(out_dir=out, test_acc=test_acc, metrics=metrics)
+
+
+def _study_model(best: BestTrial, factory: str | None = None) -> str:
+    """The study's ``--model`` (``bncnn`` for a study made before there was a choice), or
+    ``factory`` when it is that factory moved.
+
+    Raises:
+        StudyError: another model than the study's, or a factory whose source changed since the search.
+    """
+    net = str(best.identity.get("model", "bncnn"))
+    source = best.identity.get("model_source")
+    if factory is not None and factory != net:
+        if source is None:
+            raise StudyError(f"study '{best.study_name}' trained --model {net}, not {factory}; leave --model out")
+        net = factory
+    if source is not None:
+        from bnsearch.core.factory import load_factory
+
+        if load_factory(net).fingerprint != source:
+            raise StudyError(
+                f"study '{best.study_name}' trained --model {net} with source {source}; its file has changed "
+                f"since (now {load_factory(net).fingerprint}), so the retrained net would be another one"
+            )
+    return net
 
 
 def _search_splits(best: BestTrial) -> tuple[int, Any]:

@@ -32,7 +32,7 @@ from bnsearch._optuna import (
     stop_requested,
     storage_of,
 )
-from bnsearch.core.packed import PackMember, shape_key, train_packed
+from bnsearch.core.packed import PackMember, net_signature, shape_key, train_packed
 from bnsearch.core.train import EpochMetrics, TrainResult
 from bnsearch.search.budget import BudgetReached
 
@@ -73,6 +73,7 @@ def optimize_packed(
     """
     start = time.monotonic()
     done = 0
+    notes = _Notes()
     begin_optimize_loop(study)
     try:
         while not stop_requested(study) and (n_trials is None or done < n_trials):
@@ -84,7 +85,7 @@ def optimize_packed(
             if k == 0:
                 break
             _fail_stale(study)
-            _run_pack(study, objective, k, callbacks)
+            _run_pack(study, objective, k, callbacks, notes)
             done += k
     finally:
         end_optimize_loop(study)
@@ -95,6 +96,13 @@ def _fail_stale(study: optuna.Study) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+
+
+class _Notes:
+    """What this run has told the user already (each note once per run)."""
+
+    def __init__(self) -> None:
+        self.split_said = False  # a pack's nets differed in shape (a user factory's nets)
 
 
 class _Open:
@@ -108,7 +116,9 @@ class _Open:
         self.told = False
 
 
-def _run_pack(study: optuna.Study, objective: Objective, k: int, callbacks: Sequence[StudyCallback]) -> None:
+def _run_pack(
+    study: optuna.Study, objective: Objective, k: int, callbacks: Sequence[StudyCallback], notes: _Notes
+) -> None:
     opened: list[_Open] = []
     asked: list[optuna.Trial] = []
     with ExitStack() as heartbeats:
@@ -137,11 +147,15 @@ def _run_pack(study: optuna.Study, objective: Objective, k: int, callbacks: Sequ
             assert o.params is not None
             groups.setdefault(shape_key(o.params), []).append(o)
         for group in groups.values():
-            _train_group(study, objective, group, callbacks)
+            _train_group(study, objective, group, callbacks, notes)
 
 
 def _train_group(
-    study: optuna.Study, objective: Objective, group: list[_Open], callbacks: Sequence[StudyCallback]
+    study: optuna.Study,
+    objective: Objective,
+    group: list[_Open],
+    callbacks: Sequence[StudyCallback],
+    notes: _Notes,
 ) -> None:
     numbers = [o.trial.number for o in group]
     members = []
@@ -149,7 +163,6 @@ def _train_group(
     try:
         for o in group:
             assert o.params is not None
-            objective.mark_packed(o.trial, numbers)
             on_epoch, now = objective.reporter(o.trial, o.history)
             reporting.append(now)
             model = objective.build(o.params, o.seed)
@@ -162,7 +175,22 @@ def _train_group(
                     on_end=_teller(study, objective, o, model, callbacks),
                 )
             )
-        train_packed(members, objective.data, cfg=objective.train_cfg)
+        # Equal params give equal nets for the built-in models; a user factory's nets can
+        # still differ, and only nets of one shape can be stacked.
+        packs: dict[tuple[object, ...], list[int]] = {}
+        for i, m in enumerate(members):
+            packs.setdefault(net_signature(m.model), []).append(i)
+        if len(packs) > 1 and not notes.split_said:
+            notes.split_said = True
+            logger.warning(
+                "--pack: the nets of trials %s differ (a user model builds them from its params), so they "
+                "train in groups of identical nets, one by one where no other trial's net matches",
+                numbers,
+            )
+        for idx in packs.values():
+            for i in idx:
+                objective.mark_packed(group[i].trial, [numbers[j] for j in idx])
+            train_packed([members[i] for i in idx], objective.data, cfg=objective.train_cfg)
     except BaseException as e:
         for o, now in zip(group, reporting + [lambda: None] * (len(group) - len(reporting)), strict=True):
             if not o.told:

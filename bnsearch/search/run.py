@@ -21,7 +21,7 @@ from bnsearch.config import SAVE_MODE_NONE, RunConfig, resolve_device, resolve_p
 from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, DeviceData, load_dataset, split_dataset, to_device
 from bnsearch.core.model import ModelConfig
 from bnsearch.core.seeding import derive_seed
-from bnsearch.core.space import SearchSpace
+from bnsearch.core.space import SearchSpace, model_family
 from bnsearch.core.train import TrainConfig
 from bnsearch.model_folder import ModelSaver, artifacts_dir, check_store_folder, class_labels, model_config
 from bnsearch.samplers import SamplerContext, get_strategy, make_sampler, n_startup_trials
@@ -48,14 +48,34 @@ class SearchSetup:
 
 
 def load_space(cfg: RunConfig) -> SearchSpace:
-    """The default space, or the ``--space`` file, with ``--epochs``/``--batch-size`` fixed."""
-    space = SearchSpace.from_toml(cfg.space_path) if cfg.space_path else SearchSpace.default()
+    """The ``--model``'s default space, or the ``--space`` file over it, with
+    ``--epochs``/``--batch-size`` fixed."""
+    family = model_family(cfg.model)
+    space = SearchSpace.from_toml(cfg.space_path, family=family) if cfg.space_path else SearchSpace.default(family)
     return space.with_fixed(epochs=cfg.epochs, batch_size=cfg.batch_size)
 
 
+def model_identity(model: str) -> dict[str, Any]:
+    """The identity entries of ``--model``: its name, and a factory's source fingerprint.
+
+    Raises:
+        ConfigError: a user factory that cannot be imported (``core/factory.py``).
+    """
+    if model_family(model) != "user":
+        return {"model": model}
+    from bnsearch.core.factory import load_factory
+
+    return {"model": model.strip(), "model_source": load_factory(model).fingerprint}
+
+
 def study_identity(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
-    """What must match for a resumed study's trials to be comparable with this run's."""
+    """What must match for a resumed study's trials to be comparable with this run's.
+
+    A study made before ``--model`` existed has no ``model`` key; ``bnsearch.study`` reads it as
+    ``bncnn`` (``IDENTITY_DEFAULTS``), so it resumes as it always did.
+    """
     return {
+        **model_identity(cfg.model),
         "dataset": cfg.dataset,
         "space": space.to_dict(),
         "seed": cfg.seed,
@@ -88,6 +108,11 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
     dataset = load_dataset(cfg.dataset)
     split_seed = derive_seed(cfg.seed, "split")
     splits = split_dataset(dataset, seed=split_seed)
+    if model_family(cfg.model) == "user":
+        from bnsearch.core.factory import check_factory, load_factory
+
+        # Every way a factory can be wrong is an error now, before a study is created.
+        check_factory(load_factory(cfg.model), space.probe_params(), splits.in_shape, splits.num_classes)
     data = to_device(splits, device)
     saver = None
     if cfg.save_models != SAVE_MODE_NONE:
@@ -103,6 +128,7 @@ def prepare_search(cfg: RunConfig, *, worker_index: int = 0, train_devices: Sequ
             classes=class_labels(cfg.dataset, splits.num_classes),
             dataset=cfg.dataset,
             split_seed=split_seed,
+            model=cfg.model,
         )
         saver = ModelSaver(mode=cfg.save_models, folder=folder, model_info=info)
     if strategy.experimental:
@@ -162,7 +188,7 @@ def make_objective(setup: SearchSetup) -> Objective:
         space=setup.space,
         data=setup.data,
         root_seed=setup.cfg.seed,
-        model_cfg=ModelConfig(widths=setup.cfg.widths),
+        model_cfg=ModelConfig(model=setup.cfg.model, widths=setup.cfg.widths),
         train_cfg=TrainConfig(precision=setup.cfg.precision),
         # The entry point has set the threads by now; each trial trains with this many.
         threads=torch.get_num_threads() if setup.data.device.type == "cpu" else None,

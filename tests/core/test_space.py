@@ -123,3 +123,86 @@ def test_invalid_space_files(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_space_file(tmp_path: Path) -> None:
     with pytest.raises(SpaceError, match="cannot read space file"):
         SearchSpace.from_toml(tmp_path / "nope.toml")
+
+
+# --- per-model spaces (--model) ---
+
+
+def test_the_bncnn_space_is_what_it_always_was() -> None:
+    from bnsearch.core.space import SearchSpace
+
+    assert SearchSpace.default().to_dict() == SearchSpace.default("bncnn").to_dict()
+    assert sorted(SearchSpace.default().params) == [
+        "activation", "batch_size", "beta_init", "bn_classifier", "bn_placement",
+        "epochs", "gamma_init", "lr", "momentum", "weight_decay",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("family", "toml", "match"),
+    [
+        ("bncnn", "depth = 4", "unknown parameter 'depth'; known parameters"),
+        ("plain", "depth = 30", "depth: must be < 21"),
+        ("plain", "depth = 1", "depth: must be ≥ 2"),
+        ("plain", 'norm = "layer"', "norm: unknown choice 'layer'"),
+        ("plain", "dropout = 0.1", "unknown parameter 'dropout' for model plain"),
+        ("resnet", "depth = 10", r"depth must be 6n\+2 \(8, 14, 20, ...\), got 10"),
+        ("resnet", "depth = { low = 8, high = 20 }", "give choices"),
+        ("resnet", 'bn_placement = "before_activation"', "choose from: none, post_activation, pre_activation"),
+        ("user", 'x = { choices = [1, "a"] }', "an extra parameter must be"),
+        ("plain", "bn_momentum = 1.5", "bn_momentum: must be < 1"),
+    ],
+)
+def test_bad_model_spaces(family: str, toml: str, match: str) -> None:
+    import tomllib
+
+    from bnsearch.core.space import SearchSpace
+
+    with pytest.raises(SpaceError, match=match):
+        SearchSpace.from_mapping(tomllib.loads(toml), family=family)
+
+
+def test_a_user_space_declares_extra_params_that_come_last_and_round_trip() -> None:
+    import optuna
+
+    from bnsearch.core.space import CategoricalParam, FloatParam, IntParam, SearchSpace
+
+    space = SearchSpace.from_mapping(
+        {
+            "blocks": {"low": 1, "high": 4},
+            "drop": {"low": 0, "high": 0.5},
+            "act2": {"choices": ["gelu", "silu"]},
+            "k": 3,
+        },
+        family="user",
+    )
+    assert isinstance(space.params["blocks"], IntParam) and isinstance(space.params["drop"], FloatParam)
+    assert isinstance(space.params["act2"], CategoricalParam)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    p = space.suggest(trial)
+    assert set(p.extra) == {"blocks", "drop", "act2", "k"} and p.extra["k"] == 3
+    assert list(trial.params)[-3:] == ["act2", "blocks", "drop"]  # after the built-in params
+    assert SearchSpace.from_dict(space.to_dict(), family="user") == space
+    assert p.to_dict()["extra"] == p.extra
+
+
+def test_norm_none_skips_gamma_and_beta() -> None:
+    import optuna
+
+    from bnsearch.core.space import SearchSpace
+
+    space = SearchSpace.from_mapping({"norm": "none"}, family="plain")
+    for seed in range(5):
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+        p = space.suggest(trial)
+        assert p.gamma_init is None and p.beta_init is None and "gamma_init" not in trial.params
+
+
+def test_a_user_space_may_set_norm_as_a_field_not_an_extra() -> None:
+    from bnsearch.core.space import SearchSpace
+
+    p = SearchSpace.from_mapping({"norm": "group", "depth": 3, "k": 1}, family="user").fixed_params(
+        lr=0.1, weight_decay=1e-4, activation="relu", bn_placement="before_activation", bn_classifier=False,
+        gamma_init="ones", beta_init="zeros",
+    )  # fmt: skip
+    assert p.norm == "group" and p.depth == 3 and p.extra == {"k": 1}

@@ -147,3 +147,25 @@ def test_the_bn1d_comparison_only_holds_nets_with_conv_bn() -> None:
 def test_bad_options_are_refused(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         FindingsConfig(**kw).validate()  # type: ignore[arg-type]
+
+
+def test_findings_model_plain_names_its_studies_and_builds_plain_nets(digits_splits) -> None:  # type: ignore[no-untyped-def]
+    from bnsearch.core.data import to_device
+    from bnsearch.core.plain import PlainCNN
+    from bnsearch.errors import ConfigError
+    from bnsearch.findings._design import MAIN_ARMS, Cell, FindingsConfig, design_identity
+    from bnsearch.findings._train import make_model
+    from bnsearch.study import identity_mismatches
+
+    cfg = FindingsConfig.quick(model="plain")
+    cfg.validate()
+    assert cfg.study_name("digits", 0) == "findings-plain-digits-s0"
+    assert FindingsConfig.quick().study_name("digits", 0) == "findings-digits-s0"
+    with pytest.raises(ConfigError, match="findings --model must be one of: bncnn, plain, got 'resnet'"):
+        FindingsConfig.quick(model="resnet").validate()
+    data = to_device(digits_splits, "cpu")
+    assert isinstance(make_model(Cell(MAIN_ARMS[1], 0.1), data, seed=0, epochs=1, net="plain"), PlainCNN)
+    # A findings study made before --model (no model key) is a bncnn study.
+    old = {k: v for k, v in design_identity("digits").items() if k != "model"}
+    assert identity_mismatches(old, design_identity("digits")) == []
+    assert identity_mismatches(old, design_identity("digits", "plain")) == ["model"]
