@@ -14,7 +14,7 @@ import pytest
 
 from bnsearch.claims import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, SUPPORTED
 from bnsearch.findings import _estimands as est
-from bnsearch.findings._stats import (
+from bnsearch.stats import (
     judge_family,
     min_detectable_effect,
     power,
