@@ -36,10 +36,15 @@ class BestTrial:
     identity: dict[str, Any]  # the study's stored bnsearch_config (dataset, seed, widths, ...)
     n_complete: int  # complete trials in the study
     saved_model: dict[str, str] | None = None  # artifact ids of its saved model.pt / config.json
+    confirmed: dict[str, Any] | None = None  # the study's latest ``best --confirm`` when it chose this trial
 
 
 def find_best(storage_url: str, study_name: str) -> BestTrial:
     """The best complete trial of ``study_name``; reads the storage, writes nothing.
+
+    After a ``bnsearch best --confirm``, the best trial is the confirmed leader (the
+    configuration with the best mean validation accuracy over the fresh seeds, represented by
+    its best trial), not the trial with the single highest validation accuracy.
 
     Raises:
         StudyError: no such storage or study, not a bnsearch study, or no complete trial.
@@ -62,6 +67,10 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
             f"complete); run more with: bnsearch run --study-name {study_name}"
         )
     best = study.best_trial
+    confirmed = study.user_attrs.get(keys.CONFIRM_RESULT)
+    if isinstance(confirmed, dict):
+        leader = next((t for t in complete if t.number == confirmed.get("leader_trial")), None)
+        best, confirmed = (leader, confirmed) if leader is not None else (best, None)
     params = best.user_attrs.get(keys.RESOLVED_PARAMS)
     if params is None and "space" not in identity:
         raise StudyError(f"trial #{best.number} of '{study_name}' has no stored settings to retrain")
@@ -80,6 +89,7 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
         identity=identity,
         n_complete=len(complete),
         saved_model=saved_model_ids(best),
+        confirmed=confirmed if isinstance(confirmed, dict) else None,
     )
 
 
