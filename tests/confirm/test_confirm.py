@@ -270,3 +270,19 @@ def test_real_confirm_through_the_cli(tmp_path: Any) -> None:
     retrained = runner.invoke(app, ["best", "--study", "r", "--storage", url, "--retrain", "--out", str(out)])
     assert retrained.exit_code == 0, retrained.output
     assert f"confirmed leader #{result['leader_trial']} of r" in retrained.output
+
+
+def test_the_report_shows_the_confirm(sqlite_url: str, tmp_path: Any) -> None:
+    from bnsearch.report import build_report_data, write_report
+
+    make_study(sqlite_url)
+    confirm_best(cfg(sqlite_url, seeds=3), trainer=Trainer())
+    data = build_report_data("s", sqlite_url)
+    assert data.confirm is not None and data.confirm["leader_trial"] == 1
+    assert [r["trial"] for r in data.confirm["configs"]] == [1, 2, 0]
+    assert all(len(r["values"]) == 3 for r in data.confirm["configs"])
+    page = write_report("s", sqlite_url, out=tmp_path / "r.html").read_text()
+    assert "Confirmed winner" in page and "#1 is ahead of #0" in page
+    # The dashboard lists study user attributes: every cell is one, named by config and seed.
+    attrs = optuna.load_study(study_name="s", storage=sqlite_url).user_attrs
+    assert sum(k.startswith(keys.CONFIRM_CELL_PREFIX) for k in attrs) == 9
