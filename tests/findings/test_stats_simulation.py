@@ -14,6 +14,7 @@ import pytest
 
 from bnsearch.claims import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, SUPPORTED
 from bnsearch.findings import _estimands as est
+from bnsearch.report.verdicts import compare_groups
 from bnsearch.stats import (
     judge_family,
     min_detectable_effect,
@@ -21,7 +22,6 @@ from bnsearch.stats import (
     t_interval,
     t_pvalue,
 )
-from bnsearch.report.verdicts import compare_groups
 
 
 def _slack(rate: float, reps: int) -> float:
