@@ -286,3 +286,21 @@ def test_the_report_shows_the_confirm(sqlite_url: str, tmp_path: Any) -> None:
     # The dashboard lists study user attributes: every cell is one, named by config and seed.
     attrs = optuna.load_study(study_name="s", storage=sqlite_url).user_attrs
     assert sum(k.startswith(keys.CONFIRM_CELL_PREFIX) for k in attrs) == 9
+
+
+@pytest.mark.slow
+def test_confirm_with_two_worker_processes(tmp_path: Any) -> None:
+    """--workers 2: cells trained in spawned processes, each stored by the process that trained it."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    runner = CliRunner()
+    run = runner.invoke(
+        app,
+        ["run", "--dataset", "digits", "--trials", "3", "--epochs", "1", "--storage", url, "--study-name", "w"]
+        + ["--workers", "1", "--threads", "1"],
+    )
+    assert run.exit_code == 0, run.output
+    res = confirm_best(ConfirmConfig(storage=url, study="w", k=2, seeds=2, device="cpu", workers=2, threads=1))
+    assert res.cells_run == 4 and res.summary.seeds == 2
+    attrs = optuna.load_study(study_name="w", storage=url).user_attrs
+    assert sum(k.startswith(keys.CONFIRM_CELL_PREFIX) for k in attrs) == 4
+    assert confirm_best(ConfirmConfig(storage=url, study="w", k=2, seeds=2, device="cpu", workers=2)).cells_run == 0
