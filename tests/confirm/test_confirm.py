@@ -247,16 +247,18 @@ def test_equal_configurations_are_rarely_called_distinguishable() -> None:
     assert wrong / 1000 <= 0.12
 
 
+def _search(url: str, name: str) -> None:
+    """A real 3-trial search on digits, 1 epoch, one worker."""
+    args = ["run", "--dataset", "digits", "--trials", "3", "--epochs", "1", "--storage", url, "--study-name", name]
+    run = CliRunner().invoke(app, [*args, "--workers", "1", "--threads", "1"])
+    assert run.exit_code == 0, run.output
+
+
 def test_real_confirm_through_the_cli(tmp_path: Any) -> None:
     """digits, 1 epoch: a 3-trial search, then best --confirm 2 --seeds 2, then --retrain."""
     url = f"sqlite:///{tmp_path / 'real.db'}"
     runner = CliRunner()
-    run = runner.invoke(
-        app,
-        ["run", "--dataset", "digits", "--trials", "3", "--epochs", "1", "--storage", url, "--study-name", "r"]
-        + ["--workers", "1", "--threads", "1"],
-    )
-    assert run.exit_code == 0, run.output
+    _search(url, "r")
     res = runner.invoke(app, ["best", "--study", "r", "--storage", url, "--confirm", "2", "--seeds", "2"])
     assert res.exit_code == 0, res.output
     assert "2 configurations × 2 fresh paired seeds (4 of 4 cells trained now" in res.output
@@ -292,13 +294,7 @@ def test_the_report_shows_the_confirm(sqlite_url: str, tmp_path: Any) -> None:
 def test_confirm_with_two_worker_processes(tmp_path: Any) -> None:
     """--workers 2: cells trained in spawned processes, each stored by the process that trained it."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    runner = CliRunner()
-    run = runner.invoke(
-        app,
-        ["run", "--dataset", "digits", "--trials", "3", "--epochs", "1", "--storage", url, "--study-name", "w"]
-        + ["--workers", "1", "--threads", "1"],
-    )
-    assert run.exit_code == 0, run.output
+    _search(url, "w")
     res = confirm_best(ConfirmConfig(storage=url, study="w", k=2, seeds=2, device="cpu", workers=2, threads=1))
     assert res.cells_run == 4 and res.summary.seeds == 2
     attrs = optuna.load_study(study_name="w", storage=url).user_attrs
