@@ -210,7 +210,7 @@ def best(
     model: Annotated[
         str | None,
         typer.Option(
-            help="--retrain: where the study's own module:function factory is now, if it moved (its source must be unchanged) [default: the study's --model]."
+            help="--retrain and --confirm: the study's --model (another one is refused), or where its own module:function factory is now, if it moved (its source must be unchanged) [default: the study's --model]."
         ),
     ] = None,
 ) -> None:
@@ -229,7 +229,16 @@ def best(
                 raise ConfigError("--workers and --pack need --confirm K")
         else:
             _confirm(
-                url, study, confirm, seeds, dataset=dataset, device=device, workers=workers, threads=threads, pack=pack
+                url,
+                study,
+                confirm,
+                seeds,
+                dataset=dataset,
+                model=model,
+                device=device,
+                workers=workers,
+                threads=threads,
+                pack=pack,
             )
             if not retrain:
                 return
@@ -270,6 +279,7 @@ def _confirm(
     seeds: int | None,
     *,
     dataset: str | None,
+    model: str | None,
     device: str,
     workers: int,
     threads: int | None,
@@ -284,6 +294,7 @@ def _confirm(
         k=k,
         seeds=5 if seeds is None else seeds,
         dataset=dataset,
+        model=model,
         device=device,
         workers=workers,
         threads=threads,

@@ -39,6 +39,7 @@ class ConfirmConfig:
     k: int  # configurations to confirm: the K best distinct ones by search validation accuracy
     seeds: int = 5  # fresh paired seeds per configuration (≥ 2: an interval needs two)
     dataset: str | None = None  # when given, the study must be of this dataset
+    model: str | None = None  # when given, the study's --model, or where its module:function factory is now
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     workers: int = 1  # cells trained at the same time, each in its own process
     threads: int | None = None  # torch CPU threads per worker; None: the idle cores split over the workers
@@ -201,8 +202,8 @@ def confirm_best(
         The summary, the leader's test accuracy and what this call trained.
 
     Raises:
-        BnsearchError: a bad option, no such storage or study, a study of another dataset, too
-            few complete trials; all checked before anything trains.
+        BnsearchError: a bad option, no such storage or study, a study of another dataset or
+            model, too few complete trials; all checked before anything trains.
     """
     from bnsearch.config import resolve_device, resolve_precision
     from bnsearch.storages import open_storage
@@ -218,6 +219,9 @@ def confirm_best(
         raise StudyError(f"study '{cfg.study}' was not created by bnsearch; it has no stored dataset and seed")
     if cfg.dataset is not None and str(identity["dataset"]) != cfg.dataset:
         raise StudyError(f"study '{cfg.study}' is of dataset {identity['dataset']}, not {cfg.dataset} (--dataset)")
+    from bnsearch.model_folder import study_model
+
+    net = study_model(identity, cfg.study, cfg.model)
     candidates, n_complete = select_candidates(study, cfg.k)
     device = resolve_device(cfg.device)
     base = CellSpec(
@@ -225,6 +229,7 @@ def confirm_best(
         dataset=str(identity["dataset"]),
         root_seed=int(identity["seed"]),
         seed_index=0,
+        model=net,
         widths=tuple(identity.get("widths", (32, 64))),
         decay_bn_params=bool(identity.get("decay_bn_params")),
         precision=resolve_precision("auto", [device], study_precision=identity.get("precision", "fp32")),

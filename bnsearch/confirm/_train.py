@@ -27,6 +27,7 @@ class CellSpec:
     dataset: str  # the study's dataset (name or path)
     root_seed: int  # the study's root seed (--seed of the search)
     seed_index: int  # 0..S-1
+    model: str = "bncnn"  # the study's --model (bncnn, plain, resnet or module:function)
     widths: tuple[int, int] = (32, 64)  # conv channels of the study's net
     decay_bn_params: bool = False  # as the study trained
     precision: str = "fp32"  # fp32 or bf16
@@ -78,7 +79,7 @@ def train_cell(spec: CellSpec, *, score_test: bool = False) -> CellResult:
         in_shape=data.in_shape,
         num_classes=data.num_classes,
         seed=derive_seed(seed, "model"),
-        cfg=ModelConfig(widths=spec.widths),
+        cfg=ModelConfig(model=spec.model, widths=spec.widths),
     )
     shared_init(model, seed)  # on the CPU: its generators are CPU generators
     model = model.to(data.device)

@@ -300,3 +300,30 @@ def test_confirm_with_two_worker_processes(tmp_path: Any) -> None:
     attrs = optuna.load_study(study_name="w", storage=url).user_attrs
     assert sum(k.startswith(keys.CONFIRM_CELL_PREFIX) for k in attrs) == 4
     assert confirm_best(ConfirmConfig(storage=url, study="w", k=2, seeds=2, device="cpu", workers=2)).cells_run == 0
+
+
+def test_a_study_of_another_model_is_refused_before_training(sqlite_url: str) -> None:
+    make_study(sqlite_url)
+    trainer = Trainer()
+    with pytest.raises(StudyError, match="trained --model bncnn, not resnet; leave --model out"):
+        confirm_best(cfg(sqlite_url, model="resnet"), trainer=trainer)
+    res = CliRunner().invoke(
+        app, ["best", "--study", "s", "--storage", sqlite_url, "--confirm", "2", "--model", "plain"]
+    )
+    assert res.exit_code == 2 and res.output.startswith("error: study 's' trained --model bncnn, not plain")
+    assert trainer.cells == []
+
+
+def test_cells_train_the_studys_network(sqlite_url: str) -> None:
+    """A plain-net study: the cells get its --model (the spec the trainer sees)."""
+    make_study(sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    study.set_user_attr(keys.STUDY_CONFIG, {"dataset": "digits", "seed": 0, "model": "plain"})
+    seen: list[str] = []
+
+    def trainer(spec: CellSpec, *, score_test: bool = False) -> CellResult:
+        seen.append(spec.model)
+        return Trainer()(spec, score_test=score_test)
+
+    confirm_best(cfg(sqlite_url, k=2, seeds=2), trainer=trainer)
+    assert set(seen) == {"plain"}
