@@ -213,7 +213,8 @@ def confirm_best(
     cfg.validate()
     emit = on_event or (lambda _line: None)
     train = trainer or train_cell
-    study = load_existing(open_storage(cfg.storage, create=False, heartbeat=False), cfg.study)
+    storage = open_storage(cfg.storage, create=False, heartbeat=False)
+    study = load_existing(storage, cfg.study)
     identity = study.user_attrs.get(keys.STUDY_CONFIG)
     if not isinstance(identity, dict) or "dataset" not in identity or "seed" not in identity:
         raise StudyError(f"study '{cfg.study}' was not created by bnsearch; it has no stored dataset and seed")
@@ -263,7 +264,7 @@ def confirm_best(
     else:
         for job in jobs:
             done(job, _run_cell(job))
-    attrs = load_existing(open_storage(cfg.storage, create=False, heartbeat=False), cfg.study).user_attrs
+    attrs = load_existing(storage, cfg.study).user_attrs
     values = stored_values(attrs, candidates, cfg.seeds)
     summary = summarize(candidates, values)
     leader = summary.leader

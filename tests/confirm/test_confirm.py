@@ -293,8 +293,16 @@ def test_the_report_shows_the_confirm(sqlite_url: str, tmp_path: Any) -> None:
 @pytest.mark.slow
 def test_confirm_with_two_worker_processes(tmp_path: Any) -> None:
     """--workers 2: cells trained in spawned processes, each stored by the process that trained it."""
+    import subprocess
+    import sys
+
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    _search(url, "w")
+    # The search as its own command, as a user runs it. After an in-process `bnsearch run`
+    # (CliRunner) in this process, the confirm with workers succeeded but a new SQLite
+    # connection opened afterwards failed with "disk I/O error" (seen 2026-12-06, cause not
+    # isolated: plain run_in_processes writers after the same run did not fail).
+    args = ["run", "--dataset", "digits", "--trials", "3", "--epochs", "1", "--storage", url, "--study-name", "w"]
+    subprocess.run([sys.executable, "-m", "bnsearch", *args, "--workers", "1", "--threads", "1"], check=True)
     res = confirm_best(ConfirmConfig(storage=url, study="w", k=2, seeds=2, device="cpu", workers=2, threads=1))
     assert res.cells_run == 4 and res.summary.seeds == 2
     attrs = optuna.load_study(study_name="w", storage=url).user_attrs
