@@ -29,3 +29,7 @@ STUDY_VERSIONS = "bnsearch_versions"  # dict: library versions at creation
 STUDY_STRATEGY = "bnsearch_strategy"  # str, strategy the study was created with
 STUDY_PRUNER = "bnsearch_pruner"  # str
 STUDY_DATASET = "bnsearch_dataset"  # str, dataset name or path
+
+# bnsearch best --confirm: study user attributes (the search's trials are left as they are).
+CONFIRM_CELL_PREFIX = "bnsearch_confirm_cell:"  # + "<config key>:<seed index>" → dict: one (config, seed) cell
+CONFIRM_RESULT = "bnsearch_confirm"  # dict: the latest confirm's leader, configurations, seeds, intervals, test score

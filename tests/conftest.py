@@ -42,6 +42,16 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(autouse=True)
+def _one_worker_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process ``bnsearch run`` without ``--workers`` starts one worker, as before ``auto``
+    became the default: on an idle CI machine ``auto`` would spawn a process per core in
+    every small CLI test. tests/search/test_auto_workers.py tests ``auto`` itself."""
+    import bnsearch.search.workers as workers
+
+    monkeypatch.setattr(workers, "auto_workers", lambda *_a, **_k: 1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads() -> None:
     torch.set_num_threads(2)

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 PROCESSES = 6  # with the same settings; one more process joins with other settings
 ROUNDS = 20
 MAX_TRIALS = 6
-QUICK = ("--dataset", "digits", "--epochs", "1", "--strategy", "random", "--pruner", "none", "--save-models", "none")
+QUICK = tuple("--dataset digits --epochs 1 --strategy random --pruner none --save-models none --workers 1".split())
 
 # One process of the race: for each round, wait for the round's command line and the "go"
 # file, run it as `bnsearch run` would, and leave the exit code and output behind.

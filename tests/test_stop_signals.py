@@ -28,7 +28,7 @@ from bnsearch.storages import open_storage
 pytestmark = pytest.mark.slow
 
 STOP_WITHIN_S = 15.0  # a few seconds is the aim; this leaves room for a loaded CI machine
-QUICK = ("--dataset", "digits", "--strategy", "random", "--pruner", "none", "--save-models", "none")
+QUICK = ("--dataset", "digits", "--strategy", "random", "--pruner", "none", "--save-models", "none", "--workers", "1")
 
 
 def _children() -> dict[int, list[int]]:

@@ -14,7 +14,7 @@ import pytest
 from bnsearch.urls import mask_url
 
 SECRET = "Sup3rS3cretPW"
-FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads", "1"]
+FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads", "1", "--workers", "1"]
 
 
 def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

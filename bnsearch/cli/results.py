@@ -168,8 +168,31 @@ def best(
     storage: StorageOpt = None,
     retrain: Annotated[
         bool,
-        typer.Option("--retrain", help="Train the best configuration on train+validation, test once, save the model."),
+        typer.Option(
+            "--retrain",
+            help="Train the best configuration on train+validation, test once, save the model; after a --confirm, the confirmed leader.",
+        ),
     ] = False,
+    confirm: Annotated[
+        int | None,
+        typer.Option(
+            help="Retrain the K best distinct configurations on --seeds fresh paired seeds and say, with intervals, "
+            "whether the leader is distinguishable from the others (stored in the study: resumable, more seeds add "
+            "to it); the leader is then scored once on the test split, and --retrain uses it."
+        ),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="With --confirm: fresh seeds per configuration (≥ 2). [default: 5]")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="With --confirm: refuse a study of another dataset [default: the study's].")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="With --confirm: cells trained at the same time, each in its own process.")
+    ] = 1,
+    pack: Annotated[
+        int, typer.Option(help="With --confirm: cells trained together as one model; not supported yet (only 1).")
+    ] = 1,
     out: Annotated[
         str | None,
         typer.Option(
@@ -178,25 +201,54 @@ def best(
     ] = None,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[
-        int | None, typer.Option(help="Torch CPU threads [default: the cores other processes leave idle right now].")
+        int | None,
+        typer.Option(
+            help="Torch CPU threads [default: the cores other processes leave idle right now, split over --workers]."
+        ),
     ] = None,
     artifacts: ArtifactsOpt = None,
     model: Annotated[
         str | None,
         typer.Option(
-            help="--retrain: where the study's own module:function factory is now, if it moved (its source must be unchanged) [default: the study's --model]."
+            help="--retrain and --confirm: the study's --model (another one is refused), or where its own module:function factory is now, if it moved (its source must be unchanged) [default: the study's --model]."
         ),
     ] = None,
 ) -> None:
-    """Show a study's best trial and test its saved model once; --retrain trains it again on train+validation."""
+    """Show a study's best trial and test its saved model once; --confirm checks it against the
+    runners-up on fresh seeds; --retrain trains it again on train+validation."""
     with user_errors():
+        from bnsearch.errors import ConfigError
         from bnsearch.model_folder import find_best, retrain_best
 
         url = storage_url(storage)
+        if confirm is None:
+            for name, value in (("--seeds", seeds), ("--dataset", dataset)):
+                if value is not None:
+                    raise ConfigError(f"{name} needs --confirm K")
+            if workers != 1 or pack != 1:
+                raise ConfigError("--workers and --pack need --confirm K")
+        else:
+            _confirm(
+                url,
+                study,
+                confirm,
+                seeds,
+                dataset=dataset,
+                model=model,
+                device=device,
+                workers=workers,
+                threads=threads,
+                pack=pack,
+            )
+            if not retrain:
+                return
         found = find_best(url, study)
-        table = Table(
-            title=f"best trial #{found.number} of {study}: val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)"
+        how = (
+            f"confirmed leader #{found.number} of {study} (best --confirm, {found.confirmed['seeds']} seeds): "
+            if found.confirmed
+            else f"best trial #{found.number} of {study}: "
         )
+        table = Table(title=f"{how}val_acc {found.val_acc:.4f} ({found.n_complete} complete trials)")
         table.add_column("param")
         table.add_column("value")
         for name in sorted(found.params):
@@ -218,6 +270,78 @@ def best(
             f"load it with: bnsearch.model_folder.load_model({str(res.out_dir)!r})",
             highlight=False,
         )
+
+
+def _confirm(
+    url: str,
+    study: str,
+    k: int,
+    seeds: int | None,
+    *,
+    dataset: str | None,
+    model: str | None,
+    device: str,
+    workers: int,
+    threads: int | None,
+    pack: int,
+) -> None:
+    """``best --confirm K``: train the missing cells, print the ranking and the verdict."""
+    from bnsearch.confirm import ConfirmConfig, confirm_best
+
+    cfg = ConfirmConfig(
+        storage=url,
+        study=study,
+        k=k,
+        seeds=5 if seeds is None else seeds,
+        dataset=dataset,
+        model=model,
+        device=device,
+        workers=workers,
+        threads=threads,
+        pack=pack,
+    )
+    cfg.validate()
+    configure_logging(options.verbosity)
+    if workers == 1:
+        set_threads(threads, 1)
+    with stopped_by_signals():
+        res = confirm_best(cfg, on_event=lambda line: console.print(line, highlight=False))
+    s = res.summary
+    console.print(
+        f"confirm of {study}: {len(s.configs)} configurations × {s.seeds} fresh paired seeds "
+        f"({res.cells_run} of {res.cells_total} cells trained now, {res.wall_time_s:.0f}s)",
+        highlight=False,
+    )
+    rows = [("config", "search val_acc", f"mean val_acc [95% CI] over {s.seeds} seeds", "leader − config (points)")]
+    diffs = {d.other.key: d for d in s.differences}
+    for c in s.configs:
+        d = diffs.get(c.candidate.key)
+        gap = (
+            "leader"
+            if d is None
+            else f"{d.compared.interval.mean:+.1f} [{d.compared.interval.low:+.1f}, {d.compared.interval.high:+.1f}]"
+        )
+        rows.append(
+            (
+                c.candidate.label,
+                f"{c.candidate.search_val_acc:.4f}",
+                f"{c.mean.mean:.4f} [{c.mean.low:.4f}, {c.mean.high:.4f}]",
+                gap,
+            )
+        )
+    # Plain aligned text, as compare's ranking: readable in logs and pipes.
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        console.print("  ".join(v.ljust(w) for v, w in zip(r, width, strict=True)).rstrip(), highlight=False)
+    for d in s.differences:
+        console.print(d.sentence, highlight=False)
+    console.print(s.verdict, highlight=False)
+    scored = "scored once now" if res.test_scored_now else "scored once by an earlier confirm, not again"
+    console.print(
+        f"test accuracy of the leader {s.leader.label}: {res.test_acc:.4f} (trained on confirm seed 0; {scored})\n"
+        f"bnsearch best --study {study} --retrain will retrain {s.leader.label}, the confirmed leader",
+        highlight=False,
+    )
 
 
 def _show_saved_model(

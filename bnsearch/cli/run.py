@@ -95,7 +95,13 @@ def run(
     space: Annotated[
         str | None, typer.Option(help="TOML file that fixes, narrows or extends the search space.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Root seed: splits, initialisation, batch order, sampler.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Root seed: splits, initialisation, batch order, sampler. Given, the run is reproducible: "
+            "--workers auto then starts one worker. [default: 0]"
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "auto",
     threads: Annotated[
         int | None,
@@ -117,8 +123,13 @@ def run(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option(help="Worker processes sharing the study on this machine (one per GPU is a good start).")
-    ] = 1,
+        str,
+        typer.Option(
+            help="Worker processes sharing the study on this machine, or auto: on a CPU one 1-thread worker per "
+            "core that other processes leave idle right now, on GPUs one per device; one when --seed is given "
+            "(a seeded run stays reproducible)."
+        ),
+    ] = "auto",
     devices: Annotated[
         str | None,
         typer.Option(
@@ -178,13 +189,13 @@ def run(
             storage=storage_url(storage),
             study_name=study_name,
             space_path=space,
-            seed=seed,
+            seed=0 if seed is None else seed,
             device=device,
             threads=threads,
             strategy_options={
                 k: v for k, v in (("skopt_estimator", skopt_estimator), ("skopt_acq", skopt_acq)) if v is not None
             },
-            workers=workers,
+            workers=1,  # decided below, once the other options are known to be valid
             precision=precision,
             save_models=save_models,
             artifacts=artifacts,
@@ -194,9 +205,14 @@ def run(
         )
         configure_logging(options.verbosity)
         cfg.validate()
-        from bnsearch.search.workers import parse_devices
+        from bnsearch.search.workers import auto_workers, parse_devices, parse_workers
 
         device_list = parse_devices(devices)
+        n_workers = parse_workers(workers)
+        if n_workers is None:
+            # More workers than trials would only start processes that find no ticket.
+            n_workers = min(cfg.trials, auto_workers(cfg.device, seeded=seed is not None, devices=device_list))
+        cfg = replace(cfg, workers=n_workers)
         if cfg.workers > 1:
             _run_workers(cfg, device_list)
             return

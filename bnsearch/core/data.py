@@ -105,11 +105,14 @@ def split_dataset(
     seed: int,
     val_fraction: float = VAL_FRACTION,
     test_fraction: float = TEST_FRACTION,
+    val_seed: int | None = None,
 ) -> Splits:
     """Shuffle and split ``ds`` into stratified train / validation / test parts.
 
     The same ``seed`` gives the same split on any machine. Pixels are normalised with the
-    per-channel mean and std of the training part only.
+    per-channel mean and std of the training part only. ``val_seed`` (default ``seed + 1``)
+    splits what the test part leaves into train and validation: another ``val_seed`` redraws
+    that split and keeps the test part (``best --confirm``'s fresh seeds).
 
     Raises:
         DataError: a class has too few examples to appear in every split.
@@ -120,7 +123,9 @@ def split_dataset(
     try:
         rest, test = train_test_split(idx, test_size=test_fraction, stratify=ds.y, random_state=seed)
         val_share = val_fraction / (1.0 - test_fraction)
-        train, val = train_test_split(rest, test_size=val_share, stratify=ds.y[rest], random_state=seed + 1)
+        train, val = train_test_split(
+            rest, test_size=val_share, stratify=ds.y[rest], random_state=seed + 1 if val_seed is None else val_seed
+        )
     except ValueError as e:
         raise DataError(f"cannot make stratified splits of {ds.name}: {e}") from None
     mean = ds.x[train].mean(axis=(0, 2, 3))

@@ -26,12 +26,14 @@ same family of networks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from bnsearch.core.blocks import LEAKY_RELU_SLOPE, activation, init_beta, init_gamma, is_norm
+from bnsearch.core.seeding import derive_seed, torch_generator
 from bnsearch.core.space import TrialParams, model_family
 
 
@@ -204,3 +206,20 @@ def param_groups(model: nn.Module, *, weight_decay: float, decay_bn_params: bool
         {"name": "decay", "params": decay, "weight_decay": weight_decay},
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def shared_init(model: nn.Module, seed: int) -> None:
+    """Redraw every conv/linear layer of ``model`` from its own stream, ``derive_seed(seed, "init", i)``,
+    with PyTorch's default distribution (uniform ±1/√fan_in), for paired comparisons.
+
+    ``build_model`` draws the weights from one stream, so nets with different layers (a conv
+    bias is dropped before BN) would get different conv weights from one seed; redrawn this
+    way, the layers two configurations share start equal (``findings``, ``best --confirm``).
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        for i, m in enumerate(layers):
+            bound = 1.0 / math.sqrt(m.weight[0].numel())
+            m.weight.uniform_(-bound, bound, generator=torch_generator(derive_seed(seed, "init", i, "weight")))
+            if m.bias is not None:
+                m.bias.uniform_(-bound, bound, generator=torch_generator(derive_seed(seed, "init", i, "bias")))

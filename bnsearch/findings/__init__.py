@@ -3,7 +3,7 @@
 ``_design`` fixes the arms, grids and budgets; ``_train`` trains one cell (torch, no Optuna);
 ``_runner`` keeps one Optuna study per dataset × seed and tops it up; ``_estimands`` and
 ``_effects`` compute each claim's per-seed effects; ``_catalogue`` lists the claims;
-``_judge`` turns effects into intervals, verdicts and sentences with ``_stats`` (pure, tested
+``_judge`` turns effects into intervals, verdicts and sentences with ``bnsearch.stats`` (pure, tested
 on synthetic data); ``_html`` writes the page and the JSON. Claim keys and verdict words are
 ``bnsearch.claims``'s.
 """

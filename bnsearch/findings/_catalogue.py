@@ -28,7 +28,7 @@ ACC_MARGIN = 0.5  # accuracy points: smaller differences are of no practical int
 LR_MARGIN = 2.0  # ratio of learning rates
 STEPS_MARGIN = 1.2  # ratio of steps (20%)
 # Steps to target are read every CHECKPOINT_STEPS steps: at ~100 steps one checkpoint is a
-# factor 1.2, the rounding that a log steps ratio carries (see _stats._sd).
+# factor 1.2, the rounding that a log steps ratio carries (see bnsearch.stats._sd).
 STEPS_RESOLUTION = math.log(1 + CHECKPOINT_STEPS / 100)
 
 
@@ -40,7 +40,7 @@ class Claim:
     claim: str  # what the article or the literature claims
     estimand: str  # the one quantity measured, named in every verdict
     network: str  # which nets are compared
-    kind: str  # increase, decrease, not_higher, not_lower (see _stats)
+    kind: str  # increase, decrease, not_higher, not_lower (see bnsearch.stats)
     unit: str  # unit of the reported effect
     margin: float  # in the reported unit (a ratio for ratio units)
     primary: bool

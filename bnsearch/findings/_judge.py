@@ -2,7 +2,7 @@
 the sentence that says them.
 
 Plain Python on ``CellRecord``s (no Optuna, no torch). The per-seed effects of a dataset are
-judged by ``_stats``; a verdict is replicated when every dataset of the run gives it.
+judged by ``bnsearch.stats``; a verdict is replicated when every dataset of the run gives it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bnsearch.findings._catalogue import Claim, claims
 from bnsearch.findings._design import EPOCHS
 from bnsearch.findings._effects import SeedView, seed_views
 from bnsearch.findings._records import CellRecord
-from bnsearch.findings._stats import Interval, hierarchical_bootstrap, judge_family, min_detectable_effect
+from bnsearch.stats import Interval, hierarchical_bootstrap, judge_family, min_detectable_effect
 
 
 @dataclass(frozen=True, slots=True)

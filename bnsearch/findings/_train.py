@@ -1,16 +1,13 @@
 """Training one cell of the experiment (torch, no Optuna): paired initial weights, BN
 statistics recomputed before mid-training evaluations, fitting a small subset.
 
-Pairing: ``build_model`` draws the weights from one stream, so arms with different layers
-(a conv bias is dropped before BN) would get different conv weights from one seed. Every
-conv/linear layer is therefore redrawn from its own stream, ``derive_seed(seed, "init", i)``,
-with PyTorch's default distribution (uniform ±1/√fan_in): the layers arms share start equal.
+Pairing: every conv/linear layer is redrawn from its own stream (``core.model.shared_init``),
+so the layers that arms share start equal.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,9 +16,9 @@ import torch
 from torch import nn
 
 from bnsearch.core.data import DeviceData
-from bnsearch.core.model import ModelConfig, build_model
+from bnsearch.core.model import ModelConfig, build_model, shared_init
 from bnsearch.core.packed import PackMember, train_packed
-from bnsearch.core.seeding import derive_seed, torch_generator
+from bnsearch.core.seeding import derive_seed
 from bnsearch.core.train import EpochMetrics, TrainConfig, evaluate, train
 from bnsearch.findings._design import (
     CHECKPOINT_STEPS,
@@ -56,17 +53,6 @@ class CellOutcome:
             "fit_train_acc": self.fit_train_acc,
             "wall_time_s": self.wall_time_s,
         }
-
-
-def shared_init(model: nn.Module, seed: int) -> None:
-    """Redraw every conv/linear layer from its own stream (see the module notes)."""
-    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.no_grad():
-        for i, m in enumerate(layers):
-            bound = 1.0 / math.sqrt(m.weight[0].numel())
-            m.weight.uniform_(-bound, bound, generator=torch_generator(derive_seed(seed, "init", i, "weight")))
-            if m.bias is not None:
-                m.bias.uniform_(-bound, bound, generator=torch_generator(derive_seed(seed, "init", i, "bias")))
 
 
 def make_model(cell: Cell, data: DeviceData, *, seed: int, epochs: int, net: str = "bncnn") -> nn.Module:

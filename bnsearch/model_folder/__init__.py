@@ -38,6 +38,7 @@ from bnsearch.model_folder._retrain import (
     find_best,
     retrain_best,
     saved_model_folder,
+    study_model,
 )
 from bnsearch.model_folder._store import (
     ENV_ARTIFACTS,
@@ -79,6 +80,7 @@ __all__ = [
     "retrain_best",
     "saved_model_folder",
     "saved_model_ids",
+    "study_model",
     "write_model_files",
     "write_predictions_csv",
 ]

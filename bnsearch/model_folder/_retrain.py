@@ -36,10 +36,15 @@ class BestTrial:
     identity: dict[str, Any]  # the study's stored bnsearch_config (dataset, seed, widths, ...)
     n_complete: int  # complete trials in the study
     saved_model: dict[str, str] | None = None  # artifact ids of its saved model.pt / config.json
+    confirmed: dict[str, Any] | None = None  # the study's latest ``best --confirm`` when it chose this trial
 
 
 def find_best(storage_url: str, study_name: str) -> BestTrial:
     """The best complete trial of ``study_name``; reads the storage, writes nothing.
+
+    After a ``bnsearch best --confirm``, the best trial is the confirmed leader (the
+    configuration with the best mean validation accuracy over the fresh seeds, represented by
+    its best trial), not the trial with the single highest validation accuracy.
 
     Raises:
         StudyError: no such storage or study, not a bnsearch study, or no complete trial.
@@ -62,6 +67,10 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
             f"complete); run more with: bnsearch run --study-name {study_name}"
         )
     best = study.best_trial
+    confirmed = study.user_attrs.get(keys.CONFIRM_RESULT)
+    if isinstance(confirmed, dict):
+        leader = next((t for t in complete if t.number == confirmed.get("leader_trial")), None)
+        best, confirmed = (leader, confirmed) if leader is not None else (best, None)
     params = best.user_attrs.get(keys.RESOLVED_PARAMS)
     if params is None and "space" not in identity:
         raise StudyError(f"trial #{best.number} of '{study_name}' has no stored settings to retrain")
@@ -80,6 +89,7 @@ def find_best(storage_url: str, study_name: str) -> BestTrial:
         identity=identity,
         n_complete=len(complete),
         saved_model=saved_model_ids(best),
+        confirmed=confirmed if isinstance(confirmed, dict) else None,
     )
 
 
@@ -117,7 +127,7 @@ def retrain_best(
     split_seed, splits = _search_splits(best)
     params = TrialParams(**best.params)
     widths = tuple(ident.get("widths", (32, 64)))
-    net = _study_model(best, factory)
+    net = study_model(best.identity, best.study_name, factory)
     seed = best.seed if best.seed is not None else derive_seed(int(ident["seed"]), "trial", best.number)
     data = _train_val_test(splits, dev)
     # Retrain in the search's precision; bf16 where this device cannot run it natively would
@@ -172,25 +182,26 @@ def retrain_best(
     return RetrainResult(out_dir=out, test_acc=test_acc, metrics=metrics)
 
 
-def _study_model(best: BestTrial, factory: str | None = None) -> str:
-    """The study's ``--model`` (``bncnn`` for a study made before there was a choice), or
-    ``factory`` when it is that factory moved.
+def study_model(identity: dict[str, Any], study_name: str, factory: str | None = None) -> str:
+    """The ``--model`` of the study whose stored identity is ``identity`` (``bncnn`` for a study
+    made before there was a choice), or ``factory`` when it is that factory moved
+    (``best --retrain``, ``best --confirm``).
 
     Raises:
         StudyError: another model than the study's, or a factory whose source changed since the search.
     """
-    net = str(best.identity.get("model", "bncnn"))
-    source = best.identity.get("model_source")
+    net = str(identity.get("model", "bncnn"))
+    source = identity.get("model_source")
     if factory is not None and factory != net:
         if source is None:
-            raise StudyError(f"study '{best.study_name}' trained --model {net}, not {factory}; leave --model out")
+            raise StudyError(f"study '{study_name}' trained --model {net}, not {factory}; leave --model out")
         net = factory
     if source is not None:
         from bnsearch.core.factory import load_factory
 
         if load_factory(net).fingerprint != source:
             raise StudyError(
-                f"study '{best.study_name}' trained --model {net} with source {source}; its file has changed "
+                f"study '{study_name}' trained --model {net} with source {source}; its file has changed "
                 f"since (now {load_factory(net).fingerprint}), so the retrained net would be another one"
             )
     return net

@@ -48,6 +48,8 @@ class ReportData:
     importances: dict[str, float] | None = None  # param → importance (sums to 1)
     importance_note: str = ""  # why importances are missing, or how they were computed
     findings: tuple[Finding, ...] = ()
+    # The latest ``best --confirm`` (keys.CONFIRM_RESULT): leader, per-config intervals, sentences.
+    confirm: dict[str, Any] | None = None
     trials: pd.DataFrame | None = None  # analysis.load_trials
     curves: pd.DataFrame | None = None  # analysis.learning_curves
     study: optuna.Study | None = None  # in-memory copy of the study's trials, for Optuna's plots
@@ -126,6 +128,7 @@ def build_report_data(study: str | optuna.Study, storage: str | None = None) -> 
         importances=importances,
         importance_note=note,
         findings=all_findings(trials),
+        confirm=attrs.get(keys.CONFIRM_RESULT) if isinstance(attrs.get(keys.CONFIRM_RESULT), dict) else None,
         trials=trials,
         curves=curves,
         study=_memory_copy(st),

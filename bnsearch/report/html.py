@@ -71,6 +71,26 @@ def _summary_html(data: ReportData) -> str:
     )
 
 
+def _confirm_html(data: ReportData) -> str:
+    """The latest ``best --confirm``: each configuration's mean over fresh seeds, the verdict."""
+    c = data.confirm
+    if not c:
+        return ""
+    rows = "".join(
+        f"<tr><td>#{r['trial']}</td><td>{r['search_val_acc']:.4f}</td>"
+        f"<td>{r['val_acc']['mean']:.4f} [{r['val_acc']['low']:.4f}, {r['val_acc']['high']:.4f}]</td></tr>"
+        for r in c.get("configs", ())
+    )
+    sentences = "".join(f"<li>{html.escape(d['sentence'])}</li>" for d in c.get("differences", ()))
+    return (
+        f"<h2>Confirmed winner (best --confirm, {c.get('seeds')} fresh paired seeds)</h2>"
+        f"<table><tr><th>config</th><th>val_acc in the search</th><th>mean val_acc [95% CI]</th></tr>{rows}</table>"
+        f"<ul>{sentences}</ul><p>{html.escape(str(c.get('verdict', '')))}; test accuracy of the leader "
+        f"#{c.get('leader_trial')}: {float(c.get('test_acc', float('nan'))):.4f} (scored once); "
+        "bnsearch best --retrain retrains it.</p>"
+    )
+
+
 def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path) -> Path:
     """Write one self-contained HTML file: summary, figures and the Findings section.
 
@@ -95,7 +115,7 @@ def write_html(data: ReportData, figures: dict[str, go.Figure], path: str | Path
     extra = [fig_div(k, f) for k, f in figures.items() if k.startswith("findings_")]
     body = (
         f"<p><small>written {written_at()}</small></p>"
-        f"{_summary_html(data)}<h2>Search</h2>{''.join(main)}"
+        f"{_summary_html(data)}{_confirm_html(data)}<h2>Search</h2>{''.join(main)}"
         f"<p><small>{html.escape(data.importance_note)}</small></p>"
         f"<h2>Findings (exploratory)</h2><p>{_FINDINGS_INTRO}</p>{_findings_html(data.findings)}"
         f"{''.join(extra)}"

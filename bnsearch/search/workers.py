@@ -127,6 +127,65 @@ def plan_workers(cfg: RunConfig, devices: Sequence[str] = ()) -> tuple[WorkerSlo
     return tuple(WorkerSlot(i, resolved[i % len(resolved)], threads) for i in range(n))
 
 
+AUTO = "auto"
+
+
+def parse_workers(text: str) -> int | None:
+    """``--workers``: a count ≥ 1, or ``auto`` (None: decide with :func:`auto_workers`).
+
+    Raises:
+        ConfigError: neither.
+    """
+    if text.strip().lower() == AUTO:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise ConfigError(f"--workers must be a count ≥ 1 or auto, got {text!r}") from None
+    if n < 1:
+        raise ConfigError(f"--workers must be ≥ 1, got {n}")
+    return n
+
+
+def auto_workers(
+    device: str,
+    *,
+    seeded: bool,
+    devices: Sequence[str] = (),
+    cores: int | None = None,
+    sample: Callable[[], float | None] | None = None,
+) -> int:
+    """``--workers auto``: how many worker processes a run starts.
+
+    - A seeded run (``--seed`` given) gets one worker: with several, which trial samples which
+      settings depends on the order the workers finish in, so a rerun would differ.
+    - On GPUs, one worker per device (``--devices``, or every visible GPU for ``auto``/``cuda``).
+    - On a CPU, one 1-thread worker per core that other processes leave idle right now, decided
+      as the thread default is (``core.cpu.default_threads``: the same sample, the same rule): a
+      batch-32 step keeps a second thread only partly busy, so two 1-thread processes do more
+      trials per minute than one 2-thread process.
+
+    Args:
+        device: ``--device`` (auto, cpu, cuda, cuda:N, mps).
+        seeded: ``--seed`` was given.
+        devices: ``--devices``.
+        cores, sample: As for ``default_threads`` (tests inject a CPU load).
+    """
+    if seeded:
+        return 1
+    if devices:
+        return len(devices)
+    dev = resolve_device(device)
+    if dev == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    if dev != "cpu":  # one named GPU, or mps
+        return 1
+    # default_threads(1) is the idle cores (at least 1, at most the usable ones).
+    return default_threads(1, cores=cores, sample=sample)
+
+
 def parse_devices(text: str | None) -> tuple[str, ...]:
     """``"cuda:0, cuda:1"`` → ``("cuda:0", "cuda:1")``; None or blank → ``()``."""
     if text is None:

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from bnsearch import keys
 
-FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads", "1"]
+FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads", "1", "--workers", "1"]
 
 
 def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

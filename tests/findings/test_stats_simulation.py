@@ -14,14 +14,14 @@ import pytest
 
 from bnsearch.claims import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, SUPPORTED
 from bnsearch.findings import _estimands as est
-from bnsearch.findings._stats import (
+from bnsearch.report.verdicts import compare_groups
+from bnsearch.stats import (
     judge_family,
     min_detectable_effect,
     power,
     t_interval,
     t_pvalue,
 )
-from bnsearch.report.verdicts import compare_groups
 
 
 def _slack(rate: float, reps: int) -> float:

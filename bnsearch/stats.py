@@ -1,4 +1,7 @@
-"""The statistics behind ``bnsearch findings``: pure numpy/scipy on per-seed effects.
+"""The one statistics module, pure numpy/scipy on per-seed effects.
+
+``bnsearch findings`` judges claims with it and ``bnsearch best --confirm`` compares
+configurations with it (``holm_intervals``).
 
 The unit of replication is a seed × dataset: each seed gives one paired effect (arm A − arm B,
 both trained from that seed's split, batch order and shared initial weights). A claim is
@@ -220,3 +223,38 @@ def min_detectable_effect(sd: float, n: int, *, alpha: float = ALPHA, target_pow
         else:
             hi = mid
     return hi
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    """One comparison of a Holm family: its interval at the Holm-adjusted level, and its p."""
+
+    interval: Interval  # t-interval at level ``level`` (Holm-adjusted; see ``holm_intervals``)
+    level: float  # the confidence level this comparison's interval was computed at
+    p: float  # two-sided p of "no difference"
+    p_adjusted: float  # Holm-adjusted p; the difference is established when below α
+
+
+def holm_intervals(families: Sequence[Sequence[float]], *, alpha: float = ALPHA) -> list[Compared]:
+    """Two-sided t-tests of "mean effect = 0" for each list of per-seed effects, Holm-corrected,
+    each with an interval at the level Holm's step-down test used for it (same order as given).
+
+    Ranked by raw p, the i-th comparison (0-based) is tested at α/(m − i) until the first one that
+    is not rejected; that one and every later one keep its level α/(m − r). An interval then
+    excludes 0 exactly when the Holm-adjusted p is below α, so the words and the interval agree.
+    """
+    m = len(families)
+    plain = [t_interval(e) for e in families]
+    raw = [t_pvalue(iv) for iv in plain]
+    adjusted = holm(raw)
+    levels = [1.0 - alpha] * m
+    stopped: float | None = None
+    for rank, i in enumerate(sorted(range(m), key=lambda i: raw[i])):
+        level_alpha = alpha / (m - rank)
+        if stopped is None and adjusted[i] >= alpha:
+            stopped = level_alpha
+        levels[i] = 1.0 - (stopped if stopped is not None else level_alpha)
+    return [
+        Compared(t_interval(e, level=lv), lv, p, pa)
+        for e, lv, p, pa in zip(families, levels, raw, adjusted, strict=True)
+    ]

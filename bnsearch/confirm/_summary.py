@@ -1,0 +1,163 @@
+"""The confirm's statistics: per-seed validation accuracies → leader, intervals, sentences.
+
+Pure (no Optuna, no torch), so tests feed it made-up per-seed values. The intervals and Holm's
+correction come from ``bnsearch.stats``, the module ``bnsearch findings`` judges with.
+
+Every configuration trained on the same seeds, paired: seed s gave each the same split, initial
+weights and batch order, so the difference leader − other on seed s removes what the seed did to
+both. Those per-seed differences (in accuracy points) are what the leader is judged on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bnsearch.stats import ALPHA, Compared, Interval, holm_intervals, t_interval
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One distinct configuration of the study, represented by its best trial."""
+
+    key: str  # stable name of the configuration (a hash of its settings), used in stored cells
+    number: int  # its best trial in the search
+    search_val_acc: float  # that trial's validation accuracy in the search (0..1)
+    params: dict[str, Any]  # every setting it trains with (resolved_params)
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigStats:
+    """One configuration's validation accuracy over the confirm seeds."""
+
+    candidate: Candidate
+    values: tuple[float, ...]  # validation accuracy (0..1) on each confirm seed, in seed order
+    mean: Interval  # mean and 95% t-interval (0..1)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """The leader minus one other configuration, paired by seed, in accuracy points."""
+
+    other: Candidate
+    compared: Compared  # interval (points) at its Holm-adjusted level, raw and adjusted p
+    distinguishable: bool  # Holm-adjusted p below α: the leader is ahead beyond the seed noise
+    sentence: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmSummary:
+    """What a confirm found: the configurations ranked by mean, and the leader's differences."""
+
+    configs: tuple[ConfigStats, ...]  # best mean first; configs[0] is the leader
+    differences: tuple[Difference, ...]  # leader − each other configuration, in ``configs`` order
+    seeds: int
+
+    @property
+    def leader(self) -> Candidate:
+        return self.configs[0].candidate
+
+    @property
+    def verdict(self) -> str:
+        """One line: is the leader distinguishable from every other configuration?"""
+        lead = self.leader.label
+        if not self.differences:
+            return f"{lead} is the only configuration confirmed"
+        ahead = [d.other.label for d in self.differences if d.distinguishable]
+        tied = [d.other.label for d in self.differences if not d.distinguishable]
+        if not tied:
+            return f"{lead} is ahead of every other configuration beyond the seed noise"
+        return f"{lead} leads, but cannot be told apart from {_join(tied)}" + (
+            f"; it is ahead of {_join(ahead)}" if ahead else ""
+        )
+
+
+def _join(labels: Sequence[str]) -> str:
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _points(x: float) -> str:
+    return f"{x:+.1f}".replace("-", "−")
+
+
+def summarize(
+    candidates: Sequence[Candidate], values: Mapping[str, Sequence[float]], *, alpha: float = ALPHA
+) -> ConfirmSummary:
+    """Rank ``candidates`` by mean validation accuracy over the seeds and compare the leader
+    with each other one (paired by seed, Holm-corrected over the K − 1 comparisons).
+
+    Args:
+        candidates: The configurations, best in the search first (breaks ties of the mean).
+        values: Configuration key → validation accuracy (0..1) on seeds 0..S−1, every list of
+            the same length S ≥ 2.
+
+    Raises:
+        ValueError: a configuration lacks values, or the lists differ in length or have fewer than 2.
+    """
+    lengths = {len(values.get(c.key, ())) for c in candidates}
+    if len(lengths) != 1 or min(lengths) < 2:
+        raise ValueError(f"every configuration needs the same number (≥ 2) of seeds, got {sorted(lengths)}")
+    order = sorted(range(len(candidates)), key=lambda i: (-sum(values[candidates[i].key]), i))
+    stats = tuple(
+        ConfigStats(
+            candidate=candidates[i],
+            values=tuple(float(v) for v in values[candidates[i].key]),
+            mean=t_interval(values[candidates[i].key]),
+        )
+        for i in order
+    )
+    leader, others = stats[0], stats[1:]
+    diffs = [[100.0 * (a - b) for a, b in zip(leader.values, o.values, strict=True)] for o in others]
+    compared = holm_intervals(diffs, alpha=alpha)
+    out = []
+    for o, c in zip(others, compared, strict=True):
+        iv = c.interval
+        level = f"{round(100 * (1 - alpha))}% CI" + (" (Holm)" if len(others) > 1 else "")
+        numbers = f"{_points(iv.mean)} points, {level} {_points(iv.low)}…{_points(iv.high)}"
+        ahead = c.p_adjusted < alpha and iv.mean > 0
+        if ahead:
+            sentence = f"{leader.candidate.label} is ahead of {o.candidate.label}: {numbers}"
+        else:
+            sentence = f"{leader.candidate.label} and {o.candidate.label} are within noise: {numbers}"
+        out.append(Difference(other=o.candidate, compared=c, distinguishable=ahead, sentence=sentence))
+    return ConfirmSummary(configs=stats, differences=tuple(out), seeds=len(leader.values))
+
+
+def summary_to_dict(summary: ConfirmSummary) -> dict[str, Any]:
+    """The summary as JSON-ready numbers (stored on the study, shown by the report and dashboard)."""
+
+    def iv(i: Interval) -> dict[str, float]:
+        return {"mean": i.mean, "low": i.low, "high": i.high}
+
+    return {
+        "seeds": summary.seeds,
+        "leader_trial": summary.leader.number,
+        "leader_key": summary.leader.key,
+        "verdict": summary.verdict,
+        "configs": [
+            {
+                "trial": c.candidate.number,
+                "key": c.candidate.key,
+                "search_val_acc": c.candidate.search_val_acc,
+                "val_acc": iv(c.mean),
+                "values": list(c.values),
+            }
+            for c in summary.configs
+        ],
+        "differences": [
+            {
+                "trial": d.other.number,
+                "points": iv(d.compared.interval),
+                "level": d.compared.level,
+                "p_holm": d.compared.p_adjusted,
+                "distinguishable": d.distinguishable,
+                "sentence": d.sentence,
+            }
+            for d in summary.differences
+        ],
+    }
