@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -160,3 +161,13 @@ def findings_records(dataset: str, seed: int, *, bn_gain: float, seed_shift: flo
             )
         )
     return out
+
+
+def one_worker(args: Sequence[str]) -> list[str]:
+    """A ``bnsearch run`` command line that keeps one worker unless it names ``--workers`` or
+    ``--seed``: the default ``--workers auto`` starts one worker per idle core, so the same test
+    would start two on a quiet machine and one on a busy one (in-process runs: conftest)."""
+    args = list(args)
+    if "run" in args[:1] and "--workers" not in args and "--seed" not in args:
+        args += ["--workers", "1"]
+    return args

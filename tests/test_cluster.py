@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _synth import make_study, mixed_specs
+from _synth import make_study, mixed_specs, one_worker
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -281,7 +281,7 @@ def test_racing_processes_never_overshoot_the_budget_on_postgresql(postgres_url:
 
 def _run_cmd(url: str, name: str, *extra: str) -> list[str]:
     quick = "--dataset digits --epochs 1 --strategy random --pruner none".split()
-    return [sys.executable, "-m", "bnsearch", "run", *quick, "--storage", url, "--study", name, *extra]
+    return [sys.executable, "-m", "bnsearch", *one_worker(["run", *quick, "--storage", url, "--study", name, *extra])]
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _synth import one_worker
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -27,7 +28,7 @@ SECRET = "Tr4ckS3cret"
 def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m bnsearch ARGS`` in ``cwd``, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *args],
+        [sys.executable, "-m", "bnsearch", *one_worker(args)],
         cwd=cwd,
         capture_output=True,
         text=True,

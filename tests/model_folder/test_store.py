@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from _synth import one_worker
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -32,7 +33,7 @@ SPACE = "lr = { low = 0.02, high = 0.3, log = true }\n"  # trials that learn, no
 def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m bnsearch ARGS`` in ``cwd``, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *args],
+        [sys.executable, "-m", "bnsearch", *one_worker(args)],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from _synth import one_worker
 from optuna.trial import FrozenTrial, TrialState
 from typer.testing import CliRunner
 
@@ -30,7 +31,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bnsearch", *args]
+    return [sys.executable, "-m", "bnsearch", *one_worker(args)]
 
 
 def _trials(url: str, name: str) -> list[FrozenTrial]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _synth import one_worker
 from optuna.trial import FrozenTrial, TrialState
 
 from bnsearch import keys
@@ -33,7 +34,7 @@ bn_classifier = true
 
 def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "bnsearch", *one_worker(args)], cwd=cwd, capture_output=True, text=True, timeout=300
     )
 
 

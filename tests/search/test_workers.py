@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from _synth import one_worker
 from optuna.trial import TrialState
 
 from bnsearch import keys
@@ -27,7 +28,7 @@ from bnsearch.storages import ENV_GRACE_PERIOD, ENV_HEARTBEAT_INTERVAL, heartbea
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bnsearch", *args]
+    return [sys.executable, "-m", "bnsearch", *one_worker(args)]
 
 
 # --- planning ---------------------------------------------------------------------------
