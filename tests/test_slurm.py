@@ -102,7 +102,8 @@ def test_job_array_adds_exactly_max_trials(
 
 
 def _mid_trial(t: FrozenTrial) -> bool:
-    return t.state == TrialState.RUNNING and len(t.intermediate_values) == 1 and keys.WORKER in t.user_attrs
+    """Running, with at least 20 of its 30 epochs still to go when the stop reaches it."""
+    return t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 10 and keys.WORKER in t.user_attrs
 
 
 @pytest.mark.parametrize("how", ["scancel", "kill-9"])
@@ -116,10 +117,11 @@ def test_a_task_stopped_mid_trial_has_its_trial_retried(
     name = f"slurm-{how}-{uuid.uuid4().hex[:8]}"
     env = {**slurm_env, "BNSEARCH_STORAGE": postgres_url, ENV_HEARTBEAT_INTERVAL: "1", ENV_GRACE_PERIOD: "3"}
     # Learning rates that never diverge: a diverging trial ends within a few steps, and the
-    # victim must still be training when it is stopped.
+    # victim must still be training when it is stopped. 30 epochs: on a quiet machine 8 epochs
+    # of digits took 3 s, less than scancel took to reach the task (the trial had finished).
     space = tmp_path / "calm.toml"
     space.write_text("lr = { low = 0.005, high = 0.05, log = true }\n")
-    long_trials = ("--dataset", "digits", "--epochs", "8", "--strategy", "random", "--pruner", "none")
+    long_trials = ("--dataset", "digits", "--epochs", "30", "--strategy", "random", "--pruner", "none")
     long_trials += ("--space", str(space))
     # Enough trials left after the stop that the other tasks still start some once the
     # stopped trial's heartbeat is stale (grace 3 s): that is when a SIGKILLed trial is retried.
