@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _synth import one_worker
 
 from bnsearch.urls import mask_url
 
@@ -20,7 +21,7 @@ FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads
 def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m bnsearch ARGS`` in ``cwd``, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *args],
+        [sys.executable, "-m", "bnsearch", *one_worker(args)],
         cwd=cwd,
         capture_output=True,
         text=True,

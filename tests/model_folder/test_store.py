@@ -176,7 +176,7 @@ def test_best_after_a_worker_was_killed_mid_upload(tmp_path: Path, splits) -> No
     (tmp_path / "kill.py").write_text(_KILL_ON_WRITE)
     url = f"sqlite:///{tmp_path / 's.db'}"
     env = {**os.environ, "BNSEARCH_HEARTBEAT_INTERVAL_S": "1", "BNSEARCH_GRACE_PERIOD_S": "2", "COLUMNS": "200"}
-    args = ["run", "--trials", "2", "--storage", url, "--space", "space.toml", *RUN, "--save-models", "all"]
+    args = one_worker(["run", "--trials", "2", "--storage", url, "--space", "space.toml", *RUN, "--save-models", "all"])
     killed = subprocess.run(
         [sys.executable, "kill.py", *args],
         cwd=tmp_path,

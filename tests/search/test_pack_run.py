@@ -135,7 +135,7 @@ def test_ctrl_c_closes_every_trial_of_the_pack_as_interrupted(tmp_path: Path, sq
     args = ["run", "--pack", "3", "--trials", "3", "--pruner", "none", "--storage", sqlite_url, "--space", one_shape]
     args += ["--study-name", "intr", "--dataset", "digits", "--epochs", "30", "--threads", "1", "--device", "cpu"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bnsearch", *args],
+        [sys.executable, "-m", "bnsearch", *one_worker(args)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
