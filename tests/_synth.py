@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -171,3 +175,15 @@ def one_worker(args: Sequence[str]) -> list[str]:
     if "run" in args[:1] and "--workers" not in args and "--seed" not in args:
         args += ["--workers", "1"]
     return args
+
+
+def run_bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m bnsearch ARGS`` in ``cwd`` (one worker, as ``one_worker``), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bnsearch", *one_worker(args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=240,
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _synth import one_worker
+from _synth import run_bnsearch as bnsearch
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -23,18 +23,6 @@ from bnsearch.cli import app
 RUN = ["--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--threads", "1", "--precision", "fp32"]
 RUN += ["--strategy", "random", "--pruner", "none", "--study-name", "tracked"]
 SECRET = "Tr4ckS3cret"
-
-
-def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m bnsearch ARGS`` in ``cwd``, output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *one_worker(args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=240,
-    )
 
 
 def _in_ci() -> bool:

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
-from _synth import one_worker
+from _synth import run_bnsearch as bnsearch
 
 from bnsearch.urls import mask_url
 
 SECRET = "Sup3rS3cretPW"
 FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads", "1", "--workers", "1"]
-
-
-def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m bnsearch ARGS`` in ``cwd``, output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *one_worker(args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=240,
-    )
 
 
 @pytest.mark.parametrize(

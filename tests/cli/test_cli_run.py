@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from _synth import one_worker
+from _synth import run_bnsearch as bnsearch
 from optuna.trial import TrialState
 
 from bnsearch import keys
 
 FAST = ["--dataset", "digits", "--epochs", "2", "--batch-size", "32", "--threads", "1", "--workers", "1"]
-
-
-def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *one_worker(args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=240,
-    )
 
 
 def load(url: str, name: str) -> optuna.Study:

@@ -15,6 +15,7 @@ import optuna
 import pytest
 import torch
 from _synth import one_worker
+from _synth import run_bnsearch as bnsearch
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -28,18 +29,6 @@ from bnsearch.model_folder import AtomicFileSystemArtifactStore, load_model
 RUN = ["--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--threads", "1", "--precision", "fp32"]
 RUN += ["--strategy", "random", "--pruner", "none", "--study-name", "s"]
 SPACE = "lr = { low = 0.02, high = 0.3, log = true }\n"  # trials that learn, none diverging
-
-
-def bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m bnsearch ARGS`` in ``cwd``, output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "bnsearch", *one_worker(args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=240,
-    )
 
 
 @pytest.fixture(scope="module")
