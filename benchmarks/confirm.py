@@ -15,6 +15,7 @@ The two layouts alternate within a seed, so load changes hit both alike. Then
 
     PYTHONPATH=. python benchmarks/confirm.py            # digits, 12 trials × 2 epochs, 3 seeds: a few minutes
     PYTHONPATH=. python benchmarks/confirm.py --full     # the README's main job: mnist5k, 30 trials × 4 epochs
+    PYTHONPATH=. python benchmarks/confirm.py --full --dir bench-out   # keep the studies (bench-out/b.db)
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument(
         "--workers", type=int, default=None, help="the new layout's workers [what --workers auto picks now]"
     )
+    ap.add_argument("--dir", type=Path, default=None, help="keep the studies in DIR/b.db [a temporary folder]")
     args = ap.parse_args()
     import torch
 
@@ -89,7 +91,8 @@ def main() -> None:
     }
     rows: dict[str, list[tuple[float, float]]] = {name: [] for name in layouts}
     with tempfile.TemporaryDirectory(prefix="bnsearch-confirm-bench-") as tmp_:
-        tmp = Path(tmp_)
+        tmp = args.dir or Path(tmp_)
+        tmp.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{tmp / 'b.db'}"
         for seed in range(args.seeds):
             order = list(layouts) if seed % 2 == 0 else list(layouts)[::-1]
