@@ -235,16 +235,19 @@ class Compared:
     p_adjusted: float  # Holm-adjusted p; the difference is established when below α
 
 
-def holm_intervals(families: Sequence[Sequence[float]], *, alpha: float = ALPHA) -> list[Compared]:
+def holm_intervals(
+    families: Sequence[Sequence[float]], *, alpha: float = ALPHA, resolution: float = 0.0
+) -> list[Compared]:
     """Two-sided t-tests of "mean effect = 0" for each list of per-seed effects, Holm-corrected,
     each with an interval at the level Holm's step-down test used for it (same order as given).
 
     Ranked by raw p, the i-th comparison (0-based) is tested at α/(m − i) until the first one that
     is not rejected; that one and every later one keep its level α/(m − r). An interval then
     excludes 0 exactly when the Holm-adjusted p is below α, so the words and the interval agree.
+    ``resolution``: the grid step of every per-seed effect (see ``_sd``).
     """
     m = len(families)
-    plain = [t_interval(e) for e in families]
+    plain = [t_interval(e, resolution=resolution) for e in families]
     raw = [t_pvalue(iv) for iv in plain]
     adjusted = holm(raw)
     levels = [1.0 - alpha] * m
@@ -255,6 +258,6 @@ def holm_intervals(families: Sequence[Sequence[float]], *, alpha: float = ALPHA)
             stopped = level_alpha
         levels[i] = 1.0 - (stopped if stopped is not None else level_alpha)
     return [
-        Compared(t_interval(e, level=lv), lv, p, pa)
+        Compared(t_interval(e, level=lv, resolution=resolution), lv, p, pa)
         for e, lv, p, pa in zip(families, levels, raw, adjusted, strict=True)
     ]

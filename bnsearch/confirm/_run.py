@@ -126,6 +126,17 @@ def cell_attr(key: str, seed_index: int) -> str:
     return f"{keys.CONFIRM_CELL_PREFIX}{key}:{seed_index}"
 
 
+def stored_n_val(attrs: dict[str, Any], candidates: Sequence[Candidate], seeds: int) -> int | None:
+    """Validation examples per seed, as the stored cells recorded it (None for cells stored
+    before it was recorded)."""
+    for c in candidates:
+        for s in range(seeds):
+            cell = attrs.get(cell_attr(c.key, s))
+            if isinstance(cell, dict) and cell.get("n_val"):
+                return int(cell["n_val"])
+    return None
+
+
 def stored_values(attrs: dict[str, Any], candidates: Sequence[Candidate], seeds: int) -> dict[str, list[float]]:
     """Configuration key → validation accuracies of seeds 0..seeds−1 that the study holds (a
     list stops at the first missing seed)."""
@@ -266,7 +277,7 @@ def confirm_best(
             done(job, _run_cell(job))
     attrs = load_existing(storage, cfg.study).user_attrs
     values = stored_values(attrs, candidates, cfg.seeds)
-    summary = summarize(candidates, values)
+    summary = summarize(candidates, values, n_val=stored_n_val(attrs, candidates, cfg.seeds))
     leader = summary.leader
     previous = attrs.get(keys.CONFIRM_RESULT)
     scored: dict[str, float] = dict(previous.get("test_scored", {})) if isinstance(previous, dict) else {}

@@ -40,9 +40,15 @@ class CellResult:
     diverged: bool
     wall_time_s: float
     test_acc: float | None = None  # only when asked for (the leader, once)
+    n_val: int = 0  # validation examples of this seed's split (accuracy moves in steps of 1/n_val)
 
     def to_attrs(self) -> dict[str, Any]:
-        return {"val_acc": self.val_acc, "diverged": self.diverged, "wall_time_s": round(self.wall_time_s, 3)}
+        return {
+            "val_acc": self.val_acc,
+            "diverged": self.diverged,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "n_val": self.n_val,
+        }
 
 
 def cell_seed(root_seed: int, seed_index: int) -> int:
@@ -91,8 +97,11 @@ def train_cell(spec: CellSpec, *, score_test: bool = False) -> CellResult:
         cfg=TrainConfig(decay_bn_params=spec.decay_bn_params, precision=spec.precision),
     )
     wall = time.perf_counter() - t0
+    n_val = len(data.val_y)
     if result.diverged:
         chance = 1.0 / data.num_classes
-        return CellResult(val_acc=chance, diverged=True, wall_time_s=wall, test_acc=chance if score_test else None)
+        return CellResult(
+            val_acc=chance, diverged=True, wall_time_s=wall, test_acc=chance if score_test else None, n_val=n_val
+        )
     test_acc = evaluate(model, data.test_x, data.test_y) if score_test else None
-    return CellResult(val_acc=result.val_acc, diverged=False, wall_time_s=wall, test_acc=test_acc)
+    return CellResult(val_acc=result.val_acc, diverged=False, wall_time_s=wall, test_acc=test_acc, n_val=n_val)

@@ -233,18 +233,56 @@ def test_holm_intervals_agree_with_the_adjusted_p() -> None:
             assert 0.95 <= c.level < 1
 
 
-def test_equal_configurations_are_rarely_called_distinguishable() -> None:
-    """Three configurations with the same true mean: the leader is the luckiest, yet Holm keeps
-    the chance of calling it ahead of anyone at most about 5% (1,000 seeded repetitions)."""
+def _equal_configurations(rng: np.random.Generator, k: int, seeds: int = 5) -> dict[str, list[float]]:
+    shared = rng.normal(0, 0.015, seeds)  # what a seed does to every configuration
+    return {f"c{i}": (0.93 + shared + rng.normal(0, 0.005, seeds)).tolist() for i in range(k)}
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_equal_configurations_are_called_distinguishable_at_most_5_percent(k: int) -> None:
+    """K configurations with the same true mean: the leader is the luckiest of K on the very
+    seeds it is judged on, yet it is called ahead of anyone at most 5% of the time (measured 4.3%
+    for K = 3, 3.2% for K = 5). Holm over the leader's K − 1 differences alone, the earlier rule,
+    exceeds 5% on the same draws (6.3% and 7.9%), so this test tells them apart. 5,000 seeded
+    repetitions: the bound allows two Monte-Carlo standard errors (0.3 points) above 5%."""
     rng = np.random.default_rng(11)
-    wrong = 0
-    for _ in range(1000):
-        shared = rng.normal(0, 0.015, 5)
-        vals = {f"c{i}": (0.93 + shared + rng.normal(0, 0.005, 5)).tolist() for i in range(3)}
-        wrong += any(d.distinguishable for d in summarize(_candidates(3), vals).differences)
-    # Choosing the leader by the same data inflates the error above the nominal 5%; the bound
-    # says how far (measured ~8%, well short of the 27% of three unadjusted comparisons).
-    assert wrong / 1000 <= 0.12
+    reps = 5000
+    bound = 0.05 + 2 * math.sqrt(0.05 * 0.95 / reps)
+    wrong = leader_only_wrong = 0
+    for _ in range(reps):
+        vals = _equal_configurations(rng, k)
+        summary = summarize(_candidates(k), vals)
+        wrong += any(d.distinguishable for d in summary.differences)
+        lead = summary.configs[0].values
+        diffs = [[100 * (a - b) for a, b in zip(lead, c.values, strict=True)] for c in summary.configs[1:]]
+        leader_only_wrong += any(c.p_adjusted < 0.05 for c in holm_intervals(diffs))
+    assert wrong / reps <= bound
+    assert leader_only_wrong / reps > bound  # the selection bias the all-pairs family removes
+
+
+def test_a_clear_winner_is_still_found_among_equal_others() -> None:
+    """Power is kept where it matters: one configuration 2 points ahead of two equal ones
+    (per-seed sd of a difference about 0.7 points, 5 seeds) is called ahead of both in most runs."""
+    rng = np.random.default_rng(3)
+    reps, found = 500, 0
+    for _ in range(reps):
+        vals = _equal_configurations(rng, 3)
+        vals["c2"] = [v + 0.02 for v in vals["c2"]]
+        summary = summarize(_candidates(3), vals)
+        found += summary.leader.key == "c2" and all(d.distinguishable for d in summary.differences)
+    assert found / reps >= 0.8
+
+
+def test_intervals_stay_within_accuracy_bounds_and_have_width_on_a_grid() -> None:
+    """Five seeds at 100% validation accuracy (300 validation examples): the mean's interval
+    stays within 0..1, and equal accuracies on the 1/300 grid still give an interval of nonzero
+    width (the grid's rounding variance), not a certainty."""
+    vals = {"c0": [1.0] * 5, "c1": [1.0, 1.0, 1.0, 1.0, 299 / 300]}
+    s = summarize(_candidates(2), vals, n_val=300)
+    assert all(0.0 <= c.mean.low <= c.mean.high <= 1.0 for c in s.configs)
+    iv = s.differences[0].compared.interval
+    assert iv.high - iv.low > 0.1  # points
+    assert not s.differences[0].distinguishable
 
 
 def _search(url: str, name: str) -> None:
