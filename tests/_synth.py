@@ -217,10 +217,10 @@ DESIGN2_ARMS = {
     "plain:sigmoid/before": Arm2(0.93),
     "resnet:relu/post": Arm2(0.95, max_lr=0.464, early=1.2),
     "resnet:relu/post/zero_last": Arm2(0.95, max_lr=2.15, early=0.6),
-    "bncnn:relu/none": Arm2(0.97),
-    "bncnn:relu/before": Arm2(0.975),
-    "bncnn:relu/before+bn1d": Arm2(0.975),
-    "bncnn:relu/before#twin": Arm2(0.975),
+    "bncnn:relu/none": Arm2(0.94),
+    "bncnn:relu/before": Arm2(0.945),
+    "bncnn:relu/before+bn1d": Arm2(0.945),
+    "bncnn:relu/before#twin": Arm2(0.945),
 }
 
 
