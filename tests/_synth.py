@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -242,43 +242,23 @@ def design2_records(
     """Every grid and probe cell of one seed of design 2 on ``arms`` (``seed_shift`` moves every
     arm alike: a seed effect that pairing must cancel)."""
     import math
+    from functools import partial
 
     from bnsearch.findings._records import CellRecord
 
     out = []
     for name, arm in arms.items():
+        cell = partial(CellRecord, dataset=dataset, seed=seed, arm=name, n_test=n_test)
         for lr in LRS2:
             diverged = lr > arm.max_lr
             acc = 0.1 if diverged else arm.peak + seed_shift - 0.02 * abs(math.log10(lr / arm.best_lr))
-            out.append(
-                CellRecord(
-                    dataset=dataset,
-                    seed=seed,
-                    arm=name,
-                    kind="grid",
-                    lr=lr,
-                    val_acc=acc,
-                    test_acc=acc,
-                    diverged=diverged,
-                    n_test=n_test,
-                    curve=tuple((s, min(1.0, acc * s / 200)) for s in range(20, 320, 20)),
-                    test_nll=None if diverged else 0.05 + (1 - acc),
-                    early_loss=math.inf if diverged else arm.early * (1 + math.log10(lr / 1e-4)),
-                )
-            )
+            grid = cell(kind="grid", lr=lr, val_acc=acc, test_acc=acc, diverged=diverged)
+            curve = tuple((s, min(1.0, acc * s / 200)) for s in range(20, 320, 20))
+            early = math.inf if diverged else arm.early * (1 + math.log10(lr / 1e-4))
+            out.append(replace(grid, curve=curve, test_nll=None if diverged else 0.05 + (1 - acc), early_loss=early))
         tried = _bisected(lambda i, arm=arm: LRS2[i] <= arm.max_lr, len(LRS2))
         out += [
-            CellRecord(
-                dataset=dataset,
-                seed=seed,
-                arm=name,
-                kind="probe",
-                lr=LRS2[i],
-                val_acc=0.6 if ok else 0.1,
-                test_acc=0.6 if ok else 0.1,
-                diverged=not ok,
-                n_test=n_test,
-            )
+            cell(kind="probe", lr=LRS2[i], val_acc=0.6 if ok else 0.1, test_acc=0.6 if ok else 0.1, diverged=not ok)
             for i, ok in sorted(tried.items())
         ]
     return out

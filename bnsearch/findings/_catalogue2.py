@@ -127,6 +127,20 @@ def _tuned(
     return accuracy, nll
 
 
+# The two lr claims, apart (De & Smith 2020): key, kind, effect, what is claimed, estimand,
+# literature, how the nets trained.
+_LR_RATIOS = (
+    (ck.BN_OPTIMAL_LR, "not_higher", eff.optimal_lr,
+     "BN does not raise the optimal learning rate at small batch (batch 32).",
+     f"lr of the best validation accuracy ({LR_SPAN}); ratio BN / no BN", "optimal_lr", TRAINING),
+    (ck.BN_STABLE_LR, "increase", eff.stable_lr,
+     "BN raises the largest learning rate that trains stably.",
+     "largest lr at which a short probe trains without diverging and beats chance by a margin, with every "
+     f"probed lr below it stable too (bisection on {LR_SPAN}); ratio BN / no BN",
+     "stable_lr", "short probe runs at one lr each"),
+)  # fmt: skip
+
+
 def _plain_lr_claims() -> tuple[Claim, ...]:
     arms = _arms("plain", "relu/before", "relu/none")
     return (
@@ -147,38 +161,24 @@ def _plain_lr_claims() -> tuple[Claim, ...]:
             log_scale=True,
             resolution=STEPS_RESOLUTION,
         ),
-        _claim(
-            "plain",
-            ck.BN_OPTIMAL_LR,
-            arms,
-            claim="BN does not raise the optimal learning rate at small batch (batch 32).",
-            estimand=f"lr of the best validation accuracy ({LR_SPAN}); ratio BN / no BN",
-            kind="not_higher",
-            unit="× lr",
-            margin=LR_MARGIN,
-            effect=eff.optimal_lr(*arms),
-            literature=LITERATURE["optimal_lr"],
-            log_scale=True,
-            resolution=LR_RESOLUTION,
-        ),
-        _claim(
-            "plain",
-            ck.BN_STABLE_LR,
-            arms,
-            claim="BN raises the largest learning rate that trains stably.",
-            estimand=(
-                "largest lr at which a short probe trains without diverging and beats chance by a margin, "
-                f"with every probed lr below it stable too (bisection on {LR_SPAN}); ratio BN / no BN"
-            ),
-            kind="increase",
-            unit="× lr",
-            margin=LR_MARGIN,
-            effect=eff.stable_lr(*arms),
-            literature=LITERATURE["stable_lr"],
-            log_scale=True,
-            resolution=LR_RESOLUTION,
-            training="short probe runs at one lr each",
-        ),
+        *(
+            _claim(
+                "plain",
+                key,
+                arms,
+                claim=claim,
+                estimand=estimand,
+                kind=kind,
+                unit="× lr",
+                margin=LR_MARGIN,
+                effect=effect(*arms),
+                literature=LITERATURE[lit],
+                log_scale=True,
+                resolution=LR_RESOLUTION,
+                training=training,
+            )
+            for key, kind, effect, claim, estimand, lit, training in _LR_RATIOS
+        ),  # fmt: skip
     )
 
 
@@ -232,27 +232,26 @@ def _resnet_claims() -> tuple[Claim, ...]:
     )
 
 
+# The tuned-accuracy claims (each with its test-NLL twin):
+# net, key, arm A, arm B, kind, what is claimed, A − B in words, literature.
+_TUNED = (
+    ("plain", ck.BN_ACCURACY, "relu/before", "relu/none", "increase", "BN improves accuracy.",
+     "BN before the activation − no BN", "accuracy"),
+    ("plain", ck.BN_PLACEMENT, "relu/before", "relu/after", "increase",
+     "BN works better before the activation than after it.", "BN before − BN after the activation", "placement"),
+    ("bncnn", ck.BN_ACCURACY, "relu/before", "relu/none", "increase",
+     "BN improves accuracy (the source article's net).", "BN before the activation − no BN", "accuracy"),
+    ("bncnn", ck.BN_CLASSIFIER, "relu/before+bn1d", "relu/before", "not_higher",
+     "BN1d before the classifier does not help (among nets with BN in the conv blocks).",
+     "BN before the activation with BN1d − without BN1d", "classifier"),
+)  # fmt: skip
+
+
 def claims2() -> tuple[Claim, ...]:
     """Every claim of design 2, primary ones first, in page order (the controls: ``_controls``)."""
-    accuracy = _tuned(
-        "plain",
-        ck.BN_ACCURACY,
-        "relu/before",
-        "relu/none",
-        kind="increase",
-        claim="BN improves accuracy.",
-        versus="BN before the activation − no BN",
-        literature=LITERATURE["accuracy"],
-    )
-    placement = _tuned(
-        "plain",
-        ck.BN_PLACEMENT,
-        "relu/before",
-        "relu/after",
-        kind="increase",
-        claim="BN works better before the activation than after it.",
-        versus="BN before − BN after the activation",
-        literature=LITERATURE["placement"],
+    (accuracy, accuracy_nll), (placement, placement_nll), *bncnn = (
+        _tuned(net, key, a, b, kind=kind, claim=claim, versus=versus, literature=LITERATURE[lit])
+        for net, key, a, b, kind, claim, versus, lit in _TUNED
     )
     interaction = _claim(
         "plain",
@@ -269,38 +268,16 @@ def claims2() -> tuple[Claim, ...]:
         effect=eff.interaction("plain:", eff.RECORDED, edge=True),
         literature=LITERATURE["activation"],
     )
-    bncnn_accuracy = _tuned(
-        "bncnn",
-        ck.BN_ACCURACY,
-        "relu/before",
-        "relu/none",
-        kind="increase",
-        claim="BN improves accuracy (the source article's net).",
-        versus="BN before the activation − no BN",
-        literature=LITERATURE["accuracy"],
-    )
-    classifier = _tuned(
-        "bncnn",
-        ck.BN_CLASSIFIER,
-        "relu/before+bn1d",
-        "relu/before",
-        kind="not_higher",
-        claim="BN1d before the classifier does not help (among nets with BN in the conv blocks).",
-        versus="BN before the activation with BN1d − without BN1d",
-        literature=LITERATURE["classifier"],
-    )
     everything = (
-        accuracy[0],
+        accuracy,
         *_plain_lr_claims(),
-        placement[0],
+        placement,
         interaction,
         *_resnet_claims(),
-        bncnn_accuracy[0],
-        classifier[0],
-        accuracy[1],
-        placement[1],
-        bncnn_accuracy[1],
-        classifier[1],
+        *(primary for primary, _ in bncnn),
+        accuracy_nll,
+        placement_nll,
+        *(nll for _, nll in bncnn),
     )
     return tuple(sorted(everything, key=lambda c: not c.primary))  # stable: page order within each
 

@@ -61,16 +61,8 @@ def seed_views(records: Sequence[CellRecord]) -> dict[str, dict[int, SeedView]]:
             view.probe.setdefault(r.arm, []).append(est.ProbePoint(lr=r.lr, val_acc=r.val_acc, diverged=r.diverged))
             continue
         lrs.setdefault(r.arm, set()).add(r.lr)
-        view.grid.setdefault(r.arm, []).append(
-            est.GridPoint(
-                lr=r.lr,
-                val_acc=r.val_acc,
-                test_acc=r.test_acc,
-                diverged=r.diverged,
-                test_nll=r.test_nll,
-                early_loss=r.early_loss,
-            )
-        )
+        point = est.GridPoint(lr=r.lr, val_acc=r.val_acc, test_acc=r.test_acc, diverged=r.diverged)
+        view.grid.setdefault(r.arm, []).append(replace(point, test_nll=r.test_nll, early_loss=r.early_loss))
         if r.curve:
             view.curves[(r.arm, round(r.lr, 12))] = r.curve
     for dataset, seeds in out.items():
