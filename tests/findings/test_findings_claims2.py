@@ -192,3 +192,15 @@ def test_design_1_catalogue_is_unchanged() -> None:
     assert [c.key for c in claims()][:3] == [ck.BN_ACCURACY, ck.BN_CONVERGENCE, ck.BN_HIGHER_LR]
     with pytest.raises(ValueError, match="choose one of: 1, 2"):
         catalogue(3)
+
+
+def test_design_2_convergence_and_interaction_carry_the_edge_flag() -> None:
+    steps = eff.steps(BN, NO_BN, matched=True, lrs=eff.RECORDED, edge=True)
+    interaction = eff.interaction("plain:", eff.RECORDED, edge=True)
+    inside = view(DESIGN2_ARMS)
+    assert not steps(inside).edge and not interaction(inside).edge
+    assert interaction(inside).value == pytest.approx(10.0)
+    # The no-BN arm best at the grid's top: the matched lr of the convergence claim is on the edge.
+    on_edge = view({**DESIGN2_ARMS, NO_BN: Arm2(0.92, best_lr=10.0)})
+    assert steps(on_edge).edge and interaction(on_edge).edge
+    assert not eff.steps(BN, NO_BN, matched=True, lrs=eff.RECORDED)(on_edge).edge  # design 1 never flags it
