@@ -6,7 +6,8 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,77 @@ def run_bnsearch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         env={**os.environ, "COLUMNS": "200"},
         timeout=240,
     )
+
+
+# Design 2: the spec's grid LRS2 (1e-4 … 10, three per decade, 3 significant digits).
+LRS2 = tuple(float(f"{10 ** (k / 3 - 4):.3g}") for k in range(16))
+
+
+@dataclass(frozen=True)
+class Arm2:
+    """A synthetic design-2 arm: accuracy peaks at ``best_lr`` and falls 2 points a decade from
+    it; every lr above ``max_lr`` diverges (grid and probe alike)."""
+
+    peak: float
+    best_lr: float = 0.0464
+    max_lr: float = 10.0
+    early: float = 1.0  # early training loss at lr 1e-4 (it grows with the lr)
+
+
+DESIGN2_ARMS = {
+    "plain:relu/none": Arm2(0.92, max_lr=0.1),
+    "plain:relu/before": Arm2(0.95, max_lr=4.64),
+    "plain:relu/after": Arm2(0.94, max_lr=4.64),
+    "plain:leaky_relu/none": Arm2(0.92, max_lr=0.1),
+    "plain:leaky_relu/before": Arm2(0.95),
+    "plain:tanh/none": Arm2(0.88, max_lr=0.1),
+    "plain:tanh/before": Arm2(0.94),
+    "plain:sigmoid/none": Arm2(0.80, max_lr=0.1),
+    "plain:sigmoid/before": Arm2(0.93),
+    "resnet:relu/post": Arm2(0.95, max_lr=0.464, early=1.2),
+    "resnet:relu/post/zero_last": Arm2(0.95, max_lr=2.15, early=0.6),
+    "bncnn:relu/none": Arm2(0.94),
+    "bncnn:relu/before": Arm2(0.945),
+    "bncnn:relu/before+bn1d": Arm2(0.945),
+    "bncnn:relu/before#twin": Arm2(0.945),
+}
+
+
+def _bisected(stable: Callable[[int], bool], n: int) -> dict[int, bool]:
+    """The grid indices a bisection for the largest stable lr tries, and their verdicts."""
+    tried = {0: stable(0), n - 1: stable(n - 1)}
+    lo, hi = 0, n - 1
+    if tried[lo] and not tried[hi]:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            tried[mid] = stable(mid)
+            lo, hi = (mid, hi) if tried[mid] else (lo, mid)
+    return tried
+
+
+def design2_records(
+    dataset: str, seed: int, arms: Mapping[str, Arm2] = DESIGN2_ARMS, *, seed_shift: float = 0.0, n_test: int = 1000
+) -> list[Any]:
+    """Every grid and probe cell of one seed of design 2 on ``arms`` (``seed_shift`` moves every
+    arm alike: a seed effect that pairing must cancel)."""
+    import math
+    from functools import partial
+
+    from bnsearch.findings._records import CellRecord
+
+    out = []
+    for name, arm in arms.items():
+        cell = partial(CellRecord, dataset=dataset, seed=seed, arm=name, n_test=n_test)
+        for lr in LRS2:
+            diverged = lr > arm.max_lr
+            acc = 0.1 if diverged else arm.peak + seed_shift - 0.02 * abs(math.log10(lr / arm.best_lr))
+            grid = cell(kind="grid", lr=lr, val_acc=acc, test_acc=acc, diverged=diverged)
+            curve = tuple((s, min(1.0, acc * s / 200)) for s in range(20, 320, 20))
+            early = math.inf if diverged else arm.early * (1 + math.log10(lr / 1e-4))
+            out.append(replace(grid, curve=curve, test_nll=None if diverged else 0.05 + (1 - acc), early_loss=early))
+        tried = _bisected(lambda i, arm=arm: LRS2[i] <= arm.max_lr, len(LRS2))
+        out += [
+            cell(kind="probe", lr=LRS2[i], val_acc=0.6 if ok else 0.1, test_acc=0.6 if ok else 0.1, diverged=not ok)
+            for i, ok in sorted(tried.items())
+        ]
+    return out

@@ -50,6 +50,7 @@ class Claim:
     literature: str = ""
     training: str = ""  # how the compared nets trained, when not the dataset's epochs
     expected: str | None = None  # verdict the literature leads one to expect here (None: no prediction)
+    arms: tuple[str, ...] = ()  # design 2: the arms the effect reads (the sequential driver adds seeds to these)
 
     @property
     def stat_margin(self) -> float:

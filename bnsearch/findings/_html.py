@@ -1,6 +1,8 @@
 """The findings page and JSON: results → plotly figures → one self-contained HTML file.
 
-Only rendering lives here; every number comes from ``_judge.judge`` and the cell records.
+Only rendering lives here; every number comes from ``_judge.judge``, ``_controls.check_controls``
+and the cell records. A design-2 run passes its controls (``trust``): they head the page and the
+JSON, and a failed one marks the whole run untrustworthy in red, with the reason, at the very top.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bnsearch.findings._controls import Trust
 from bnsearch.findings._design import MAIN_LRS
 from bnsearch.findings._effects import seed_views
 from bnsearch.findings._judge import Result
@@ -26,7 +29,17 @@ _FEATURE = "the findings page"
 _CSS = """
 .claim{border-left:4px solid #ddd;padding:.2em 1em;margin:1em 0}
 .lit{color:#555;font-size:.95em}
+.untrustworthy{background:#fde8e8;border:2px solid #c00;color:#a00;padding:.5em 1em}
+.trustworthy{border-left:4px solid #2a2;padding:.2em 1em}
 """
+DESIGN1_ARMS = ("relu/none", "relu/before", "relu/after", "relu/before+bn1d", "relu/after/zero_last")
+DESIGN2_ARMS = (
+    "plain:relu/none",
+    "plain:relu/before",
+    "plain:relu/after",
+    "resnet:relu/post",
+    "resnet:relu/post/zero_last",
+)
 
 
 def _normalised(r: Result, x: float) -> float | None:
@@ -80,8 +93,9 @@ def forest_figure(results: Sequence[Result]) -> go.Figure:
     return fig
 
 
-def lr_figure(records: Sequence[CellRecord]) -> go.Figure:
-    """Evidence: mean test accuracy vs lr of the ReLU arms per dataset (seeds averaged).
+def lr_figure(records: Sequence[CellRecord], arms: Sequence[str] = DESIGN1_ARMS, *, design: int = 1) -> go.Figure:
+    """Evidence: mean test accuracy vs lr of ``arms`` per dataset (seeds averaged), on design 1's
+    grid or (design 2) on each arm's recorded grid.
 
     Raises:
         MissingDependencyError: plotly is not installed.
@@ -90,16 +104,16 @@ def lr_figure(records: Sequence[CellRecord]) -> go.Figure:
 
     fig = go.Figure()
     views = seed_views(records)
-    arms = ("relu/none", "relu/before", "relu/after", "relu/before+bn1d", "relu/after/zero_last")
     for di, (dataset, seeds) in enumerate(sorted(views.items())):
         for ai, arm in enumerate(arms):
+            lrs = MAIN_LRS if design == 1 else next(iter(seeds.values())).lrs.get(arm, ())
             ys = []
-            for lr in MAIN_LRS:
+            for lr in lrs:
                 vals = [p.test_acc for v in seeds.values() for p in v.points(arm, (lr,))]
                 ys.append(100 * sum(vals) / len(vals) if vals else None)
             fig.add_trace(
                 go.Scatter(
-                    x=list(MAIN_LRS),
+                    x=list(lrs),
                     y=ys,
                     mode="lines+markers",
                     name=f"{dataset}: {arm}",
@@ -159,18 +173,49 @@ def _claims_html(results: Sequence[Result]) -> str:
     return "".join(parts)
 
 
+def _trust_html(trust: Trust) -> str:
+    """The run's trust mark (red when a control failed, with every reason) and the controls' table."""
+    if trust.trustworthy:
+        mark = (
+            "<p class='trustworthy'><b>Controls passed:</b> the positive control came out supported "
+            "and the negative control did not differ.</p>"
+        )
+    else:
+        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in trust.reasons)
+        mark = (
+            "<div class='untrustworthy'><b>This run is untrustworthy: a control failed.</b> "
+            f"Its verdicts below cannot be taken at face value.<ul>{reasons}</ul></div>"
+        )
+    rows = "".join(
+        f"<tr><td>{html.escape(c.result.key)}</td><td>{html.escape(c.result.dataset)}</td>"
+        f"<td>{html.escape(c.requirement)}</td><td>{html.escape(c.result.verdict)}</td>"
+        f"<td>{'passed' if c.passed else '<b>failed</b>'}</td><td>{html.escape(c.result.sentence)}</td></tr>"
+        for c in trust.controls
+    )
+    head = "".join(f"<th>{c}</th>" for c in ("control", "dataset", "requirement", "verdict", "result", "measured"))
+    return f"{mark}<h2>Controls</h2><table><tr>{head}</tr>{rows}</table>"
+
+
 def write_findings_html(
-    results: Sequence[Result], records: Sequence[CellRecord], path: str | Path, *, note: str
+    results: Sequence[Result],
+    records: Sequence[CellRecord],
+    path: str | Path,
+    *,
+    note: str,
+    trust: Trust | None = None,
 ) -> Path:
-    """Write the findings page to ``path``, plotly.js inlined.
+    """Write the findings page to ``path``, plotly.js inlined. ``trust`` (design 2): the
+    controls, which head the page, a failed one marking the run untrustworthy in red.
 
     Raises:
         MissingDependencyError: plotly is not installed.
         BnsearchError: the file cannot be written.
     """
-    figs = [forest_figure(results), lr_figure(records)]
+    evidence = lr_figure(records) if trust is None else lr_figure(records, DESIGN2_ARMS, design=2)
+    figs = [forest_figure(results), evidence]
     divs = "".join(f"<div>{figure_div(f)}</div>" for f in figs)
-    body = f"""<p>{html.escape(note)} Generated {written_at()}.</p>
+    controls = "" if trust is None else _trust_html(trust)
+    body = f"""{controls}<p>{html.escape(note)} Generated {written_at()}.</p>
 <p>Each effect is paired by seed (same split, batch order and shared initial weights) and its interval
 is a 95% t-interval over the per-seed effects (the bootstrap column resamples seeds and each seed's
 test-set noise, as a check). Verdicts of the primary claims are Holm-corrected over the primary claims
@@ -182,16 +227,29 @@ of each dataset; secondary claims are judged at 5% each. <i>Replicated</i>: ever
     return write_page(path, page, what="findings page", example_name="findings.html")
 
 
-def write_findings_json(results: Sequence[Result], path: str | Path) -> Path:
-    """One object per claim × dataset (key, claim, estimand, dataset, effect, ci_low, ci_high,
-    unit, n_seeds, verdict, replicated, and the evidence behind them)."""
+def _clean(row: dict[str, object]) -> dict[str, object]:
+    """NaN and inf (no interval, no effect) as JSON null."""
 
     def clean(v: object) -> object:
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
-    rows = [
-        {k: ([clean(x) for x in v] if isinstance(v, list) else clean(v)) for k, v in r.to_json().items()}
-        for r in results
-    ]
-    text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+    return {k: ([clean(x) for x in v] if isinstance(v, list) else clean(v)) for k, v in row.items()}
+
+
+def write_findings_json(results: Sequence[Result], path: str | Path, *, trust: Trust | None = None) -> Path:
+    """Design 1 (``trust`` None): a list, one object per claim × dataset (key, claim, estimand,
+    dataset, effect, ci_low, ci_high, unit, n_seeds, verdict, replicated, and the evidence behind
+    them). Design 2: ``{"design": 2, "trustworthy", "reasons", "controls": [...], "claims": [...]}``,
+    the controls first, each claim row with ``look`` and ``seeds_used`` as well."""
+    rows = [_clean(r.to_json(sequential=trust is not None)) for r in results]
+    doc: object = rows
+    if trust is not None:
+        doc = {
+            "design": 2,
+            "trustworthy": trust.trustworthy,
+            "reasons": list(trust.reasons),
+            "controls": [_clean(c.to_json()) for c in trust.controls],
+            "claims": rows,
+        }
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     return write_page(path, text, what="findings JSON", example_name="findings.json")

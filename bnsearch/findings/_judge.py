@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bnsearch.claims import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_ESTIMABLE, SUPPORTED
-from bnsearch.findings._catalogue import Claim, claims
+from bnsearch.findings._catalogue import Claim
+from bnsearch.findings._catalogue2 import catalogue
 from bnsearch.findings._design import EPOCHS
 from bnsearch.findings._effects import SeedView, seed_views
 from bnsearch.findings._records import CellRecord
@@ -45,8 +46,12 @@ class Result:
     sentence: str
     literature: str
     agreement: str  # agrees / disagrees / no clear answer / no prediction
+    look: int | None = None  # design 2: the pre-registered look at which the verdict was reached (sequential driver)
+    seeds_used: int | None = None  # design 2: the seeds trained for this claim's arms by then
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, *, sequential: bool = False) -> dict[str, object]:
+        """The JSON row; ``sequential`` (design 2) adds ``look`` and ``seeds_used``."""
+        extra: dict[str, object] = {"look": self.look, "seeds_used": self.seeds_used} if sequential else {}
         return {
             "key": self.key,
             "claim": self.claim,
@@ -70,6 +75,7 @@ class Result:
             "sentence": self.sentence,
             "literature": self.literature,
             "agreement": self.agreement,
+            **extra,
         }
 
 
@@ -149,8 +155,8 @@ def _judge_dataset(seeds: dict[int, SeedView], family: Sequence[Claim], *, prima
     )
     rows = []
     for es, ps, vals, j in zip(effects, present, values, judged, strict=True):
-        kinds = sorted({e.note for e in ps if e.note})
-        notes = [f"{sum(e.note == n for e in ps)} of {len(ps)} seeds {n}" for n in kinds]
+        kinds = sorted({n for e in ps for n in e.notes})
+        notes = [f"{sum(n in e.notes for e in ps)} of {len(ps)} seeds {n}" for n in kinds]
         skipped = sorted({e.note for e in es if e.value is None})
         if skipped:
             notes.append(f"{len(es) - len(ps)} seed(s) without an effect ({', '.join(skipped)})")
@@ -172,9 +178,10 @@ def _judge_dataset(seeds: dict[int, SeedView], family: Sequence[Claim], *, prima
     return rows
 
 
-def judge(records: Sequence[CellRecord], *, claim_list: Sequence[Claim] | None = None) -> list[Result]:
-    """Every claim on every dataset of ``records``: per-seed effects, intervals, verdicts."""
-    all_claims = tuple(claim_list) if claim_list is not None else claims()
+def judge(records: Sequence[CellRecord], *, claim_list: Sequence[Claim] | None = None, design: int = 1) -> list[Result]:
+    """Every claim of ``design``'s catalogue (or of ``claim_list``) on every dataset of
+    ``records``: per-seed effects, intervals, verdicts."""
+    all_claims = tuple(claim_list) if claim_list is not None else catalogue(design)
     views = seed_views(records)
     datasets = sorted(views)
     rows: dict[tuple[str, str], _Row] = {}
