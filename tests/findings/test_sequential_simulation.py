@@ -5,8 +5,18 @@ family mixing the kinds; per-seed effects with the real data's sd (1.5 points), 
 test example of a 270-example test set (the resolution the claims pass). After each look only
 the still-undecided claims get more seeds: a decided claim is judged on the seeds it had.
 
-Measured (REPS families per scenario; `pytest -s tests/findings/test_sequential_simulation.py`):
-FILLED IN BELOW.
+Measured (`pytest -s -p no:randomly tests/findings/test_sequential_simulation.py`, ~35 s):
+- family-wise error over all looks and claims, 4000 families: 0.045 ± 0.003 under the global
+  null, 0.034 ± 0.003 under a partial null (two real 2-point effects); today's fixed-n Holm
+  repeated at each look: 0.109 and 0.088 (1000 families). Six directional claims under the global
+  null: 0.054 ± 0.005 here (2000 families), 0.046 ± 0.002 with 10 000 families.
+- coverage of the reported repeated intervals (2000 families × 6 claims): 0.951 under the null,
+  0.954 at a true 1-point effect, 0.974 at 2 points (claims stopped at 10 seeds report that
+  look's wider interval).
+- mean seeds per claim (cap 20): 20.00 under the null; 19.89 at a true 1-point effect (1% stop at
+  10 seeds; 65% supported by 20); 17.90 at 2 points (21% stop at 10; all supported).
+- one claim, t boundaries matched to the z ones: exact at the first look (5 seeds); over the
+  three looks 0.0510 at 5% and 0.0086 at 5%/6 (O'Brien–Fleming), 0.0534 and 0.0092 (Pocock).
 """
 
 from __future__ import annotations
