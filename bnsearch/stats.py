@@ -517,6 +517,8 @@ def repeated_interval(
     mean together with probability 1 − alpha, whenever the design stops. With one look it is
     ``t_interval``.
     """
+    if not 0 <= look < len(plan.looks):
+        raise ValueError(f"look must be an index into the plan's {len(plan.looks)} looks, got {look}")
     stat = _look_stat(np.asarray(effects, dtype=float)[: plan.looks[look]], resolution)
     return _rci(stat, plan, look)
 
@@ -565,6 +567,12 @@ def judge_sequential(
     lies inside ±margin is decided ``equivalent``; it stops, and still counts in m′. The tests and
     verdicts are those of ``claim_pvalue``/``verdict`` (two one-sided tests at half the level for
     ``not_higher``/``not_lower``); an undecided claim is ``inconclusive`` (final at the last look).
+
+    Returns:
+        One ``SequentialJudged`` per claim, in order. ``p_adjusted`` is Holm's adjustment of the
+        claims' sequential p-values (each over its looks up to its decision); it is below alpha
+        exactly when the claim is supported or contradicted, up to the interpolation of the
+        p-value, except for a claim decided ``equivalent`` earlier, which keeps that verdict.
 
     Raises:
         ValueError: ``look`` outside the plan, an unknown claim kind, or an undecided claim with
@@ -676,6 +684,9 @@ def seeds_for_power(
     design's inflation factor (the squared ratio of the drifts that give ``target_power`` with the
     group-sequential boundaries at the looks' fractions and with one look, in z), rounded up; it is
     the seed count of the last look of a plan whose looks sit at the same fractions.
+
+    Returns:
+        The seed count (of the last look, for a sequential plan).
 
     Raises:
         ValueError: ``sd`` or ``effect`` not positive, ``claims`` < 1, or bad ``looks``.
