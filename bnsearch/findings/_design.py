@@ -143,6 +143,18 @@ def design_identity(dataset: str, model: str = "bncnn") -> dict[str, Any]:
     }
 
 
+DESIGNS = (1, 2)  # design 1: this module's arms; design 2: _design2 (issue 24)
+
+
+def default_run(design: int, *, quick: bool = False) -> tuple[tuple[str, ...], int]:
+    """The datasets and seeds of a run of ``design`` that names neither (``--quick``: the quick ones)."""
+    if design == 2:
+        from bnsearch.findings import _design2 as d2
+
+        return (d2.QUICK_DATASETS2, d2.QUICK_SEEDS2) if quick else (d2.DEFAULT_DATASETS2, d2.DEFAULT_SEEDS2)
+    return (QUICK_DATASETS, QUICK_SEEDS) if quick else (DEFAULT_DATASETS, DEFAULT_SEEDS)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FindingsConfig:
     """One run of the designed experiment."""
@@ -156,14 +168,18 @@ class FindingsConfig:
     prefix: str = DEFAULT_PREFIX  # study names: <prefix>-<dataset>-s<seed>
     device: str = "cpu"
     model: str = "bncnn"  # one of FINDINGS_MODELS: the net every cell trains (plain at its default depth and width)
+    design: int = 1  # one of DESIGNS: 1 (the 2-conv net's arms) or 2 (issue 24: bncnn, deep plain, resnet)
 
     @classmethod
     def quick(cls, **kw: Any) -> FindingsConfig:
-        """``--quick``: digits with 3 seeds."""
-        return cls(datasets=QUICK_DATASETS, seeds=QUICK_SEEDS, **kw)
+        """``--quick``: digits with 3 seeds (design 2: its own quick datasets and seeds)."""
+        datasets, seeds = default_run(kw.get("design", 1), quick=True)
+        return cls(datasets=datasets, seeds=seeds, **kw)
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first bad option."""
+        if self.design not in DESIGNS:
+            raise ConfigError(f"--design must be one of: {', '.join(map(str, DESIGNS))}, got {self.design}")
         if not self.datasets:
             raise ConfigError("--datasets is empty; give a comma-separated list, e.g. digits,mnist5k")
         for d in self.datasets:
@@ -188,9 +204,18 @@ class FindingsConfig:
                 f"findings --model must be one of: {', '.join(FINDINGS_MODELS)}, got '{self.model}' "
                 "(the arms put BN before or after an activation, which a residual block or a user net does not have)"
             )
+        if self.design == 2 and self.model != "bncnn":
+            raise ConfigError(f"--model {self.model} applies to --design 1 only; design 2 names each arm's net itself")
+        if self.design == 2 and self.pack > 1:
+            raise ConfigError(
+                f"--pack {self.pack} applies to --design 1 only for now; design 2 trains cells one by one"
+            )
 
     def study_name(self, dataset: str, seed: int) -> str:
-        """``findings-digits-s0``; ``findings-plain-digits-s0`` for another model."""
+        """``findings-digits-s0``; ``findings-plain-digits-s0`` for another model; design 2:
+        ``findings2-digits-s0``."""
+        if self.design == 2:
+            return f"{self.prefix}2-{dataset}-s{seed}"
         net = "" if self.model == "bncnn" else f"-{self.model}"
         return f"{self.prefix}{net}-{dataset}-s{seed}"
 

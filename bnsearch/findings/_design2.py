@@ -1,0 +1,306 @@
+"""Design 2 of ``bnsearch findings`` (issue 24): BN tested on the nets where its effects can exist.
+
+Three networks, each arm named ``net:activation/placement[+bn1d][/zero_last][#twin]``:
+
+- ``bncnn``: the source article's two-conv net (its claims are the source's), with the
+  negative-control twin ``bncnn:relu/before#twin`` (the same net as ``bncnn:relu/before``, its
+  batch order drawn from another stream: it differs from the original only by seed noise);
+- ``plain``: a deep plain CNN (``PLAIN_DEPTH`` conv layers, no skip path), where nothing but
+  normalisation keeps the stack trainable: accuracy, convergence, optimal and largest stable
+  lr, placement and the activation interaction;
+- ``resnet``: He et al.'s residual net with BN after each conv (``post``), gamma 1 everywhere
+  vs gamma 0 on the last BN of each residual branch (Goyal et al.'s ``zero_last``).
+
+Every arm trains on a contiguous sub-range of the 16-point grid ``LRS2`` (``grid_lrs``); the two
+plain ReLU arms none/before are also probed for their largest stable lr (``_probe``), one short
+run at a time, by bisection. Everything here is fixed before any cell trains and stored on each
+study (``design2_identity``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bnsearch.core.space import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, TrialParams
+from bnsearch.findings._design import CHECKPOINT_STEPS, RECALIBRATION_EXAMPLES, WEIGHT_DECAY
+
+if TYPE_CHECKING:
+    from bnsearch.findings._design import FindingsConfig
+
+DESIGN = 2
+# 1e-4 … 10, three per decade, rounded to 3 significant digits (16 values).
+LRS2 = tuple(float(f"{10 ** (-4 + i / 3):.3g}") for i in range(16))
+# Held-out shares: the per-seed sd of design 1 was mostly the sampling error of 15% splits, and
+# every claim is a within-seed difference, so a smaller training split costs every arm alike.
+# 35% test (digits 629, mnist5k 1750 images) more than doubles the test set; 25% validation
+# (449 / 1250) chooses the lr; 40% trains (719 / 2000).
+VAL_FRACTION2 = 0.25
+TEST_FRACTION2 = 0.35
+PLAIN_DEPTH = 12  # conv layers of the deep plain net (three stages of 4)
+PLAIN_WIDTH = 8  # channels of its first stage (8, 16, 32)
+RESNET_DEPTH = 8  # 6n+2 with n = 1 basic block per stage
+RESNET_WIDTH = 8  # channels of its first stage (8, 16, 32)
+# Epochs per dataset, every net: digits 23 SGD steps of 32 per epoch, mnist5k 63.
+EPOCHS2 = {"digits": 10, "mnist5k": 4}
+EARLY_STEPS = 20  # early loss: mean training loss over the first this many SGD steps
+PROBE_STEPS = 60  # SGD steps of one stable-lr probe run
+PROBE_MARGIN = 0.2  # a probe lr is stable when its net reaches chance + this validation accuracy
+# Pre-registered lr of the positive control (plain relu none vs before at one grid lr; the
+# net without BN must fail there and the net with BN train). Chosen from the seed-0 pilot
+# (benchmarks/findings_cells.py --pilot-lrs): see docs/findings.md, "Design 2".
+POSITIVE_CONTROL_LR = 1.0
+# lr of the resnet early-loss comparison (gamma 1 vs zero_last): the highest grid lr at which
+# both resnet arms survived their first EARLY_STEPS steps in the seed-0 pilot.
+RESNET_EARLY_LR = 1.0
+
+DEFAULT_DATASETS2 = ("digits", "mnist5k")
+DEFAULT_SEEDS2 = 5  # the first look; the sequential driver adds seeds to undecided claims
+QUICK_DATASETS2 = ("digits",)
+QUICK_SEEDS2 = 3
+OTHER_ACTIVATIONS2 = ("leaky_relu", "tanh", "sigmoid")
+_PLACE_NAMES = {
+    "none": "none",
+    "before_activation": "before",
+    "after_activation": "after",
+    "post_activation": "post",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Arm2:
+    """One network configuration of design 2."""
+
+    net: str  # bncnn, plain or resnet
+    activation: str
+    bn_placement: str  # none, before_activation, after_activation; post_activation (resnet)
+    bn_classifier: bool = False
+    gamma_init: str = "ones"  # ones or zero_last
+    twin: bool = False  # the negative control: another batch-order stream, nothing else
+
+    @property
+    def name(self) -> str:
+        """``plain:relu/before``, ``bncnn:relu/before+bn1d``, ``resnet:relu/post/zero_last`` ..."""
+        name = f"{self.net}:{self.activation}/{_PLACE_NAMES[self.bn_placement]}"
+        name += "+bn1d" if self.bn_classifier else ""
+        name += "" if self.gamma_init == "ones" else f"/{self.gamma_init}"
+        return name + ("#twin" if self.twin else "")
+
+    @property
+    def has_bn(self) -> bool:
+        return self.bn_placement != "none" or self.bn_classifier
+
+    def params(self, *, lr: float, epochs: int) -> TrialParams:
+        depth, width = {"plain": (PLAIN_DEPTH, PLAIN_WIDTH), "resnet": (RESNET_DEPTH, RESNET_WIDTH)}.get(
+            self.net, (None, None)
+        )
+        return TrialParams(
+            lr=lr,
+            weight_decay=WEIGHT_DECAY,
+            momentum=DEFAULT_MOMENTUM,
+            batch_size=DEFAULT_BATCH_SIZE,
+            epochs=epochs,
+            activation=self.activation,
+            bn_placement=self.bn_placement,
+            bn_classifier=self.bn_classifier,
+            gamma_init=self.gamma_init if self.has_bn else None,
+            beta_init="zeros" if self.has_bn else None,
+            depth=depth,
+            width=width,
+        )
+
+
+BNCNN_ARMS = (
+    Arm2("bncnn", "relu", "none"),
+    Arm2("bncnn", "relu", "before_activation"),
+    Arm2("bncnn", "relu", "after_activation"),
+    Arm2("bncnn", "relu", "before_activation", bn_classifier=True),
+    Arm2("bncnn", "relu", "before_activation", twin=True),
+)
+PLAIN_NONE = Arm2("plain", "relu", "none")
+PLAIN_BEFORE = Arm2("plain", "relu", "before_activation")
+PLAIN_RELU_ARMS = (PLAIN_NONE, PLAIN_BEFORE, Arm2("plain", "relu", "after_activation"))
+PLAIN_ACTIVATION_ARMS = tuple(Arm2("plain", a, p) for a in OTHER_ACTIVATIONS2 for p in ("none", "before_activation"))
+RESNET_ARMS = (
+    Arm2("resnet", "relu", "post_activation"),
+    Arm2("resnet", "relu", "post_activation", gamma_init="zero_last"),
+)
+ARMS2 = (*BNCNN_ARMS, *PLAIN_RELU_ARMS, *PLAIN_ACTIVATION_ARMS, *RESNET_ARMS)
+CURVE_ARMS2 = (PLAIN_NONE, PLAIN_BEFORE)  # their grid cells record validation curves
+PROBE_ARMS = (PLAIN_NONE, PLAIN_BEFORE)  # probed for their largest stable lr
+
+# Contiguous sub-ranges of LRS2 (first and last index, inclusive) per group of arms, chosen
+# from the seed-0 pilot so that each arm's best lr is inside and the cost fits the budget.
+_SPANS: dict[str, tuple[int, int]] = {
+    "bncnn": (2, 11),  # 4.64e-4 … 0.464: every bncnn arm stops training by lr 1 (design 1)
+    "plain:relu": (1, 12),  # 2.15e-4 … 1: the positive control's lr is the top
+    "plain:other": (3, 11),  # 1e-3 … 0.464: the activation arms (cost)
+    "resnet": (3, 14),  # 1e-3 … 4.64: gamma zero_last is about high lrs (divergence rate)
+    "probe": (0, 15),  # the whole grid
+}
+
+
+def _span_key(arm: Arm2) -> str:
+    if arm.net == "plain":
+        return "plain:relu" if arm.activation == "relu" else "plain:other"
+    return arm.net
+
+
+def arm_by_name(name: str) -> Arm2:
+    """The design-2 arm called ``name``.
+
+    Raises:
+        KeyError: no arm of design 2 has that name.
+    """
+    for arm in ARMS2:
+        if arm.name == name:
+            return arm
+    raise KeyError(f"no design-2 arm named {name!r}; arms: {', '.join(a.name for a in ARMS2)}")
+
+
+def grid_lrs(arm: str | Arm2) -> tuple[float, ...]:
+    """The learning rates the grid cells of ``arm`` (a name or an ``Arm2``) train at, ascending."""
+    a = arm_by_name(arm) if isinstance(arm, str) else arm
+    lo, hi = _SPANS[_span_key(a)]
+    return LRS2[lo : hi + 1]
+
+
+def probe_lrs() -> tuple[float, ...]:
+    """The learning rates the stable-lr probe bisects over, ascending."""
+    lo, hi = _SPANS["probe"]
+    return LRS2[lo : hi + 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell2:
+    """One arm trained on one seed: a grid cell (``kind="grid"``, full training) or a probe
+    cell (``kind="probe"``, ``PROBE_STEPS`` steps) at ``lr``."""
+
+    arm: Arm2
+    lr: float
+    kind: str = "grid"
+
+    @property
+    def key(self) -> str:
+        """Stable id, stored on the cell's trial: ``grid:plain:relu/before:lr=0.1``."""
+        return f"{self.kind}:{self.arm.name}:lr={self.lr:g}"
+
+    @property
+    def checkpoints(self) -> bool:
+        """Whether validation is measured every ``CHECKPOINT_STEPS`` steps (convergence)."""
+        return self.kind == "grid" and self.arm in CURVE_ARMS2
+
+
+def _selected(arms: Collection[str] | None) -> tuple[Arm2, ...]:
+    if arms is None:
+        return ARMS2
+    unknown = sorted(set(arms) - {a.name for a in ARMS2})
+    if unknown:
+        raise KeyError(f"no design-2 arm named {', '.join(map(repr, unknown))}")
+    return tuple(a for a in ARMS2 if a.name in arms)
+
+
+def design2_cells(arms: Collection[str] | None = None) -> list[Cell2]:
+    """The grid cells of one dataset × seed (of ``arms`` only, when given), in training order.
+    Probe cells are not listed: which lrs a probe tries depends on its earlier results."""
+    return [Cell2(arm, lr) for arm in _selected(arms) for lr in grid_lrs(arm)]
+
+
+def probe_arms(arms: Collection[str] | None = None) -> tuple[Arm2, ...]:
+    """The arms probed for their largest stable lr (of ``arms`` only, when given)."""
+    return tuple(a for a in PROBE_ARMS if a in _selected(arms))
+
+
+def max_probe_cells() -> int:
+    """Probe runs one arm needs at most: bisection over the grid's indices with both ends open."""
+    return math.ceil(math.log2(len(probe_lrs()) + 1))
+
+
+def epochs2(dataset: str) -> int:
+    return EPOCHS2.get(dataset, EPOCHS2["mnist5k"])
+
+
+def design2_identity(dataset: str) -> dict[str, Any]:
+    """What makes two design-2 runs' cells comparable (stored on each study, compared on resume)."""
+    return {
+        "kind": "findings",
+        "design": DESIGN,
+        "dataset": dataset,
+        "epochs": epochs2(dataset),
+        "lrs": list(LRS2),
+        "arms": {a.name: [grid_lrs(a)[0], grid_lrs(a)[-1]] for a in ARMS2},
+        "probe": {
+            "arms": [a.name for a in PROBE_ARMS],
+            "lrs": [probe_lrs()[0], probe_lrs()[-1]],
+            "steps": PROBE_STEPS,
+            "margin": PROBE_MARGIN,
+        },
+        "nets": {
+            "bncnn": {"widths": [32, 64]},
+            "plain": {"depth": PLAIN_DEPTH, "width": PLAIN_WIDTH},
+            "resnet": {"depth": RESNET_DEPTH, "width": RESNET_WIDTH},
+        },
+        "splits": {"val": VAL_FRACTION2, "test": TEST_FRACTION2},
+        "weight_decay": WEIGHT_DECAY,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "momentum": DEFAULT_MOMENTUM,
+        "checkpoint_steps": CHECKPOINT_STEPS,
+        "early_steps": EARLY_STEPS,
+        "recalibration_examples": RECALIBRATION_EXAMPLES,
+        "precision": "fp32",
+    }
+
+
+# Measured seconds per cell, one 1-thread worker of two running at once on this project's
+# 2-core machine (benchmarks/findings_cells.py; figures in docs/findings.md, "Design 2"):
+# (net, dataset) → seconds per grid cell; ("curve", dataset) → the extra of a curve cell;
+# ("probe", dataset) → one probe run.
+CELL_SECONDS: dict[tuple[str, str], float] = {
+    ("bncnn", "digits"): 1.0,
+    ("plain", "digits"): 2.0,
+    ("resnet", "digits"): 2.0,
+    ("curve", "digits"): 1.0,
+    ("probe", "digits"): 1.0,
+    ("bncnn", "mnist5k"): 6.0,
+    ("plain", "mnist5k"): 12.0,
+    ("resnet", "mnist5k"): 12.0,
+    ("curve", "mnist5k"): 4.0,
+    ("probe", "mnist5k"): 3.0,
+}
+
+
+def job_seconds(
+    dataset: str,
+    *,
+    arms: Collection[str] | None = None,
+    cell_seconds: Mapping[tuple[str, str], float] = CELL_SECONDS,
+) -> float:
+    """Estimated seconds to train every cell of one dataset × seed (of ``arms`` only, when
+    given), probes at their most (``max_probe_cells`` per probed arm)."""
+    d = dataset if ("plain", dataset) in cell_seconds else "mnist5k"
+    total = 0.0
+    for cell in design2_cells(arms):
+        total += cell_seconds[(cell.arm.net, d)] + (cell_seconds[("curve", d)] if cell.checkpoints else 0.0)
+    return total + len(probe_arms(arms)) * max_probe_cells() * cell_seconds[("probe", d)]
+
+
+def estimate_wall_s(
+    cfg: FindingsConfig,
+    *,
+    seeds: Collection[int] | None = None,
+    arms: Collection[str] | None = None,
+    cell_seconds: Mapping[tuple[str, str], float] = CELL_SECONDS,
+) -> float:
+    """Estimated wall seconds of a design-2 run from its cell counts and the measured seconds
+    per cell: the dataset × seed jobs (``seeds``: these root seeds instead of ``cfg``'s; ``arms``:
+    only their cells) handed in order to ``cfg.workers`` processes, each taking the next job
+    when it is free, as ``run_experiment`` does. Cells already trained are not subtracted."""
+    seed_list = range(cfg.seeds) if seeds is None else sorted(seeds)
+    costs = [job_seconds(d, arms=arms, cell_seconds=cell_seconds) for s in seed_list for d in cfg.datasets]
+    free = [0.0] * max(1, min(cfg.workers, len(costs) or 1))
+    for cost in costs:
+        heapq.heappush(free, heapq.heappop(free) + cost)
+    return max(free)
