@@ -44,18 +44,22 @@ PLAIN_DEPTH = 12  # conv layers of the deep plain net (three stages of 4)
 PLAIN_WIDTH = 8  # channels of its first stage (8, 16, 32)
 RESNET_DEPTH = 8  # 6n+2 with n = 1 basic block per stage
 RESNET_WIDTH = 8  # channels of its first stage (8, 16, 32)
-# Epochs per dataset, every net: digits 23 SGD steps of 32 per epoch, mnist5k 63.
-EPOCHS2 = {"digits": 10, "mnist5k": 4}
+# Epochs per dataset, every net: digits 23 SGD steps of 32 per epoch (230 steps), mnist5k 63 (126).
+EPOCHS2 = {"digits": 10, "mnist5k": 2}
 EARLY_STEPS = 20  # early loss: mean training loss over the first this many SGD steps
 PROBE_STEPS = 60  # SGD steps of one stable-lr probe run
 PROBE_MARGIN = 0.2  # a probe lr is stable when its net reaches chance + this validation accuracy
-# Pre-registered lr of the positive control (plain relu none vs before at one grid lr; the
-# net without BN must fail there and the net with BN train). Chosen from the seed-0 pilot
-# (benchmarks/findings_cells.py --pilot-lrs): see docs/findings.md, "Design 2".
-POSITIVE_CONTROL_LR = 1.0
+# Pre-registered lr of the positive control (plain relu none vs before, validation accuracy at
+# this grid lr; the net without BN must fail there and the net with BN train). Chosen from the
+# seed-0 pilot (benchmarks/findings_cells.py --pilot-lrs, digits 10 epochs, mnist5k 3): no BN
+# was at chance (0.100) at 0.215, 0.464 and 1 on both datasets; BN reached 0.891 / 0.842 at
+# 0.215 but only 0.262 / 0.378 at 1, too near the 10-point margin to pre-register.
+POSITIVE_CONTROL_LR = 0.215
 # lr of the resnet early-loss comparison (gamma 1 vs zero_last): the highest grid lr at which
-# both resnet arms survived their first EARLY_STEPS steps in the seed-0 pilot.
-RESNET_EARLY_LR = 1.0
+# both resnet arms trained (validation ≥ chance + PROBE_MARGIN) on both datasets in the same
+# pilot: at 0.464 gamma 1 / zero_last reached 0.951 / 0.969 (digits) and 0.881 / 0.829 (mnist5k);
+# at 1 zero_last reached 0.248 on mnist5k. No resnet cell's loss became NaN up to lr 4.64.
+RESNET_EARLY_LR = 0.464
 
 DEFAULT_DATASETS2 = ("digits", "mnist5k")
 DEFAULT_SEEDS2 = 5  # the first look; the sequential driver adds seeds to undecided claims
@@ -129,16 +133,17 @@ RESNET_ARMS = (
     Arm2("resnet", "relu", "post_activation", gamma_init="zero_last"),
 )
 ARMS2 = (*BNCNN_ARMS, *PLAIN_RELU_ARMS, *PLAIN_ACTIVATION_ARMS, *RESNET_ARMS)
-CURVE_ARMS2 = (PLAIN_NONE, PLAIN_BEFORE)  # their grid cells record validation curves
+CURVE_ARMS2 = (PLAIN_NONE, PLAIN_BEFORE)  # their grid cells up to CURVE_MAX_LR record validation curves
+CURVE_MAX_LR = 0.1  # curves only up to this lr: the convergence claim reads them at the no-BN arm's best lr
 PROBE_ARMS = (PLAIN_NONE, PLAIN_BEFORE)  # probed for their largest stable lr
 
 # Contiguous sub-ranges of LRS2 (first and last index, inclusive) per group of arms, chosen
 # from the seed-0 pilot so that each arm's best lr is inside and the cost fits the budget.
 _SPANS: dict[str, tuple[int, int]] = {
-    "bncnn": (2, 11),  # 4.64e-4 … 0.464: every bncnn arm stops training by lr 1 (design 1)
-    "plain:relu": (1, 12),  # 2.15e-4 … 1: the positive control's lr is the top
-    "plain:other": (3, 11),  # 1e-3 … 0.464: the activation arms (cost)
-    "resnet": (3, 14),  # 1e-3 … 4.64: gamma zero_last is about high lrs (divergence rate)
+    "bncnn": (3, 10),  # 1e-3 … 0.215: design 1's bncnn arms were best at 0.003–0.03 and dead by 1
+    "plain:relu": (2, 12),  # 4.64e-4 … 1: the positive control's lr is the top
+    "plain:other": (3, 9),  # 1e-3 … 0.1: the activation arms (cost)
+    "resnet": (5, 14),  # 4.64e-3 … 4.64: gamma zero_last is about high lrs (divergence rate)
     "probe": (0, 15),  # the whole grid
 }
 
@@ -191,7 +196,7 @@ class Cell2:
     @property
     def checkpoints(self) -> bool:
         """Whether validation is measured every ``CHECKPOINT_STEPS`` steps (convergence)."""
-        return self.kind == "grid" and self.arm in CURVE_ARMS2
+        return self.kind == "grid" and self.arm in CURVE_ARMS2 and self.lr <= CURVE_MAX_LR
 
 
 def _selected(arms: Collection[str] | None) -> tuple[Arm2, ...]:
@@ -248,6 +253,7 @@ def design2_identity(dataset: str) -> dict[str, Any]:
         "batch_size": DEFAULT_BATCH_SIZE,
         "momentum": DEFAULT_MOMENTUM,
         "checkpoint_steps": CHECKPOINT_STEPS,
+        "curves": {"arms": [a.name for a in CURVE_ARMS2], "max_lr": CURVE_MAX_LR},
         "early_steps": EARLY_STEPS,
         "recalibration_examples": RECALIBRATION_EXAMPLES,
         "precision": "fp32",
@@ -258,17 +264,19 @@ def design2_identity(dataset: str) -> dict[str, Any]:
 # 2-core machine (benchmarks/findings_cells.py; figures in docs/findings.md, "Design 2"):
 # (net, dataset) → seconds per grid cell; ("curve", dataset) → the extra of a curve cell;
 # ("probe", dataset) → one probe run.
+# Measured 2026-12-06 23:11–23:14 UTC, AMD EPYC (AVX512), 1 torch thread, load average 1.3–2.4
+# from other sessions' jobs: an upper bound for a quiet machine, not for a busier one.
 CELL_SECONDS: dict[tuple[str, str], float] = {
-    ("bncnn", "digits"): 1.0,
-    ("plain", "digits"): 2.0,
-    ("resnet", "digits"): 2.0,
-    ("curve", "digits"): 1.0,
-    ("probe", "digits"): 1.0,
-    ("bncnn", "mnist5k"): 6.0,
-    ("plain", "mnist5k"): 12.0,
-    ("resnet", "mnist5k"): 12.0,
-    ("curve", "mnist5k"): 4.0,
-    ("probe", "mnist5k"): 3.0,
+    ("bncnn", "digits"): 1.45,
+    ("plain", "digits"): 1.24,
+    ("resnet", "digits"): 0.93,
+    ("curve", "digits"): 0.23,
+    ("probe", "digits"): 0.32,
+    ("bncnn", "mnist5k"): 2.96,
+    ("plain", "mnist5k"): 3.50,
+    ("resnet", "mnist5k"): 2.31,
+    ("curve", "mnist5k"): 1.71,
+    ("probe", "mnist5k"): 1.50,
 }
 
 

@@ -243,8 +243,8 @@ class EarlyLoss:
 
     ``train()`` reports losses per epoch only. A forward hook keeps the logits of each training
     forward pass (train mode, gradients on: not an evaluation or a BN recomputation), and the
-    labels are those of the batches ``train()`` draws: its first epoch's permutation, replayed
-    from the same seed and cut as it cuts it (tests/findings/test_findings_design2.py checks it
+    labels are those of the batches ``train()`` draws: its permutations, one per epoch, replayed
+    from the same seed and cut as it cuts them (tests/findings/test_findings_design2.py checks it
     against ``train()``'s own epoch loss). Weighted by batch size, as ``train()`` averages.
     """
 
@@ -252,10 +252,13 @@ class EarlyLoss:
         n = len(data.train_y)
         bs = min(params.batch_size, n)
         n_used = n - 1 if n % bs == 1 else n
-        if steps > math.ceil(n_used / bs):
-            raise ValueError(f"early loss over {steps} steps needs them in one epoch of {math.ceil(n_used / bs)}")
-        perm = torch.randperm(n, generator=torch_generator(seed, data.device), device=data.device)
-        labels = [data.train_y[perm[k * bs : min((k + 1) * bs, n_used)]] for k in range(steps)]
+        per_epoch = math.ceil(n_used / bs)
+        gen = torch_generator(seed, data.device)
+        labels: list[torch.Tensor] = []
+        while len(labels) < steps:  # one permutation per epoch, drawn in order from one generator
+            perm = torch.randperm(n, generator=gen, device=data.device)
+            for k in range(min(per_epoch, steps - len(labels))):
+                labels.append(data.train_y[perm[k * bs : min((k + 1) * bs, n_used)]])
         losses: list[torch.Tensor] = []
         self._labels, self._losses = labels, losses
 
@@ -267,13 +270,14 @@ class EarlyLoss:
 
         self._handle = model.register_forward_hook(hook)
 
-    def value(self) -> float:
-        """The mean loss; inf when training stopped (diverged) before the last of the steps, or
-        any of them was NaN or infinite. Removes the hook."""
+    def value(self, *, diverged: bool) -> float:
+        """The mean loss; inf when any of the steps had a NaN or infinite loss, or training
+        ``diverged`` before the last of them (a run shorter than ``steps`` that did not diverge:
+        the mean over its steps). Removes the hook."""
         self._handle.remove()
-        if len(self._losses) < len(self._labels):
+        if not self._losses or (diverged and len(self._losses) < len(self._labels)):
             return math.inf
-        total = torch.stack(self._losses).sum().item() / sum(len(y) for y in self._labels)
+        total = torch.stack(self._losses).sum().item() / sum(len(y) for y in self._labels[: len(self._losses)])
         return total if math.isfinite(total) else math.inf
 
 
@@ -307,7 +311,7 @@ def train_cell2(
         model, data, result.diverged, result.val_acc, curve, result.wall_time_s, epochs_run=len(result.history)
     )
     nll = math.nan if result.diverged else test_nll(model, data.test_x, data.test_y)
-    return replace(outcome, test_nll=nll, early_loss=early.value())
+    return replace(outcome, test_nll=nll, early_loss=early.value(diverged=result.diverged))
 
 
 class _ProbeDone(Exception):
