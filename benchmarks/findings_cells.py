@@ -55,7 +55,7 @@ def main() -> None:
 
     from bnsearch.core.cpu import flush_denormals
     from bnsearch.findings import _design2 as d2
-    from bnsearch.findings._design import FindingsConfig
+    from bnsearch.findings._design import DEFAULT_SEEDS2, QUICK_DATASETS2, QUICK_SEEDS2, FindingsConfig
     from bnsearch.findings._runner import _load_data
     from bnsearch.findings._train import train_cell2
 
@@ -134,12 +134,12 @@ def main() -> None:
     )
     for d in datasets:
         print(f"  one {d} job (one seed): {d2.job_seconds(d, cell_seconds=measured) / 60:.1f} min on one worker")
-    first = FindingsConfig(datasets=tuple(datasets), seeds=d2.DEFAULT_SEEDS2, workers=2, design=2)
-    quick = FindingsConfig(datasets=d2.QUICK_DATASETS2, seeds=d2.QUICK_SEEDS2, workers=2, design=2)
+    first = FindingsConfig(datasets=tuple(datasets), seeds=DEFAULT_SEEDS2, workers=2, design=2)
+    quick = FindingsConfig(datasets=QUICK_DATASETS2, seeds=QUICK_SEEDS2, workers=2, design=2)
     print(
-        f"projected wall time, 2 workers: first look ({d2.DEFAULT_SEEDS2} seeds × {', '.join(datasets)}) "
+        f"projected wall time, 2 workers: first look ({DEFAULT_SEEDS2} seeds × {', '.join(datasets)}) "
         f"{d2.estimate_wall_s(first, cell_seconds=measured) / 60:.1f} min; "
-        f"--quick ({d2.QUICK_SEEDS2} seeds × {', '.join(d2.QUICK_DATASETS2)}) {d2.estimate_wall_s(quick, cell_seconds=measured) / 60:.1f} min"
+        f"--quick ({QUICK_SEEDS2} seeds × {', '.join(QUICK_DATASETS2)}) {d2.estimate_wall_s(quick, cell_seconds=measured) / 60:.1f} min"
     )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

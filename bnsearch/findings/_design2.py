@@ -61,10 +61,6 @@ POSITIVE_CONTROL_LR = 0.215
 # at 1 zero_last reached 0.248 on mnist5k. No resnet cell's loss became NaN up to lr 4.64.
 RESNET_EARLY_LR = 0.464
 
-DEFAULT_DATASETS2 = ("digits", "mnist5k")
-DEFAULT_SEEDS2 = 5  # the first look; the sequential driver adds seeds to undecided claims
-QUICK_DATASETS2 = ("digits",)
-QUICK_SEEDS2 = 3
 OTHER_ACTIVATIONS2 = ("leaky_relu", "tanh", "sigmoid")
 _PLACE_NAMES = {
     "none": "none",

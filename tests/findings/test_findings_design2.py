@@ -15,7 +15,7 @@ from bnsearch.core.seeding import derive_seed
 from bnsearch.core.train import train
 from bnsearch.errors import ConfigError
 from bnsearch.findings import _design2 as d2
-from bnsearch.findings._design import FindingsConfig, design_identity
+from bnsearch.findings._design import QUICK_SEEDS2, FindingsConfig, design_identity
 from bnsearch.findings._design2 import (
     LRS2,
     PLAIN_BEFORE,
@@ -94,7 +94,7 @@ def test_design_2_config_names_its_studies_and_refuses_what_it_does_not_do() -> 
     cfg.validate()
     assert cfg.study_name("digits", 0) == "findings2-digits-s0"
     assert FindingsConfig().study_name("digits", 0) == "findings-digits-s0"
-    assert FindingsConfig.quick(design=2).seeds == d2.QUICK_SEEDS2
+    assert FindingsConfig.quick(design=2).seeds == QUICK_SEEDS2
     for kw, message in (
         ({"design": 3}, "--design must be one of: 1, 2, got 3"),
         ({"design": 2, "model": "plain"}, "--model plain applies to --design 1 only"),
