@@ -16,24 +16,11 @@ the projected wall time of the first look (5 seeds) and of ``--quick`` from thos
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from dataclasses import replace
 
-import _common  # noqa: F401  (puts the checkout on sys.path)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+import _common  # puts the checkout on sys.path; machine facts
 
 
 def main() -> None:
@@ -72,8 +59,8 @@ def main() -> None:
         d2.EPOCHS2["digits"] = args.epochs_digits
     if args.epochs_mnist5k:
         d2.EPOCHS2["mnist5k"] = args.epochs_mnist5k
-    print(f"CPU: {cpu_name()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.threads} torch thread(s)")
+    print(f"machine: {_common.machine()}")
+    print(f"load average at start: {_common.load_avg()}")
     print(
         f"plain depth {d2.PLAIN_DEPTH} width {d2.PLAIN_WIDTH}; resnet depth {d2.RESNET_DEPTH} width {d2.RESNET_WIDTH}; "
         f"epochs {d2.EPOCHS2}; probe {d2.PROBE_STEPS} steps"
@@ -141,7 +128,7 @@ def main() -> None:
         f"{d2.estimate_wall_s(first, cell_seconds=measured) / 60:.1f} min; "
         f"--quick ({QUICK_SEEDS2} seeds × {', '.join(QUICK_DATASETS2)}) {d2.estimate_wall_s(quick, cell_seconds=measured) / 60:.1f} min"
     )
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at end: {_common.load_avg()}")
 
 
 if __name__ == "__main__":

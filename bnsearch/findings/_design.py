@@ -10,7 +10,7 @@ any cell trains: grids, epochs, the convergence target, the margins (in ``_catal
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from bnsearch.config import default_storage
 from bnsearch.core.data import BUILTIN_DATASETS
@@ -63,6 +63,10 @@ class Arm:
         name = f"{self.activation}/{place}" + ("+bn1d" if self.bn_classifier else "")
         return name + ("" if self.gamma_init == "ones" else f"/{self.gamma_init}")
 
+    def records_curve(self, lr: float) -> bool:
+        """Whether this arm's grid cell at ``lr`` records a validation curve (convergence)."""
+        return self in CONVERGENCE_ARMS
+
     def params(self, *, lr: float, epochs: int) -> TrialParams:
         bn = self.bn_placement != "none" or self.bn_classifier
         return TrialParams(
@@ -93,12 +97,27 @@ CONVERGENCE_ARMS = (NO_BN, BN_BEFORE)  # their grid cells record validation curv
 FIT_ARMS = (NO_BN, BN_BEFORE)
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """One arm trained on one seed: a grid cell (``kind="grid"``) at ``lr``, or a fitting cell
-    (``kind="fit"``) trained on a small subset until it fits it."""
+class ArmLike(Protocol):
+    """What a cell needs of its arm (design 1's ``Arm``, design 2's ``Arm2``)."""
 
-    arm: Arm
+    @property
+    def name(self) -> str: ...
+
+    def params(self, *, lr: float, epochs: int) -> TrialParams: ...
+
+    def records_curve(self, lr: float) -> bool: ...
+
+
+A = TypeVar("A", bound=ArmLike)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell(Generic[A]):
+    """One arm trained on one seed: a grid cell (``kind="grid"``) at ``lr``, or a fitting cell
+    (``kind="fit"``, design 1) trained on a small subset until it fits it, or a probe cell
+    (``kind="probe"``, design 2) trained a few steps."""
+
+    arm: A
     lr: float
     kind: str = "grid"
 
@@ -110,7 +129,7 @@ class Cell:
     @property
     def checkpoints(self) -> bool:
         """Whether validation is measured every ``CHECKPOINT_STEPS`` steps (convergence)."""
-        return self.kind == "grid" and self.arm in CONVERGENCE_ARMS
+        return self.kind == "grid" and self.arm.records_curve(self.lr)
 
 
 def design_cells() -> list[Cell]:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bnsearch.core.space import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, TrialParams
-from bnsearch.findings._design import CHECKPOINT_STEPS, RECALIBRATION_EXAMPLES, WEIGHT_DECAY
+from bnsearch.findings._design import CHECKPOINT_STEPS, RECALIBRATION_EXAMPLES, WEIGHT_DECAY, Arm, Cell
 
 if TYPE_CHECKING:
     from bnsearch.findings._design import FindingsConfig
@@ -93,24 +93,17 @@ class Arm2:
     def has_bn(self) -> bool:
         return self.bn_placement != "none" or self.bn_classifier
 
+    def records_curve(self, lr: float) -> bool:
+        """Whether this arm's grid cell at ``lr`` records a validation curve (convergence)."""
+        return self in CURVE_ARMS2 and lr <= CURVE_MAX_LR
+
     def params(self, *, lr: float, epochs: int) -> TrialParams:
+        """Design 1's params of the same activation, placement and gamma, with the net's depth and width."""
         depth, width = {"plain": (PLAIN_DEPTH, PLAIN_WIDTH), "resnet": (RESNET_DEPTH, RESNET_WIDTH)}.get(
             self.net, (None, None)
         )
-        return TrialParams(
-            lr=lr,
-            weight_decay=WEIGHT_DECAY,
-            momentum=DEFAULT_MOMENTUM,
-            batch_size=DEFAULT_BATCH_SIZE,
-            epochs=epochs,
-            activation=self.activation,
-            bn_placement=self.bn_placement,
-            bn_classifier=self.bn_classifier,
-            gamma_init=self.gamma_init if self.has_bn else None,
-            beta_init="zeros" if self.has_bn else None,
-            depth=depth,
-            width=width,
-        )
+        base = Arm(self.activation, self.bn_placement, self.bn_classifier, self.gamma_init)
+        return replace(base.params(lr=lr, epochs=epochs), depth=depth, width=width)
 
 
 BNCNN_ARMS = (
@@ -175,24 +168,11 @@ def probe_lrs() -> tuple[float, ...]:
     return LRS2[lo : hi + 1]
 
 
-@dataclass(frozen=True, slots=True)
-class Cell2:
-    """One arm trained on one seed: a grid cell (``kind="grid"``, full training) or a probe
-    cell (``kind="probe"``, ``PROBE_STEPS`` steps) at ``lr``."""
+class Cell2(Cell[Arm2]):
+    """A design-2 cell: an ``Arm2`` at ``lr``, a grid cell (``kind="grid"``, full training) or a
+    probe cell (``kind="probe"``, ``PROBE_STEPS`` steps)."""
 
-    arm: Arm2
-    lr: float
-    kind: str = "grid"
-
-    @property
-    def key(self) -> str:
-        """Stable id, stored on the cell's trial: ``grid:plain:relu/before:lr=0.1``."""
-        return f"{self.kind}:{self.arm.name}:lr={self.lr:g}"
-
-    @property
-    def checkpoints(self) -> bool:
-        """Whether validation is measured every ``CHECKPOINT_STEPS`` steps (convergence)."""
-        return self.kind == "grid" and self.arm in CURVE_ARMS2 and self.lr <= CURVE_MAX_LR
+    __slots__ = ()
 
 
 def _selected(arms: Collection[str] | None) -> tuple[Arm2, ...]:
