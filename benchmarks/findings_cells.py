@@ -102,7 +102,7 @@ def main() -> None:
         if args.pilot_lrs:
             print(f"  pilot, seed 0, {dataset}: plain relu none/before and resnet gamma 1/zero_last at high lrs")
             for arm in (d2.PLAIN_NONE, d2.PLAIN_BEFORE, *d2.RESNET_ARMS):
-                for lr in (0.215, 0.464, 1.0, 2.15, 4.64):
+                for lr in (0.001, 0.01, 0.0464, 0.215, 0.464, 1.0, 2.15, 4.64):
                     if lr not in d2.grid_lrs(arm):
                         continue
                     out = train_cell2(replace(d2.Cell2(arm, lr), kind="grid"), data, seed=0, epochs=epochs)

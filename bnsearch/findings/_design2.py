@@ -29,6 +29,7 @@ from bnsearch.core.space import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, TrialParam
 from bnsearch.findings._design import CHECKPOINT_STEPS, RECALIBRATION_EXAMPLES, WEIGHT_DECAY, Arm, Cell
 
 if TYPE_CHECKING:
+    from bnsearch.core.data import Dataset
     from bnsearch.findings._design import FindingsConfig
 
 DESIGN = 2
@@ -40,26 +41,43 @@ LRS2 = tuple(float(f"{10 ** (-4 + i / 3):.3g}") for i in range(16))
 # (449 / 1250) chooses the lr; 40% trains (719 / 2000).
 VAL_FRACTION2 = 0.25
 TEST_FRACTION2 = 0.35
+# Images averaged over k×k pixel blocks before splitting, per dataset: mnist5k at 14×14 costs
+# about half as much per cell as at 28×28 (benchmarks/findings_cells.py), which is what fits its
+# 5 seeds of every arm into the first look's budget; digits (8×8) as it is.
+INPUT_POOL2 = {"mnist5k": 2}
 PLAIN_DEPTH = 12  # conv layers of the deep plain net (three stages of 4)
 PLAIN_WIDTH = 8  # channels of its first stage (8, 16, 32)
 RESNET_DEPTH = 8  # 6n+2 with n = 1 basic block per stage
 RESNET_WIDTH = 8  # channels of its first stage (8, 16, 32)
-# Epochs per dataset, every net: digits 23 SGD steps of 32 per epoch (230 steps), mnist5k 63 (126).
-EPOCHS2 = {"digits": 10, "mnist5k": 2}
+# Conv weights He-initialised (uniform ±√(6/fan_in), the same shared draws scaled) in the deep
+# plain net: with PyTorch's default ±1/√fan_in its no-BN arm trained at no lr of the grid (first
+# pilot, digits, 2 seeds: chance at all 11 lrs), so BN's effect there would be the init's. bncnn
+# (as in design 1) and resnet (BN in both arms: the scale of a conv before BN only moves the
+# effective lr) keep the default.
+HE_INIT_NETS = ("plain",)
+# Epochs per dataset, every net: digits 23 SGD steps of 32 per epoch (230 steps), mnist5k 63 (189; at 2 epochs
+# the deep nets reached only 0.6–0.74 on mnist5k at 28×28 in the pilot).
+EPOCHS2 = {"digits": 10, "mnist5k": 3}
 EARLY_STEPS = 20  # early loss: mean training loss over the first this many SGD steps
-PROBE_STEPS = 60  # SGD steps of one stable-lr probe run
-PROBE_MARGIN = 0.2  # a probe lr is stable when its net reaches chance + this validation accuracy
+# A probe run: PROBE_STEPS SGD steps, stable when validation accuracy reaches chance +
+# PROBE_MARGIN. From a seed-0 calibration (plain relu none/before, 100 steps): the no-BN net
+# reached 0.17 / 0.22 on mnist5k at lr 0.0215 / 0.0464 and 0.10 from 0.1 up; a dead net sits at
+# 0.10, about 6 standard errors below 0.15 on 1250 validation images. At 60 steps or a 0.2
+# margin the no-BN net was "unstable" at every lr on mnist5k (too slow to count, not unstable).
+PROBE_STEPS = 100
+PROBE_MARGIN = 0.05
 # Pre-registered lr of the positive control (plain relu none vs before, validation accuracy at
 # this grid lr; the net without BN must fail there and the net with BN train). Chosen from the
-# seed-0 pilot (benchmarks/findings_cells.py --pilot-lrs, digits 10 epochs, mnist5k 3): no BN
-# was at chance (0.100) at 0.215, 0.464 and 1 on both datasets; BN reached 0.891 / 0.842 at
-# 0.215 but only 0.262 / 0.378 at 1, too near the 10-point margin to pre-register.
+# seed-0 pilot with this module's settings (benchmarks/findings_cells.py --pilot-lrs): no BN
+# trained at 0.01 (0.853 digits / 0.776 mnist5k) and 0.0464, and sat at chance (0.100) from
+# 0.215 up on both datasets; BN reached 0.936 / 0.835 at 0.215, 0.880 / 0.750 at 0.464 and
+# 0.240 / 0.586 at 1: 0.215 is the lowest grid lr where no BN fails, with BN far from failing.
 POSITIVE_CONTROL_LR = 0.215
 # lr of the resnet early-loss comparison (gamma 1 vs zero_last): the highest grid lr at which
-# both resnet arms trained (validation ≥ chance + PROBE_MARGIN) on both datasets in the same
-# pilot: at 0.464 gamma 1 / zero_last reached 0.951 / 0.969 (digits) and 0.881 / 0.829 (mnist5k);
-# at 1 zero_last reached 0.248 on mnist5k. No resnet cell's loss became NaN up to lr 4.64.
-RESNET_EARLY_LR = 0.464
+# both resnet arms trained on both datasets in the same pilot: at 1 gamma 1 / zero_last reached
+# 0.869 / 0.902 (digits) and 0.737 / 0.837 (mnist5k); at 2.15 at most 0.269. No resnet cell's
+# loss became NaN up to 4.64: failing resnets sit near chance with a finite loss.
+RESNET_EARLY_LR = 1.0
 
 OTHER_ACTIVATIONS2 = ("leaky_relu", "tanh", "sigmoid")
 _PLACE_NAMES = {
@@ -131,7 +149,7 @@ PROBE_ARMS = (PLAIN_NONE, PLAIN_BEFORE)  # probed for their largest stable lr
 _SPANS: dict[str, tuple[int, int]] = {
     "bncnn": (3, 10),  # 1e-3 … 0.215: design 1's bncnn arms were best at 0.003–0.03 and dead by 1
     "plain:relu": (2, 12),  # 4.64e-4 … 1: the positive control's lr is the top
-    "plain:other": (3, 9),  # 1e-3 … 0.1: the activation arms (cost)
+    "plain:other": (3, 10),  # 1e-3 … 0.215: the activation arms (cost)
     "resnet": (5, 14),  # 4.64e-3 … 4.64: gamma zero_last is about high lrs (divergence rate)
     "probe": (0, 15),  # the whole grid
 }
@@ -200,6 +218,15 @@ def max_probe_cells() -> int:
     return math.ceil(math.log2(len(probe_lrs()) + 1))
 
 
+def pooled(ds: Dataset, k: int) -> Dataset:
+    """``ds`` with each image averaged over ``k``×``k`` pixel blocks (``k`` = 1: as it is)."""
+    if k <= 1:
+        return ds
+    n, c, h, w = ds.x.shape
+    x = ds.x[:, :, : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k).mean(axis=(3, 5))
+    return replace(ds, x=x.astype(ds.x.dtype))
+
+
 def epochs2(dataset: str) -> int:
     return EPOCHS2.get(dataset, EPOCHS2["mnist5k"])
 
@@ -224,7 +251,9 @@ def design2_identity(dataset: str) -> dict[str, Any]:
             "plain": {"depth": PLAIN_DEPTH, "width": PLAIN_WIDTH},
             "resnet": {"depth": RESNET_DEPTH, "width": RESNET_WIDTH},
         },
+        "he_init": list(HE_INIT_NETS),
         "splits": {"val": VAL_FRACTION2, "test": TEST_FRACTION2},
+        "input_pool": INPUT_POOL2.get(dataset, 1),
         "weight_decay": WEIGHT_DECAY,
         "batch_size": DEFAULT_BATCH_SIZE,
         "momentum": DEFAULT_MOMENTUM,
@@ -240,19 +269,20 @@ def design2_identity(dataset: str) -> dict[str, Any]:
 # 2-core machine (benchmarks/findings_cells.py; figures in docs/findings.md, "Design 2"):
 # (net, dataset) → seconds per grid cell; ("curve", dataset) → the extra of a curve cell;
 # ("probe", dataset) → one probe run.
-# Measured 2026-12-06 23:11–23:14 UTC, AMD EPYC (AVX512), 1 torch thread, load average 1.3–2.4
-# from other sessions' jobs: an upper bound for a quiet machine, not for a busier one.
+# Measured 2026-12-06 23:11–23:27 UTC, AMD EPYC (AVX512), 1 torch thread, load average 0.6–2.4
+# from other sessions' jobs (digits 10 epochs; mnist5k 14×14, 3 epochs; probe runs measured at
+# 60 steps and scaled to PROBE_STEPS): an upper bound for a quiet machine, not a busier one.
 CELL_SECONDS: dict[tuple[str, str], float] = {
     ("bncnn", "digits"): 1.45,
     ("plain", "digits"): 1.24,
     ("resnet", "digits"): 0.93,
     ("curve", "digits"): 0.23,
-    ("probe", "digits"): 0.32,
-    ("bncnn", "mnist5k"): 2.96,
-    ("plain", "mnist5k"): 3.50,
-    ("resnet", "mnist5k"): 2.31,
-    ("curve", "mnist5k"): 1.71,
-    ("probe", "mnist5k"): 1.50,
+    ("probe", "digits"): 0.53,
+    ("bncnn", "mnist5k"): 1.80,
+    ("plain", "mnist5k"): 2.68,
+    ("resnet", "mnist5k"): 1.77,
+    ("curve", "mnist5k"): 0.99,
+    ("probe", "mnist5k"): 1.85,
 }
 
 

@@ -141,10 +141,13 @@ def _add_cell(study: optuna.Study, cell: Cell | Cell2, attrs: dict[str, Any]) ->
 def _load_data(cfg: FindingsConfig, dataset: str, seed: int) -> DeviceData:
     from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset, to_device
     from bnsearch.core.seeding import derive_seed
-    from bnsearch.findings._design2 import TEST_FRACTION2, VAL_FRACTION2
+    from bnsearch.findings._design2 import INPUT_POOL2, TEST_FRACTION2, VAL_FRACTION2, pooled
 
     val, test = (VAL_FRACTION2, TEST_FRACTION2) if cfg.design == 2 else (VAL_FRACTION, TEST_FRACTION)
-    splits = split_dataset(load_dataset(dataset), seed=derive_seed(seed, "split"), val_fraction=val, test_fraction=test)
+    ds = load_dataset(dataset)
+    if cfg.design == 2:
+        ds = pooled(ds, INPUT_POOL2.get(dataset, 1))
+    splits = split_dataset(ds, seed=derive_seed(seed, "split"), val_fraction=val, test_fraction=test)
     return to_device(splits, cfg.device)
 
 

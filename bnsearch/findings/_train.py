@@ -32,7 +32,7 @@ from bnsearch.findings._design import (
     RECALIBRATION_EXAMPLES,
     Cell,
 )
-from bnsearch.findings._design2 import EARLY_STEPS, PROBE_STEPS
+from bnsearch.findings._design2 import EARLY_STEPS, HE_INIT_NETS, PROBE_STEPS, Arm2
 
 if TYPE_CHECKING:
     from bnsearch.findings._design2 import Cell2
@@ -79,7 +79,22 @@ def make_model(cell: Cell | Cell2, data: DeviceData, *, seed: int, epochs: int, 
         params, in_shape=data.in_shape, num_classes=data.num_classes, seed=derive_seed(seed, "model"), cfg=cfg
     )
     shared_init(model, seed)
+    if isinstance(cell.arm, Arm2) and cell.arm.net in HE_INIT_NETS:
+        he_init(model)
     return model.to(data.device)
+
+
+def he_init(model: nn.Module) -> None:
+    """Scale every conv layer's weights from PyTorch's default uniform ±1/√fan_in to He et
+    al.'s ±√(6/fan_in) (gain √2, the init of deep ReLU nets), keeping the shared draws.
+
+    With the default bound each ReLU layer keeps a sixth of its input's second moment, so a
+    12-layer plain net without BN starts with no signal at all and trains at no lr (design 2's
+    first pilot): a comparison with BN would then measure the init, not BN."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(math.sqrt(6.0))
 
 
 def recalibrated(model: nn.Module, x: torch.Tensor, *, batch_size: int = 128) -> nn.Module:

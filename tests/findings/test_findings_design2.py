@@ -175,3 +175,27 @@ def test_the_wall_time_estimate_hands_jobs_to_free_workers() -> None:
     # jobs d, m, d, m on two workers: [1+1+3, 3] → the busier worker takes 5 per-seed units
     assert estimate_wall_s(two, arms=arms, cell_seconds=seconds) == 5 * per_seed
     assert estimate_wall_s(two, seeds=[7], arms=arms, cell_seconds=seconds) == 3 * per_seed
+
+
+def test_pooled_images_average_pixel_blocks_and_keep_labels() -> None:
+    import numpy as np
+
+    from bnsearch.core.data import Dataset
+
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+    ds = Dataset(name="t", x=x, y=np.array([0, 1]), num_classes=2)
+    small = d2.pooled(ds, 2)
+    assert small.x.shape == (2, 1, 2, 2) and small.x.dtype == np.float32
+    assert small.x[0, 0, 0, 0] == x[0, 0, :2, :2].mean()
+    assert small.y is ds.y and d2.pooled(ds, 1) is ds
+    assert design2_identity("mnist5k")["input_pool"] == 2 and design2_identity("digits")["input_pool"] == 1
+
+
+def test_plain_nets_start_he_initialised_and_bncnn_as_in_design_1(tiny_digits: DeviceData) -> None:
+    plain = make_model(Cell2(PLAIN_NONE, 0.1), tiny_digits, seed=0, epochs=1, net="plain")
+    conv2 = [m for m in plain.modules() if isinstance(m, nn.Conv2d)][1]
+    bound = (6 / conv2.weight[0].numel()) ** 0.5
+    assert 0.9 * bound < conv2.weight.abs().max().item() <= bound
+    bncnn = make_model(Cell2(d2.BNCNN_ARMS[0], 0.1), tiny_digits, seed=0, epochs=1)
+    conv2 = [m for m in bncnn.modules() if isinstance(m, nn.Conv2d)][1]
+    assert conv2.weight.abs().max().item() <= 1 / conv2.weight[0].numel() ** 0.5
