@@ -117,11 +117,18 @@ def findings(
             )
         with stopped_by_signals():
             summary = run_experiment(cfg, on_event=say, on_cell=cell_line)
-        # Design 2's claims live in their own catalogue (issue 24, built beside this runner):
-        # until it is wired in, a design-2 run stores its cells and judges nothing.
-        results = judge(summary.records) if cfg.design == 1 else judge(summary.records, claim_list=())
-        if cfg.design == 2 and not results:
-            say("design 2: cells stored; no claims of design 2 to judge in this version")
+        results = judge(summary.records, design=cfg.design)
+        trust = None
+        if cfg.design == 2:
+            from bnsearch.findings import check_controls
+            from bnsearch.findings._design2 import POSITIVE_CONTROL_LR
+
+            trust = check_controls(summary.records, lr=POSITIVE_CONTROL_LR)
+            say(
+                "controls passed: the run can be trusted"
+                if trust.trustworthy
+                else f"UNTRUSTWORTHY: {'; '.join(trust.reasons)}"
+            )
         for r in results:
             if r.primary:
                 say(f"{r.key} [{r.dataset}] {r.verdict}{' (replicated)' if r.replicated else ''}: {r.sentence}")
@@ -129,7 +136,7 @@ def findings(
             f"{len(cfg.datasets)} dataset(s) ({', '.join(cfg.datasets)}) × {cfg.seeds} seeds; "
             f"{len(summary.records)} cells; studies {cfg.prefix}{'2' if cfg.design == 2 else ''}-<dataset>-s<seed>."
         )
-        path = write_findings_html(results, summary.records, out, note=note)
+        path = write_findings_html(results, summary.records, out, note=note, trust=trust)
         say(f"wrote {path} ({summary.cells_run} cells trained now, {(time.perf_counter() - start) / 60:.1f} min)")
         if json_path:
-            say(f"wrote {write_findings_json(results, json_path)}")
+            say(f"wrote {write_findings_json(results, json_path, trust=trust)}")
