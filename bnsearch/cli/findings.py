@@ -56,13 +56,19 @@ def findings(
             help="The net every cell trains: bncnn (the article's) or plain (a deep plain CNN at its default depth and width; studies <prefix>-plain-<dataset>-s<seed>)."
         ),
     ] = "bncnn",
+    design: Annotated[
+        int,
+        typer.Option(
+            help="Which design: 1 (the 2-conv net's arms) or 2 (issue 24: the article's net, a deep plain net and a resnet; lr grid 1e-4…10, stable-lr probe, larger held-out splits; studies <prefix>2-<dataset>-s<seed>)."
+        ),
+    ] = 1,
 ) -> None:
     """Run the designed BN experiment (paired by seed, resumable) and write verdicts with 95% intervals."""
     with user_errors():
         from bnsearch.findings import FindingsConfig, judge, run_experiment, write_findings_html, write_findings_json
-        from bnsearch.findings._design import DEFAULT_DATASETS, DEFAULT_SEEDS, QUICK_DATASETS, QUICK_SEEDS
+        from bnsearch.findings._design import default_run
 
-        default_ds, default_seeds = (QUICK_DATASETS, QUICK_SEEDS) if quick else (DEFAULT_DATASETS, DEFAULT_SEEDS)
+        default_ds, default_seeds = default_run(design, quick=quick)
         cfg = FindingsConfig(
             datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()) if datasets is not None else default_ds,
             seeds=default_seeds if seeds is None else seeds,
@@ -72,6 +78,7 @@ def findings(
             pack=pack,
             prefix=prefix,
             model=model,
+            design=design,
         )
         cfg.validate()
         configure_logging(options.verbosity)
@@ -86,24 +93,50 @@ def findings(
         def cell_line(dataset: str, seed: int, cell: object, attrs: dict[str, object]) -> None:
             counter["done"] += 1
             elapsed = time.perf_counter() - start
+            scored = (
+                f"{'stable' if attrs['probe_stable'] else 'unstable'}"
+                if "probe_stable" in attrs
+                else f"test {attrs['test_acc']:.3f}"
+            )
             say(
                 f"  [{counter['done']}] {dataset} s{seed} {getattr(cell, 'key', cell)}: val {attrs['val_acc']:.3f} "
-                f"test {attrs['test_acc']:.3f}{' diverged' if attrs['diverged'] else ''} "
+                f"{scored}{' diverged' if attrs['diverged'] else ''} "
                 f"({attrs['wall_time_s']:.1f} s; {elapsed / 60:.1f} min elapsed)"
             )
 
-        say(f"findings: {', '.join(cfg.datasets)} × {cfg.seeds} seeds in {storage_text(cfg.storage)}")
+        say(
+            f"findings (design {cfg.design}): {', '.join(cfg.datasets)} × {cfg.seeds} seeds "
+            f"in {storage_text(cfg.storage)}"
+        )
+        if cfg.design == 2:
+            from bnsearch.findings._design2 import estimate_wall_s
+
+            say(
+                f"estimated training time at most {estimate_wall_s(cfg) / 60:.0f} min with {cfg.workers} worker(s) "
+                "(measured seconds per cell on a 2-core CPU; cells already trained not subtracted)"
+            )
         with stopped_by_signals():
             summary = run_experiment(cfg, on_event=say, on_cell=cell_line)
-        results = judge(summary.records)
+        results = judge(summary.records, design=cfg.design)
+        trust = None
+        if cfg.design == 2:
+            from bnsearch.findings import check_controls
+            from bnsearch.findings._design2 import POSITIVE_CONTROL_LR
+
+            trust = check_controls(summary.records, lr=POSITIVE_CONTROL_LR)
+            say(
+                "controls passed: the run can be trusted"
+                if trust.trustworthy
+                else f"UNTRUSTWORTHY: {'; '.join(trust.reasons)}"
+            )
         for r in results:
             if r.primary:
                 say(f"{r.key} [{r.dataset}] {r.verdict}{' (replicated)' if r.replicated else ''}: {r.sentence}")
         note = (
             f"{len(cfg.datasets)} dataset(s) ({', '.join(cfg.datasets)}) × {cfg.seeds} seeds; "
-            f"{len(summary.records)} cells; studies {cfg.prefix}-<dataset>-s<seed>."
+            f"{len(summary.records)} cells; studies {cfg.prefix}{'2' if cfg.design == 2 else ''}-<dataset>-s<seed>."
         )
-        path = write_findings_html(results, summary.records, out, note=note)
+        path = write_findings_html(results, summary.records, out, note=note, trust=trust)
         say(f"wrote {path} ({summary.cells_run} cells trained now, {(time.perf_counter() - start) / 60:.1f} min)")
         if json_path:
-            say(f"wrote {write_findings_json(results, json_path)}")
+            say(f"wrote {write_findings_json(results, json_path, trust=trust)}")

@@ -10,7 +10,7 @@ any cell trains: grids, epochs, the convergence target, the margins (in ``_catal
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from bnsearch.config import default_storage
 from bnsearch.core.data import BUILTIN_DATASETS
@@ -39,6 +39,12 @@ DEFAULT_SEEDS = 5
 QUICK_DATASETS = ("digits",)
 QUICK_SEEDS = 3
 DEFAULT_PREFIX = "findings"
+# Design 2 (_design2) runs: the first look of 5 seeds (the sequential driver adds seeds to
+# undecided claims); --quick: digits, 3 seeds.
+DEFAULT_DATASETS2 = ("digits", "mnist5k")
+DEFAULT_SEEDS2 = 5
+QUICK_DATASETS2 = ("digits",)
+QUICK_SEEDS2 = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,10 @@ class Arm:
         place = {"none": "none", "before_activation": "before", "after_activation": "after"}[self.bn_placement]
         name = f"{self.activation}/{place}" + ("+bn1d" if self.bn_classifier else "")
         return name + ("" if self.gamma_init == "ones" else f"/{self.gamma_init}")
+
+    def records_curve(self, lr: float) -> bool:
+        """Whether this arm's grid cell at ``lr`` records a validation curve (convergence)."""
+        return self in CONVERGENCE_ARMS
 
     def params(self, *, lr: float, epochs: int) -> TrialParams:
         bn = self.bn_placement != "none" or self.bn_classifier
@@ -87,12 +97,27 @@ CONVERGENCE_ARMS = (NO_BN, BN_BEFORE)  # their grid cells record validation curv
 FIT_ARMS = (NO_BN, BN_BEFORE)
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """One arm trained on one seed: a grid cell (``kind="grid"``) at ``lr``, or a fitting cell
-    (``kind="fit"``) trained on a small subset until it fits it."""
+class ArmLike(Protocol):
+    """What a cell needs of its arm (design 1's ``Arm``, design 2's ``Arm2``)."""
 
-    arm: Arm
+    @property
+    def name(self) -> str: ...
+
+    def params(self, *, lr: float, epochs: int) -> TrialParams: ...
+
+    def records_curve(self, lr: float) -> bool: ...
+
+
+A = TypeVar("A", bound=ArmLike)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell(Generic[A]):
+    """One arm trained on one seed: a grid cell (``kind="grid"``) at ``lr``, or a fitting cell
+    (``kind="fit"``, design 1) trained on a small subset until it fits it, or a probe cell
+    (``kind="probe"``, design 2) trained a few steps."""
+
+    arm: A
     lr: float
     kind: str = "grid"
 
@@ -104,7 +129,7 @@ class Cell:
     @property
     def checkpoints(self) -> bool:
         """Whether validation is measured every ``CHECKPOINT_STEPS`` steps (convergence)."""
-        return self.kind == "grid" and self.arm in CONVERGENCE_ARMS
+        return self.kind == "grid" and self.arm.records_curve(self.lr)
 
 
 def design_cells() -> list[Cell]:
@@ -143,6 +168,16 @@ def design_identity(dataset: str, model: str = "bncnn") -> dict[str, Any]:
     }
 
 
+DESIGNS = (1, 2)  # design 1: this module's arms; design 2: _design2 (issue 24)
+
+
+def default_run(design: int, *, quick: bool = False) -> tuple[tuple[str, ...], int]:
+    """The datasets and seeds of a run of ``design`` that names neither (``--quick``: the quick ones)."""
+    if design == 2:
+        return (QUICK_DATASETS2, QUICK_SEEDS2) if quick else (DEFAULT_DATASETS2, DEFAULT_SEEDS2)
+    return (QUICK_DATASETS, QUICK_SEEDS) if quick else (DEFAULT_DATASETS, DEFAULT_SEEDS)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FindingsConfig:
     """One run of the designed experiment."""
@@ -156,14 +191,18 @@ class FindingsConfig:
     prefix: str = DEFAULT_PREFIX  # study names: <prefix>-<dataset>-s<seed>
     device: str = "cpu"
     model: str = "bncnn"  # one of FINDINGS_MODELS: the net every cell trains (plain at its default depth and width)
+    design: int = 1  # one of DESIGNS: 1 (the 2-conv net's arms) or 2 (issue 24: bncnn, deep plain, resnet)
 
     @classmethod
     def quick(cls, **kw: Any) -> FindingsConfig:
-        """``--quick``: digits with 3 seeds."""
-        return cls(datasets=QUICK_DATASETS, seeds=QUICK_SEEDS, **kw)
+        """``--quick``: digits with 3 seeds (design 2: its own quick datasets and seeds)."""
+        datasets, seeds = default_run(kw.get("design", 1), quick=True)
+        return cls(datasets=datasets, seeds=seeds, **kw)
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first bad option."""
+        if self.design not in DESIGNS:
+            raise ConfigError(f"--design must be one of: {', '.join(map(str, DESIGNS))}, got {self.design}")
         if not self.datasets:
             raise ConfigError("--datasets is empty; give a comma-separated list, e.g. digits,mnist5k")
         for d in self.datasets:
@@ -188,9 +227,18 @@ class FindingsConfig:
                 f"findings --model must be one of: {', '.join(FINDINGS_MODELS)}, got '{self.model}' "
                 "(the arms put BN before or after an activation, which a residual block or a user net does not have)"
             )
+        if self.design == 2 and self.model != "bncnn":
+            raise ConfigError(f"--model {self.model} applies to --design 1 only; design 2 names each arm's net itself")
+        if self.design == 2 and self.pack > 1:
+            raise ConfigError(
+                f"--pack {self.pack} applies to --design 1 only for now; design 2 trains cells one by one"
+            )
 
     def study_name(self, dataset: str, seed: int) -> str:
-        """``findings-digits-s0``; ``findings-plain-digits-s0`` for another model."""
+        """``findings-digits-s0``; ``findings-plain-digits-s0`` for another model; design 2:
+        ``findings2-digits-s0``."""
+        if self.design == 2:
+            return f"{self.prefix}2-{dataset}-s{seed}"
         net = "" if self.model == "bncnn" else f"-{self.model}"
         return f"{self.prefix}{net}-{dataset}-s{seed}"
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 class CellRecord:
     dataset: str
     seed: int
-    arm: str  # Arm.name, e.g. "relu/before"
+    arm: str  # Arm.name, e.g. "relu/before"; design 2: "plain:relu/before" (the net first)
     kind: str  # "grid", "fit" (design 1) or "probe" (design 2: a short stable-lr probe at one lr)
     lr: float
     val_acc: float  # final validation accuracy (chance level when diverged)
-    test_acc: float  # test accuracy (chance level when diverged)
+    test_acc: float  # test accuracy (chance level when diverged; NaN for a probe: test untouched)
     diverged: bool
     n_test: int  # test examples
     curve: tuple[tuple[int, float], ...] = ()  # (step, val acc with BN recomputed)

@@ -3,11 +3,17 @@
 Each cell, once trained, is added to its study as one finished trial (its lr and arm as
 params, its measurements as attributes), so a run that dies loses at most the cells in
 flight, and running the command again trains only the cells still missing.
+
+Design 2 (``cfg.design == 2``) has its own studies (``findings2-<dataset>-s<seed>``), grid
+cells per arm (``top_up(..., arms=...)`` trains only some arms', for seeds added to undecided
+claims) and stable-lr probes, decided one after another: each probe's lr follows from the
+verdicts (``probe_stable``) of the arm's probes already stored, so a killed run resumes in the
+middle of a bisection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +24,26 @@ from bnsearch.findings._design import (
     design_identity,
     epochs_for,
 )
+from bnsearch.findings._design2 import (
+    Arm2,
+    Cell2,
+    design2_cells,
+    design2_identity,
+    epochs2,
+    max_probe_cells,
+    probe_arms,
+    probe_lrs,
+)
 from bnsearch.findings._records import CellRecord
 
 if TYPE_CHECKING:
     import optuna
 
+    from bnsearch.core.data import DeviceData
+
 CELL_ATTR = "findings_cell"  # trial attribute: the cell's key
-OnCell = Callable[[str, int, Cell, dict[str, Any]], None]
+PROBE_STABLE_ATTR = "probe_stable"  # trial attribute of a probe cell: the probe's verdict on its lr
+OnCell = Callable[[str, int, Any, dict[str, Any]], None]  # (dataset, seed, Cell or Cell2, attrs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +68,34 @@ def _distributions() -> dict[str, Any]:
     }
 
 
+def _distributions2() -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from bnsearch.core.space import ACTIVATIONS, BN_PLACEMENTS
+
+    return {
+        "lr": FloatDistribution(1e-4, 10.0, log=True),
+        "net": CategoricalDistribution(("bncnn", "plain", "resnet")),
+        "activation": CategoricalDistribution(ACTIVATIONS),
+        "bn_placement": CategoricalDistribution((*BN_PLACEMENTS, "post_activation")),
+        "bn_classifier": CategoricalDistribution((False, True)),
+        "gamma_init": CategoricalDistribution(("ones", "zero_last")),
+        "twin": CategoricalDistribution((False, True)),
+        "cell_kind": CategoricalDistribution(("grid", "probe")),
+    }
+
+
+def _identity(cfg: FindingsConfig, dataset: str, seed: int) -> dict[str, Any]:
+    base = design2_identity(dataset) if cfg.design == 2 else design_identity(dataset, cfg.model)
+    return {**base, "seed": seed}
+
+
 def _open_study(cfg: FindingsConfig, storage: optuna.storages.BaseStorage, dataset: str, seed: int) -> optuna.Study:
     import optuna
 
     from bnsearch.study import create_or_resume, library_versions
 
-    identity = {**design_identity(dataset, cfg.model), "seed": seed}
+    identity = _identity(cfg, dataset, seed)
     study, _ = create_or_resume(
         storage,
         cfg.study_name(dataset, seed),
@@ -69,47 +110,155 @@ def _open_study(cfg: FindingsConfig, storage: optuna.storages.BaseStorage, datas
 
 def done_cells(study: optuna.Study) -> set[str]:
     """Keys of the cells that have a finished trial in ``study``."""
-    from optuna.trial import TrialState
-
-    done = (TrialState.COMPLETE, TrialState.PRUNED)
-    return {str(t.user_attrs[CELL_ATTR]) for t in study.get_trials(deepcopy=False) if t.state in done}
+    return {str(t.user_attrs[CELL_ATTR]) for t in _finished(study)}
 
 
-def _add_cell(study: optuna.Study, cell: Cell, attrs: dict[str, Any]) -> None:
+def _add_cell(study: optuna.Study, cell: Cell | Cell2, attrs: dict[str, Any]) -> None:
     import optuna
     from optuna.trial import TrialState
 
     arm = cell.arm
+    params: dict[str, Any] = {
+        "lr": cell.lr,
+        "activation": arm.activation,
+        "bn_placement": arm.bn_placement,
+        "bn_classifier": arm.bn_classifier,
+        "gamma_init": arm.gamma_init,
+        "cell_kind": cell.kind,
+    }
+    if isinstance(arm, Arm2):
+        params |= {"net": arm.net, "twin": arm.twin}
     trial = optuna.trial.create_trial(
         state=TrialState.PRUNED if attrs["diverged"] else TrialState.COMPLETE,
         value=None if attrs["diverged"] else float(attrs["val_acc"]),
-        params={
-            "lr": cell.lr,
-            "activation": arm.activation,
-            "bn_placement": arm.bn_placement,
-            "bn_classifier": arm.bn_classifier,
-            "gamma_init": arm.gamma_init,
-            "cell_kind": cell.kind,
-        },
-        distributions=_distributions(),
+        params=params,
+        distributions=_distributions2() if isinstance(arm, Arm2) else _distributions(),
         user_attrs={CELL_ATTR: cell.key, "arm": arm.name, **attrs},
     )
     study.add_trial(trial)
 
 
-def top_up(cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | None = None) -> int:
-    """Train the cells of ``dataset`` × ``seed`` that its study lacks; return how many."""
-    from bnsearch.core.data import load_dataset, split_dataset, to_device
+def _load_data(cfg: FindingsConfig, dataset: str, seed: int) -> DeviceData:
+    from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset, to_device
     from bnsearch.core.seeding import derive_seed
+    from bnsearch.findings._design2 import INPUT_POOL2, TEST_FRACTION2, VAL_FRACTION2, pooled
+
+    val, test = (VAL_FRACTION2, TEST_FRACTION2) if cfg.design == 2 else (VAL_FRACTION, TEST_FRACTION)
+    ds = load_dataset(dataset)
+    if cfg.design == 2:
+        ds = pooled(ds, INPUT_POOL2.get(dataset, 1))
+    splits = split_dataset(ds, seed=derive_seed(seed, "split"), val_fraction=val, test_fraction=test)
+    return to_device(splits, cfg.device)
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    from optuna.trial import TrialState
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False) if t.state in done and CELL_ATTR in t.user_attrs]
+
+
+def probe_verdicts(study: optuna.Study, arm: Arm2) -> dict[int, bool]:
+    """Probe-grid index → the stored verdict (stable or not) of each probe run of ``arm``."""
+    from bnsearch.findings._probe import grid_index
+
+    lrs = probe_lrs()
+    return {
+        grid_index(lrs, float(t.params["lr"])): bool(t.user_attrs[PROBE_STABLE_ATTR])
+        for t in _finished(study)
+        if t.user_attrs.get("arm") == arm.name and t.params.get("cell_kind") == "probe"
+    }
+
+
+def next_probe(study: optuna.Study, arm: Arm2) -> Cell2 | None:
+    """The probe cell of ``arm`` to train next in ``study`` (None: its bisection is over)."""
+    from bnsearch.findings._probe import next_probe_index
+
+    lrs = probe_lrs()
+    index = next_probe_index(probe_verdicts(study, arm), len(lrs))
+    return None if index is None else Cell2(arm, lrs[index], kind="probe")
+
+
+def _top_up2(
+    cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | None, arms: Collection[str] | None
+) -> int:
+    from bnsearch.findings._probe import is_stable
+    from bnsearch.findings._train import train_cell2
+    from bnsearch.storages import open_storage
+
+    study = _open_study(cfg, open_storage(cfg.storage), dataset, seed)
+    done = done_cells(study)
+    grid = [c for c in design2_cells(arms) if c.key not in done]
+    probed = [a for a in probe_arms(arms) if next_probe(study, a) is not None]
+    if not grid and not probed:
+        return 0
+    data = _load_data(cfg, dataset, seed)
+    chance = 1.0 / data.num_classes
+    epochs = epochs2(dataset)
+    trained = 0
+
+    def store(cell: Cell2) -> None:
+        nonlocal trained
+        outcome = train_cell2(cell, data, seed=seed, epochs=epochs)
+        attrs = {**outcome.to_attrs(), "n_test": len(data.test_y)}
+        if cell.kind == "probe":
+            attrs[PROBE_STABLE_ATTR] = is_stable(val_acc=outcome.val_acc, diverged=outcome.diverged, chance=chance)
+        _add_cell(study, cell, attrs)
+        trained += 1
+        if on_cell is not None:
+            on_cell(dataset, seed, cell, attrs)
+
+    # Probes first (short): each one's lr follows from the arm's stored verdicts.
+    for arm in probed:
+        while (cell := next_probe(study, arm)) is not None:
+            store(cell)
+    for cell in grid:
+        store(cell)
+    return trained
+
+
+def missing_cells(cfg: FindingsConfig, study: optuna.Study | None, *, arms: Collection[str] | None = None) -> int:
+    """Cells ``study`` (None: not created yet) still lacks; for design 2 the grid cells plus, per
+    probed arm whose bisection is unfinished, the probe runs it may still need (at most)."""
+    if cfg.design != 2:
+        keys = {c.key for c in design_cells() if arms is None or c.arm.name in arms}
+        return len(keys) - (len(done_cells(study) & keys) if study is not None else 0)
+    keys = {c.key for c in design2_cells(arms)}
+    grid = len(keys) - (len(done_cells(study) & keys) if study is not None else 0)
+    probes = 0
+    for arm in probe_arms(arms):
+        verdicts = probe_verdicts(study, arm) if study is not None else {}
+        if study is None or next_probe(study, arm) is not None:
+            probes += max(1, max_probe_cells() - len(verdicts))
+    return grid + probes
+
+
+def top_up(
+    cfg: FindingsConfig,
+    dataset: str,
+    seed: int,
+    *,
+    on_cell: OnCell | None = None,
+    arms: Collection[str] | None = None,
+) -> int:
+    """Train the cells of ``dataset`` × ``seed`` that its study lacks (of ``arms`` only, when
+    given: arm names of the run's design; None: every cell); return how many trained.
+
+    Raises:
+        StudyError: the study was made with another design or settings.
+        KeyError: an arm name the design does not have.
+    """
+    if cfg.design == 2:
+        return _top_up2(cfg, dataset, seed, on_cell=on_cell, arms=arms)
     from bnsearch.findings._train import train_cell, train_cells_packed
     from bnsearch.storages import open_storage
 
     study = _open_study(cfg, open_storage(cfg.storage), dataset, seed)
     done = done_cells(study)
-    pending = [c for c in design_cells() if c.key not in done]
+    pending = [c for c in design_cells() if c.key not in done and (arms is None or c.arm.name in arms)]
     if not pending:
         return 0
-    data = to_device(split_dataset(load_dataset(dataset), seed=derive_seed(seed, "split")), cfg.device)
+    data = _load_data(cfg, dataset, seed)
     epochs = epochs_for(dataset)
     batches: list[list[Cell]] = []
     if cfg.pack > 1:
@@ -136,40 +285,57 @@ def top_up(cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | No
     return len(pending)
 
 
-def _top_up_in_worker(job: tuple[FindingsConfig, str, int, int]) -> tuple[str, int, int]:
+Job = tuple[FindingsConfig, str, int, int, "tuple[str, ...] | None"]
+
+
+def _top_up_in_worker(job: Job) -> tuple[str, int, int]:
     """Entry point of a ``--workers`` process: its torch threads, a quiet Optuna, one study."""
     import optuna
 
     from bnsearch.core.cpu import set_threads
 
-    cfg, dataset, seed, threads = job
+    cfg, dataset, seed, threads, arms = job
     set_threads(threads, 1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # as in `run`: no per-trial tracebacks
-    return dataset, seed, top_up(cfg, dataset, seed)
+    return dataset, seed, top_up(cfg, dataset, seed, arms=arms)
 
 
-def check_studies(cfg: FindingsConfig) -> dict[tuple[str, int], int]:
-    """Missing cells per dataset × seed; refuses (``StudyError``) a study of another design
-    before anything trains."""
+def _check_design(study: optuna.Study, cfg: FindingsConfig) -> None:
+    """Refuse a findings study of the other design with a message that says so."""
+    from bnsearch import keys
+    from bnsearch.errors import StudyError
+
+    stored = study.user_attrs.get(keys.STUDY_CONFIG)
+    if not isinstance(stored, dict) or stored.get("kind") != "findings":
+        return
+    design = stored.get("design", 1)
+    if design != cfg.design:
+        raise StudyError(
+            f"study '{study.study_name}' holds cells of findings design {design}, this run is design "
+            f"{cfg.design}; rerun findings with --design {design} or choose another --prefix"
+        )
+
+
+def check_studies(cfg: FindingsConfig, *, arms: Collection[str] | None = None) -> dict[tuple[str, int], int]:
+    """Missing cells per dataset × seed (of ``arms`` only, when given); refuses (``StudyError``)
+    a study of another design before anything trains."""
+    import optuna
+
     from bnsearch.storages import open_storage
     from bnsearch.study import check_identity, study_names
 
     storage = open_storage(cfg.storage)
     existing = set(study_names(storage))
-    total = len(design_cells())
     missing: dict[tuple[str, int], int] = {}
     for dataset, seed in cfg.jobs:
         name = cfg.study_name(dataset, seed)
         if name not in existing:
-            missing[(dataset, seed)] = total
+            missing[(dataset, seed)] = missing_cells(cfg, None, arms=arms)
             continue
-        import optuna
-
         study = optuna.load_study(study_name=name, storage=storage)
-        check_identity(
-            study, {**design_identity(dataset, cfg.model), "seed": seed}, rerun="rerun findings", option="--storage"
-        )
-        missing[(dataset, seed)] = total - len(done_cells(study) & {c.key for c in design_cells()})
+        _check_design(study, cfg)
+        check_identity(study, _identity(cfg, dataset, seed), rerun="rerun findings", option="--storage")
+        missing[(dataset, seed)] = missing_cells(cfg, study, arms=arms)
     return missing
 
 
@@ -178,8 +344,10 @@ def run_experiment(
     *,
     on_event: Callable[[str], None] | None = None,
     on_cell: OnCell | None = None,
+    arms: Collection[str] | None = None,
 ) -> RunSummary:
-    """Top up every dataset × seed study, then read every cell back as a ``CellRecord``.
+    """Top up every dataset × seed study (the cells of ``arms`` only, when given), then read
+    every cell back as a ``CellRecord``.
 
     Raises:
         BnsearchError: a bad option or storage, or a study of another design; nothing trains then.
@@ -190,14 +358,15 @@ def run_experiment(
 
     cfg.validate()
     emit = on_event or (lambda _line: None)
-    missing = check_studies(cfg)
+    missing = check_studies(cfg, arms=arms)
     pending = [job for job in cfg.jobs if missing[job] > 0]
-    total = len(design_cells())
+    total = missing_cells(cfg, None, arms=arms)
     for dataset, seed in cfg.jobs:
         n = missing[(dataset, seed)]
         name = cfg.study_name(dataset, seed)
         emit(f"{name}: " + ("complete" if n == 0 else f"{total - n}/{total} cells done, {n} to train"))
     ran = 0
+    arm_list = None if arms is None else tuple(sorted(arms))
     if cfg.workers > 1 and len(pending) > 1:
         from bnsearch.core.cpu import default_threads
         from bnsearch.processes import run_in_processes
@@ -206,14 +375,14 @@ def run_experiment(
         threads = cfg.threads or default_threads(n_workers)
         emit(f"{len(pending)} studies to top up in {n_workers} worker processes ({threads} threads each)")
 
-        def done(_job: tuple[FindingsConfig, str, int, int], result: tuple[str, int, int]) -> None:
+        def done(_job: Job, result: tuple[str, int, int]) -> None:
             emit(f"{cfg.study_name(result[0], result[1])}: {result[2]} cells trained")
 
-        jobs = [(cfg, d, s, threads) for d, s in pending]
+        jobs: list[Job] = [(cfg, d, s, threads, arm_list) for d, s in pending]
         ran = sum(r[2] for r in run_in_processes(_top_up_in_worker, jobs, workers=n_workers, on_result=done))
     else:
         for dataset, seed in pending:
-            ran += top_up(cfg, dataset, seed, on_cell=on_cell)
+            ran += top_up(cfg, dataset, seed, on_cell=on_cell, arms=arm_list)
     storage = open_storage(cfg.storage)
     records: list[CellRecord] = []
     for dataset, seed in cfg.jobs:
@@ -223,14 +392,14 @@ def run_experiment(
     return RunSummary(records=tuple(records), cells_run=ran, study_names=names)
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def records_from_study(study: optuna.Study, *, dataset: str, seed: int) -> list[CellRecord]:
     """The study's finished cells as plain records (the latest trial of a cell wins)."""
-    from optuna.trial import TrialState
-
     by_key: dict[str, CellRecord] = {}
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or CELL_ATTR not in t.user_attrs:
-            continue
+    for t in sorted(_finished(study), key=lambda t: t.number):
         a = t.user_attrs
         by_key[a[CELL_ATTR]] = CellRecord(
             dataset=dataset,
@@ -245,5 +414,7 @@ def records_from_study(study: optuna.Study, *, dataset: str, seed: int) -> list[
             curve=tuple((int(s), float(v)) for s, v in a.get("curve") or ()),
             fit_reached=a.get("fit_reached"),
             fit_train_acc=a.get("fit_train_acc"),
+            test_nll=_optional_float(a.get("test_nll")),
+            early_loss=_optional_float(a.get("early_loss")),
         )
     return list(by_key.values())
