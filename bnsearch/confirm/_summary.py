@@ -17,11 +17,16 @@ leader's K − 1 pairs are reported.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bnsearch.stats import ALPHA, Compared, Interval, holm_intervals, t_interval
+from bnsearch.stats import ALPHA, Compared, Interval, holm_intervals, seeds_for_power, t_interval
+
+# A difference smaller than this (accuracy points) is of no practical interest: an interval
+# inside ±PRACTICAL_POINTS is called "within noise"; a wider one is "cannot be told apart".
+PRACTICAL_POINTS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +142,28 @@ def summarize(
         level = f"{round(100 * (1 - alpha))}% CI" + (f" (Holm, {len(pairs)} pairs)" if len(pairs) > 1 else "")
         numbers = f"{_points(iv.mean)} points, {level} {_points(iv.low)}…{_points(iv.high)}"
         ahead = c.p_adjusted < alpha and iv.mean > 0
+        pair = f"{leader.candidate.label} and {o.candidate.label}"
         if ahead:
             sentence = f"{leader.candidate.label} is ahead of {o.candidate.label}: {numbers}"
+        elif -PRACTICAL_POINTS < iv.low and iv.high < PRACTICAL_POINTS:
+            sentence = f"{pair} are within noise: {numbers}"
         else:
-            sentence = f"{leader.candidate.label} and {o.candidate.label} are within noise: {numbers}"
+            # Not told apart, but a difference of practical size is not ruled out either: say
+            # what would settle it rather than call a wide interval "noise".
+            sentence = f"{pair} cannot be told apart on {len(leader.values)} seeds: {numbers}" + _seeds_hint(
+                iv, len(pairs), alpha
+            )
         out.append(Difference(other=o.candidate, compared=c, distinguishable=ahead, sentence=sentence))
     return ConfirmSummary(configs=stats, differences=tuple(out), seeds=len(leader.values))
+
+
+def _seeds_hint(iv: Interval, pairs: int, alpha: float) -> str:
+    """``; about N seeds would resolve a 1-point difference`` from the observed per-seed sd."""
+    sd = iv.se * math.sqrt(iv.n) if iv.n >= 2 else math.nan
+    if not (math.isfinite(sd) and sd > 0):
+        return ""
+    need = seeds_for_power(sd, effect=PRACTICAL_POINTS, alpha=alpha, claims=pairs)
+    return f"; about {need} seeds would resolve a {PRACTICAL_POINTS:g}-point difference"
 
 
 def _accuracy_interval(values: Sequence[float], step: float) -> Interval:

@@ -273,6 +273,17 @@ def test_a_clear_winner_is_still_found_among_equal_others() -> None:
     assert found / reps >= 0.8
 
 
+def test_a_wide_interval_is_not_called_noise_and_says_what_would_settle_it() -> None:
+    """A 5-point gap whose seeds scatter by 5 points is not "within noise": the sentence says it
+    cannot be told apart and how many seeds would resolve a 1-point difference."""
+    rng = np.random.default_rng(5)
+    vals = {"c0": (0.90 + rng.normal(0, 0.05, 5)).tolist(), "c1": (0.85 + rng.normal(0, 0.05, 5)).tolist()}
+    (d,) = summarize(_candidates(2), vals).differences
+    assert not d.distinguishable
+    assert "cannot be told apart on 5 seeds" in d.sentence and "within noise" not in d.sentence
+    assert "seeds would resolve a 1-point difference" in d.sentence
+
+
 def test_intervals_stay_within_accuracy_bounds_and_have_width_on_a_grid() -> None:
     """Five seeds at 100% validation accuracy (300 validation examples): the mean's interval
     stays within 0..1, and equal accuracies on the 1/300 grid still give an interval of nonzero
@@ -300,7 +311,7 @@ def test_real_confirm_through_the_cli(tmp_path: Any) -> None:
     res = runner.invoke(app, ["best", "--study", "r", "--storage", url, "--confirm", "2", "--seeds", "2"])
     assert res.exit_code == 0, res.output
     assert "2 configurations × 2 fresh paired seeds (4 of 4 cells trained now" in res.output
-    assert ("within noise" in res.output) or ("is ahead of" in res.output)
+    assert any(words in res.output for words in ("within noise", "is ahead of", "cannot be told apart"))
     assert "scored once now" in res.output and "--retrain will retrain #" in res.output
     result = optuna.load_study(study_name="r", storage=url).user_attrs[keys.CONFIRM_RESULT]
     assert 0 <= result["test_acc"] <= 1 and not math.isnan(result["configs"][0]["val_acc"]["low"])
