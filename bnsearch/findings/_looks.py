@@ -25,7 +25,7 @@ from bnsearch.findings._records import CellRecord
 from bnsearch.findings._runner import OnCell, records_from_study, run_experiment
 from bnsearch.stats import SequentialPlan, seeds_for_power
 
-POWER_EFFECT_POINTS = 1.0  # the effect of the seed-count table: ±1 accuracy point (issue 24)
+POWER_EFFECT_POINTS = 1.0  # the effect of the seed-count table: ±1 accuracy point
 POWER = 0.8
 
 
