@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from bnsearch.cli.app import (
     user_errors,
 )
 from bnsearch.core.cpu import set_threads
+from bnsearch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bnsearch.stats import SequentialPlan
 
 
 @app.command()
@@ -27,17 +31,35 @@ def findings(
         str | None, typer.Option(help="Comma-separated built-in datasets [default: digits,mnist5k; --quick: digits].")
     ] = None,
     seeds: Annotated[
-        int | None, typer.Option(help="Seeds (replicates) per dataset: root seeds 0..N-1 [default: 5; --quick: 3].")
+        int | None,
+        typer.Option(
+            help="Design 1: seeds (replicates) per dataset, root seeds 0..N-1 [default: 5; --quick: 3]. Design 2 uses --looks."
+        ),
     ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="digits with 3 seeds (minutes on 2 CPU cores).")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="digits with 3 seeds, one look (minutes on 2 CPU cores).")
+    ] = False,
+    looks: Annotated[
+        str | None,
+        typer.Option(
+            help="Design 2: cumulative seeds at each pre-registered look, comma-separated; after each look only undecided claims get more seeds [default: 5,10,20; --quick: 3]."
+        ),
+    ] = None,
+    spending: Annotated[
+        str,
+        typer.Option(help="Design 2: how alpha is spent over the looks: obrien-fleming (strict early) or pocock."),
+    ] = "obrien-fleming",
     storage: StorageOpt = None,
     out: Annotated[str, typer.Option(help="HTML page to write.")] = "findings.html",
     json_path: Annotated[
         str | None, typer.Option("--json", help="Also write the verdicts as JSON (one object per claim × dataset).")
     ] = None,
     workers: Annotated[
-        int, typer.Option(help="Dataset × seed studies trained at the same time, each in its own process.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Dataset × seed studies trained at the same time, each in its own process [design 1: 1; design 2: one per idle core]."
+        ),
+    ] = None,
     pack: Annotated[
         int, typer.Option(help="Grid cells of one arm trained together as one packed model (1: one at a time).")
     ] = 1,
@@ -59,7 +81,7 @@ def findings(
     design: Annotated[
         int,
         typer.Option(
-            help="Which design: 1 (the 2-conv net's arms) or 2 (issue 24: the article's net, a deep plain net and a resnet; lr grid 1e-4…10, stable-lr probe, larger held-out splits; studies <prefix>2-<dataset>-s<seed>)."
+            help="Which design: 1 (the 2-conv net's arms) or 2 (the article's net, a deep plain net and a resnet; lr grid 1e-4…10, stable-lr probe, larger held-out splits, looks, controls; studies <prefix>2-<dataset>-s<seed>)."
         ),
     ] = 1,
 ) -> None:
@@ -69,9 +91,14 @@ def findings(
         from bnsearch.findings._design import default_run
 
         default_ds, default_seeds = default_run(design, quick=quick)
+        plan = sequential_plan(design, looks, spending, seeds=seeds, quick=quick)
+        if workers is None:
+            from bnsearch.search.workers import auto_workers
+
+            workers = auto_workers("cpu", seeded=False) if design == 2 else 1
         cfg = FindingsConfig(
             datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()) if datasets is not None else default_ds,
-            seeds=default_seeds if seeds is None else seeds,
+            seeds=plan.looks[0] if plan is not None else default_seeds if seeds is None else seeds,
             storage=storage_url(storage),
             workers=workers,
             threads=threads,
@@ -104,39 +131,73 @@ def findings(
                 f"({attrs['wall_time_s']:.1f} s; {elapsed / 60:.1f} min elapsed)"
             )
 
-        say(
-            f"findings (design {cfg.design}): {', '.join(cfg.datasets)} × {cfg.seeds} seeds "
-            f"in {storage_text(cfg.storage)}"
-        )
-        if cfg.design == 2:
-            from bnsearch.findings._design2 import estimate_wall_s
-
-            say(
-                f"estimated training time at most {estimate_wall_s(cfg) / 60:.0f} min with {cfg.workers} worker(s) "
-                "(measured seconds per cell on a 2-core CPU; cells already trained not subtracted)"
-            )
-        with stopped_by_signals():
-            summary = run_experiment(cfg, on_event=say, on_cell=cell_line)
-        results = judge(summary.records, design=cfg.design)
+        seeds_text = f"looks at {','.join(map(str, plan.looks))} seeds" if plan else f"{cfg.seeds} seeds"
+        say(f"findings (design {cfg.design}): {', '.join(cfg.datasets)}, {seeds_text}, in {storage_text(cfg.storage)}")
         trust = None
-        if cfg.design == 2:
-            from bnsearch.findings import check_controls
-            from bnsearch.findings._design2 import POSITIVE_CONTROL_LR
+        if plan is not None:
+            from bnsearch.findings import run_looks
 
-            trust = check_controls(summary.records, lr=POSITIVE_CONTROL_LR)
+            with stopped_by_signals():
+                run = run_looks(cfg, plan, on_event=say, on_cell=cell_line)
+            results, records, cells_run, trust = list(run.results), run.records, run.cells_run, run.trust
             say(
                 "controls passed: the run can be trusted"
                 if trust.trustworthy
-                else f"UNTRUSTWORTHY: {'; '.join(trust.reasons)}"
+                else f"[bold red]UNTRUSTWORTHY[/]: {'; '.join(trust.reasons)}"
             )
+        else:
+            with stopped_by_signals():
+                summary = run_experiment(cfg, on_event=say, on_cell=cell_line)
+            results, records, cells_run = judge(summary.records, design=cfg.design), summary.records, summary.cells_run
         for r in results:
             if r.primary:
                 say(f"{r.key} [{r.dataset}] {r.verdict}{' (replicated)' if r.replicated else ''}: {r.sentence}")
-        note = (
-            f"{len(cfg.datasets)} dataset(s) ({', '.join(cfg.datasets)}) × {cfg.seeds} seeds; "
-            f"{len(summary.records)} cells; studies {cfg.prefix}{'2' if cfg.design == 2 else ''}-<dataset>-s<seed>."
+        design_text = (
+            f"looks at {', '.join(map(str, plan.looks))} seeds ({plan.spending.replace('_', '-')} alpha spending)"
+            if plan
+            else f"{cfg.seeds} seeds"
         )
-        path = write_findings_html(results, summary.records, out, note=note, trust=trust)
-        say(f"wrote {path} ({summary.cells_run} cells trained now, {(time.perf_counter() - start) / 60:.1f} min)")
+        note = (
+            f"{len(cfg.datasets)} dataset(s) ({', '.join(cfg.datasets)}), {design_text}; "
+            f"{len(records)} cells; studies {cfg.prefix}{'2' if cfg.design == 2 else ''}-<dataset>-s<seed>."
+        )
+        path = write_findings_html(results, records, out, note=note, trust=trust)
+        say(f"wrote {path} ({cells_run} cells trained now, {(time.perf_counter() - start) / 60:.1f} min)")
         if json_path:
             say(f"wrote {write_findings_json(results, json_path, trust=trust)}")
+
+
+def sequential_plan(
+    design: int, looks: str | None, spending: str, *, seeds: int | None, quick: bool
+) -> SequentialPlan | None:
+    """Design 2's looks and alpha spending from the options (None for design 1).
+
+    Raises:
+        ConfigError: looks or spending for design 1, --seeds for design 2, or looks that are not
+            increasing integers starting at 2 or more.
+    """
+    from bnsearch.findings._design import DEFAULT_LOOKS2, DEFAULT_SPENDING, QUICK_LOOKS2
+    from bnsearch.stats import SPENDING_KINDS, SequentialPlan
+
+    kinds = [k.replace("_", "-") for k in SPENDING_KINDS]
+    if design != 2:
+        if looks is not None or spending != DEFAULT_SPENDING:
+            raise ConfigError("--looks and --spending apply to --design 2 only")
+        return None
+    if seeds is not None:
+        raise ConfigError("--seeds is design 1's; design 2 adds seeds look by look: use --looks, e.g. --looks 5,10,20")
+    if spending not in kinds:
+        raise ConfigError(f"--spending must be one of: {', '.join(kinds)}, got '{spending}'")
+    counts: tuple[int, ...]
+    if looks is None:
+        counts = QUICK_LOOKS2 if quick else DEFAULT_LOOKS2
+    else:
+        try:
+            counts = tuple(int(x) for x in looks.split(",") if x.strip())
+        except ValueError:
+            raise ConfigError(f"--looks must be comma-separated seed counts, e.g. 5,10,20; got '{looks}'") from None
+    if not counts or counts[0] < 2 or any(b <= a for a, b in zip(counts, counts[1:], strict=False)):
+        raise ConfigError(
+            f"--looks must be increasing seed counts, the first at least 2 (an interval needs two seeds); got '{looks}'"
+        )
+    return SequentialPlan(looks=counts, spending=spending.replace("-", "_"))

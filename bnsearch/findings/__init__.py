@@ -6,8 +6,9 @@
 ``_catalogue2`` those of design 2 (``catalogue(design)`` picks one); ``_controls`` judges design 2's
 positive and negative controls and says whether the run can be trusted;
 ``_judge`` turns effects into intervals, verdicts and sentences with ``bnsearch.stats`` (pure, tested
-on synthetic data); ``_html`` writes the page and the JSON. Claim keys and verdict words are
-``bnsearch.claims``'s.
+on synthetic data), at design 2's pre-registered looks when given a plan; ``_looks`` runs design 2
+look by look, adding seeds only to undecided claims; ``_html`` writes the page and the JSON. Claim
+keys and verdict words are ``bnsearch.claims``'s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bnsearch.findings._controls import ControlResult, Trust, check_controls
 from bnsearch.findings._design import FindingsConfig, design_cells
 from bnsearch.findings._html import write_findings_html, write_findings_json
 from bnsearch.findings._judge import Result, judge
+from bnsearch.findings._looks import LooksSummary, run_looks
 from bnsearch.findings._records import CellRecord
 from bnsearch.findings._runner import RunSummary, run_experiment
 
@@ -26,6 +28,7 @@ __all__ = [
     "Claim",
     "ControlResult",
     "FindingsConfig",
+    "LooksSummary",
     "Result",
     "RunSummary",
     "Trust",
@@ -36,6 +39,7 @@ __all__ = [
     "design_cells",
     "judge",
     "run_experiment",
+    "run_looks",
     "write_findings_html",
     "write_findings_json",
 ]

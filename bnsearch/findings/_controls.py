@@ -16,12 +16,13 @@ from bnsearch import claims as ck
 from bnsearch.findings import _effects as eff
 from bnsearch.findings._catalogue import ACC_MARGIN, Claim
 from bnsearch.findings._catalogue2 import LITERATURE, TRAINING
+from bnsearch.findings._design2 import POSITIVE_CONTROL_LR
 from bnsearch.findings._judge import Result, judge
 from bnsearch.findings._records import CellRecord
 
-# The pre-registered high lr of the positive control: H2 picks it from the probe pilot (a lr
-# where the deep plain net without BN fails and with BN trains); the lead aligns this default.
-CONTROL_LR = 1.0
+# The pre-registered high lr of the positive control (chosen from the seed-0 pilot: see
+# ``_design2.POSITIVE_CONTROL_LR``).
+CONTROL_LR = POSITIVE_CONTROL_LR
 POSITIVE_MARGIN = 10.0  # accuracy points: the known effect is large, not a fine difference
 POSITIVE_ARMS = ("plain:relu/before", "plain:relu/none")
 NEGATIVE_ARMS = ("bncnn:relu/before#twin", "bncnn:relu/before")  # same config, another batch-order stream

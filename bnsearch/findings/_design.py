@@ -39,12 +39,15 @@ DEFAULT_SEEDS = 5
 QUICK_DATASETS = ("digits",)
 QUICK_SEEDS = 3
 DEFAULT_PREFIX = "findings"
-# Design 2 (_design2) runs: the first look of 5 seeds (the sequential driver adds seeds to
-# undecided claims); --quick: digits, 3 seeds.
+# Design 2 (_design2) runs: pre-registered looks at 5, 10 and 20 seeds (the sequential driver,
+# _looks, adds seeds only to undecided claims' arms); --quick: digits, one look of 3 seeds.
 DEFAULT_DATASETS2 = ("digits", "mnist5k")
-DEFAULT_SEEDS2 = 5
+DEFAULT_LOOKS2 = (5, 10, 20)
+DEFAULT_SEEDS2 = DEFAULT_LOOKS2[0]
 QUICK_DATASETS2 = ("digits",)
-QUICK_SEEDS2 = 3
+QUICK_LOOKS2 = (3,)
+QUICK_SEEDS2 = QUICK_LOOKS2[0]
+DEFAULT_SPENDING = "obrien-fleming"  # alpha spending over the looks (bnsearch.stats.SPENDING_KINDS, with '-')
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,7 @@ def design_identity(dataset: str, model: str = "bncnn") -> dict[str, Any]:
     }
 
 
-DESIGNS = (1, 2)  # design 1: this module's arms; design 2: _design2 (issue 24)
+DESIGNS = (1, 2)  # design 1: this module's arms; design 2: _design2
 
 
 def default_run(design: int, *, quick: bool = False) -> tuple[tuple[str, ...], int]:
@@ -191,7 +194,7 @@ class FindingsConfig:
     prefix: str = DEFAULT_PREFIX  # study names: <prefix>-<dataset>-s<seed>
     device: str = "cpu"
     model: str = "bncnn"  # one of FINDINGS_MODELS: the net every cell trains (plain at its default depth and width)
-    design: int = 1  # one of DESIGNS: 1 (the 2-conv net's arms) or 2 (issue 24: bncnn, deep plain, resnet)
+    design: int = 1  # one of DESIGNS: 1 (the 2-conv net's arms) or 2 (bncnn, deep plain, resnet)
 
     @classmethod
     def quick(cls, **kw: Any) -> FindingsConfig:

@@ -1,4 +1,4 @@
-"""Design 2 of ``bnsearch findings`` (issue 24): BN tested on the nets where its effects can exist.
+"""Design 2 of ``bnsearch findings``: BN tested on the nets where its effects can exist.
 
 Three networks, each arm named ``net:activation/placement[+bn1d][/zero_last][#twin]``:
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from bnsearch.findings import _estimands as est
 from bnsearch.findings._design import ACTIVATION_LRS, CHECKPOINT_STEPS, CONVERGENCE_TARGET, MAIN_LRS, OTHER_ACTIVATIONS
+from bnsearch.findings._probe import ProbePoint, largest_stable_lr
 from bnsearch.findings._records import CellRecord
 
 CELLS_MISSING = "cells missing"
@@ -32,7 +33,7 @@ class SeedView:
     curves: dict[tuple[str, float], tuple[tuple[int, float], ...]]
     fit: dict[str, CellRecord]
     n_test: int
-    probe: dict[str, list[est.ProbePoint]] = field(default_factory=dict)  # design 2: probe cells by arm
+    probe: dict[str, list[ProbePoint]] = field(default_factory=dict)  # design 2: probe cells by arm
     lrs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # each arm's grid on the dataset (all seeds)
 
     def grid_of(self, arm: str, lrs: Sequence[float] | None) -> tuple[float, ...]:
@@ -58,7 +59,7 @@ def seed_views(records: Sequence[CellRecord]) -> dict[str, dict[int, SeedView]]:
             view.fit[r.arm] = r
             continue
         if r.kind == "probe":
-            view.probe.setdefault(r.arm, []).append(est.ProbePoint(lr=r.lr, val_acc=r.val_acc, diverged=r.diverged))
+            view.probe.setdefault(r.arm, []).append(ProbePoint(lr=r.lr, val_acc=r.val_acc, diverged=r.diverged))
             continue
         lrs.setdefault(r.arm, set()).add(r.lr)
         point = est.GridPoint(lr=r.lr, val_acc=r.val_acc, test_acc=r.test_acc, diverged=r.diverged)
@@ -149,41 +150,47 @@ def stable_lr(arm_a: str, arm_b: str) -> EffectFn:
     """log of the ratio of the largest lrs the probe finds stable, A / B ("censored" when either
     sits at its grid's top or bottom)."""
 
+    from bnsearch.findings._design2 import probe_lrs
+
     def f(v: SeedView) -> SeedEffect:
         found = []
         for arm in (arm_a, arm_b):
             points = v.probe.get(arm)
             if not points:
                 return SeedEffect(None, note=CELLS_MISSING)
-            found.append(est.largest_stable_lr(points, (*v.lrs.get(arm, ()), *(p.lr for p in points))))
+            try:
+                found.append(largest_stable_lr(points, probe_lrs()))
+            except ValueError:  # a bisection cut short: its remaining probe cells are missing
+                return SeedEffect(None, note=CELLS_MISSING)
         (la, ca), (lb, cb) = found
         return SeedEffect(math.log(la / lb), note="censored" if ca or cb else "")
 
     return f
 
 
-def divergence(arm_a: str, arm_b: str, *, low: float, lrs: Sequence[float] | None = RECORDED) -> EffectFn:
-    """Share of the grid's lrs ≥ ``low`` at which the loss diverged, A − B, in percentage points."""
+def failure(arm_a: str, arm_b: str, *, low: float, below: float, lrs: Sequence[float] | None = RECORDED) -> EffectFn:
+    """Share of the grid's lrs ≥ ``low`` at which training failed (diverged, or validation
+    accuracy below ``below``), A − B, in percentage points."""
 
     def f(v: SeedView) -> SeedEffect:
-        rate_a = est.divergence_rate(v.points(arm_a, v.grid_of(arm_a, lrs)), low=low)
-        rate_b = est.divergence_rate(v.points(arm_b, v.grid_of(arm_b, lrs)), low=low)
+        rate_a = est.failure_rate(v.points(arm_a, v.grid_of(arm_a, lrs)), low=low, below=below)
+        rate_b = est.failure_rate(v.points(arm_b, v.grid_of(arm_b, lrs)), low=low, below=below)
         return SeedEffect(100 * (rate_a - rate_b))
 
     return _on_grid((arm_a, arm_b), lrs, f)
 
 
-def early_loss(arm_a: str, arm_b: str, lrs: Sequence[float] | None = RECORDED) -> EffectFn:
-    """log of the ratio of the training loss over the first steps, A / B, at the highest lr at
-    which neither arm diverged."""
+def early_loss(arm_a: str, arm_b: str, *, lr: float, lrs: Sequence[float] | None = RECORDED) -> EffectFn:
+    """log of the ratio of the training loss over the first steps, A / B, both at the
+    pre-registered ``lr`` (no effect on a seed where either diverged inside those steps)."""
 
     def f(v: SeedView) -> SeedEffect:
-        pair = est.highest_common_lr(v.points(arm_a, v.grid_of(arm_a, lrs)), v.points(arm_b, v.grid_of(arm_b, lrs)))
-        if pair is None:
-            return SeedEffect(None, note="no lr at which both arms trained")
-        la, lb = pair[0].early_loss, pair[1].early_loss
+        a, b = v.points(arm_a, (lr,)), v.points(arm_b, (lr,))
+        if not a or not b:
+            return SeedEffect(None, note=CELLS_MISSING)
+        la, lb = a[0].early_loss, b[0].early_loss
         if la is None or lb is None or not (math.isfinite(la) and math.isfinite(lb)) or min(la, lb) <= 0:
-            return SeedEffect(None, note="no early loss")
+            return SeedEffect(None, note=f"diverged within the first steps at lr {lr:g}")
         return SeedEffect(math.log(la / lb))
 
     return _on_grid((arm_a, arm_b), lrs, f)

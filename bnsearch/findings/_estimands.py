@@ -112,59 +112,14 @@ def binomial_se(acc_a: float, acc_b: float, n: int) -> float:
     return math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / n)
 
 
-# The probe's verdict on one lr (design 2). H2's ``_probe`` owns these constants; they are
-# repeated here until it is merged, and the lead points ``largest_stable_lr`` at it.
-CHANCE = 0.1  # 10 classes on every built-in dataset
-PROBE_MARGIN = 0.1  # a probe is stable when it beats chance by this much (accuracy 0..1)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProbePoint:
-    """One short stable-lr probe run of an arm at one lr on one seed."""
-
-    lr: float
-    val_acc: float  # validation accuracy after the probe's steps (0..1)
-    diverged: bool = False
-
-    @property
-    def stable(self) -> bool:
-        """The probe trained without diverging and beat chance by ``PROBE_MARGIN``."""
-        return not self.diverged and self.val_acc >= CHANCE + PROBE_MARGIN
-
-
-def largest_stable_lr(points: Sequence[ProbePoint], lrs: Sequence[float]) -> tuple[float, bool]:
-    """The largest lr the probe judged stable with every tried lr below it stable too, and
-    whether it is censored: at the grid's top (the limit may lie above ``lrs``), or at the
-    bottom when even the smallest tried lr failed (then that lr, an upper bound, is returned).
-
-    ``points`` are the lrs the bisection tried, in any order; ``lrs`` the grid it bisected.
-    """
-    if not points:
-        raise ValueError("no probe points")
-    tried = sorted(points, key=lambda p: p.lr)
-    stable: float | None = None
-    for p in tried:
-        if not p.stable:
-            break
-        stable = p.lr
-    if stable is None:
-        return tried[0].lr, True
-    return stable, stable >= max((*lrs, *(p.lr for p in tried))) * (1 - 1e-9)
-
-
 def best_lr_on_edge(best: GridPoint, lrs: Sequence[float]) -> bool:
     """Whether an arm's best lr is its grid's smallest or largest (a better one may lie beyond)."""
     return best.lr in (min(lrs), max(lrs))
 
 
-def divergence_rate(points: Sequence[GridPoint], *, low: float) -> float:
-    """Fraction (0..1) of the grid's lrs ≥ ``low`` at which the loss diverged (0 without any)."""
+def failure_rate(points: Sequence[GridPoint], *, low: float, below: float) -> float:
+    """Fraction (0..1) of the grid's lrs ≥ ``low`` at which training failed: the loss diverged,
+    or validation accuracy ended below ``below`` (a net stuck near chance with a finite loss
+    failed as surely as one whose loss overflowed). 0 when the grid has no such lr."""
     high = [p for p in points if p.lr >= low * (1 - 1e-9)]
-    return sum(p.diverged for p in high) / len(high) if high else 0.0
-
-
-def highest_common_lr(a: Sequence[GridPoint], b: Sequence[GridPoint]) -> tuple[GridPoint, GridPoint] | None:
-    """The two arms' points at the highest lr at which neither diverged (None: there is none)."""
-    survived_b = {round(p.lr, 12): p for p in b if not p.diverged}
-    both = [(p, survived_b[round(p.lr, 12)]) for p in a if not p.diverged and round(p.lr, 12) in survived_b]
-    return max(both, key=lambda pair: pair[0].lr) if both else None
+    return sum(p.diverged or p.val_acc < below for p in high) / len(high) if high else 0.0

@@ -15,9 +15,16 @@ from bnsearch.claims import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_ESTIMABL
 from bnsearch.findings._catalogue import Claim
 from bnsearch.findings._catalogue2 import catalogue
 from bnsearch.findings._design import EPOCHS
-from bnsearch.findings._effects import SeedView, seed_views
+from bnsearch.findings._effects import CELLS_MISSING, SeedEffect, SeedView, seed_views
 from bnsearch.findings._records import CellRecord
-from bnsearch.stats import Interval, hierarchical_bootstrap, judge_family, min_detectable_effect
+from bnsearch.stats import (
+    Interval,
+    SequentialPlan,
+    hierarchical_bootstrap,
+    judge_family,
+    judge_sequential,
+    min_detectable_effect,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,47 +147,127 @@ class _Row:
     per_seed: list[float]
     notes: tuple[str, ...]
     mde: float
+    look: int | None = None  # sequential: 1-based look of the verdict
+    seeds_used: int | None = None  # sequential: seeds of the claim's arms at that look
 
 
-def _judge_dataset(seeds: dict[int, SeedView], family: Sequence[Claim], *, primary: bool) -> list[_Row]:
+def _resolution(c: Claim, n_test: int) -> float:
+    # An accuracy difference moves in steps of one test example.
+    return 100 / n_test if c.unit == "points" else c.resolution
+
+
+def _trained_prefix(effects: list[SeedEffect]) -> list[SeedEffect]:
+    """The effects of seeds 0, 1, … up to the first seed whose cells are missing: a sequential
+    run trains more seeds only for undecided claims, so a claim's seeds end where its arms' do."""
+    for i, e in enumerate(effects):
+        if e.value is None and e.note == CELLS_MISSING:
+            return effects[:i]
+    return effects
+
+
+def _judge_sequential(
+    family: Sequence[Claim], effects: list[list[SeedEffect]], plan: SequentialPlan, n_test: int, *, primary: bool
+) -> list[tuple[Interval, str, float, int, int, str]]:
+    """(interval, verdict, adjusted p, 1-based look, seeds used, a note on the look) per claim
+    of ``family``.
+
+    The primary claims are one family at the latest look every undecided one has reached; a
+    secondary claim is a family of its own, at the latest look its arms have reached."""
+    prefixes = [_trained_prefix(es) for es in effects]
+    arrays = [[math.nan if e.value is None else float(e.value) for e in es] for es in prefixes]
+    items = [(c.kind, a, c.stat_margin) for c, a in zip(family, arrays, strict=True)]
+    res = [_resolution(c, n_test) for c in family]
+    groups = [list(range(len(family)))] if primary else [[i] for i in range(len(family))]
+    out: dict[int, tuple[Interval, str, float, int, int, str]] = {}
+    last = len(plan.looks)
+    for group in groups:
+        judged = None
+        for look in range(len(plan.looks) - 1, -1, -1):
+            try:
+                judged = judge_sequential([items[i] for i in group], plan, look, resolutions=[res[i] for i in group])
+                break
+            except ValueError:  # some undecided claim has not reached this look's seeds yet
+                continue
+        if judged is None:  # not even the first look's seeds: nothing to judge yet
+            for i in group:
+                nothing = Interval(math.nan, math.nan, math.nan, math.nan, 0)
+                out[i] = (nothing, NOT_ESTIMABLE, 1.0, 0, 0, f"fewer seeds than the first look's {plan.looks[0]}")
+            continue
+        for i, j in zip(group, judged, strict=True):
+            look = j.look + 1
+            if j.decided:
+                note = f"decided at look {look} of {last} ({j.n_seeds} seeds)"
+            elif j.final:
+                note = f"undecided at the last look ({j.n_seeds} seeds, the cap)"
+            else:
+                note = f"undecided so far: look {look} of {last} ({j.n_seeds} seeds)"
+            out[i] = (j.interval, j.verdict, j.p_adjusted, look, j.n_seeds, note)
+    return [out[i] for i in range(len(family))]
+
+
+def _judge_dataset(
+    seeds: dict[int, SeedView], family: Sequence[Claim], *, primary: bool, plan: SequentialPlan | None = None
+) -> list[_Row]:
     n_test = max(v.n_test for v in seeds.values())
     effects = [[c.effect(seeds[s]) for s in sorted(seeds)] for c in family]
+    if plan is not None:
+        sequential = _judge_sequential(family, effects, plan, n_test, primary=primary)
+        # Only the seeds the verdict used: those past a claim's decision do not count for it.
+        effects = [es[: seq[4]] for es, seq in zip(effects, sequential, strict=True)]
     present = [[e for e in es if e.value is not None] for es in effects]
     values = [[float(e.value) for e in es if e.value is not None] for es in present]
     judged = judge_family(
         [(c.kind, v, c.stat_margin) for c, v in zip(family, values, strict=True)],
-        # An accuracy difference moves in steps of one test example.
-        resolutions=[100 / n_test if c.unit == "points" else c.resolution for c in family],
+        resolutions=[_resolution(c, n_test) for c in family],
         adjust=primary,
     )
     rows = []
-    for es, ps, vals, j in zip(effects, present, values, judged, strict=True):
+    for index, (es, ps, vals, j) in enumerate(zip(effects, present, values, judged, strict=True)):
+        interval, verdict, p = j.interval, j.verdict, j.p_adjusted
+        look = used = None
+        notes = []
+        if plan is not None:
+            interval, verdict, p, look, used, look_note = sequential[index]
+            notes.append(look_note)
         kinds = sorted({n for e in ps for n in e.notes})
-        notes = [f"{sum(n in e.notes for e in ps)} of {len(ps)} seeds {n}" for n in kinds]
+        notes += [f"{sum(n in e.notes for e in ps)} of {len(ps)} seeds {n}" for n in kinds]
         skipped = sorted({e.note for e in es if e.value is None})
         if skipped:
             notes.append(f"{len(es) - len(ps)} seed(s) without an effect ({', '.join(skipped)})")
         boot = hierarchical_bootstrap(vals, [e.within_se for e in ps])
-        if j.verdict in (SUPPORTED, CONTRADICTED) and boot[0] <= 0 <= boot[1]:
+        if verdict in (SUPPORTED, CONTRADICTED) and boot[0] <= 0 <= boot[1]:
             notes.append("the hierarchical bootstrap interval includes 0: read this verdict with care")
         sd = j.interval.se * math.sqrt(j.interval.n) if j.interval.n >= 2 else math.nan
         rows.append(
             _Row(
-                interval=j.interval,
+                interval=interval,
                 boot=boot,
-                verdict=j.verdict,
-                p=j.p_adjusted,
+                verdict=verdict,
+                p=p,
                 per_seed=vals,
                 notes=tuple(notes),
                 mde=min_detectable_effect(sd, j.interval.n) if math.isfinite(sd) else math.nan,
+                look=look,
+                seeds_used=used,
             )
         )
     return rows
 
 
-def judge(records: Sequence[CellRecord], *, claim_list: Sequence[Claim] | None = None, design: int = 1) -> list[Result]:
+def judge(
+    records: Sequence[CellRecord],
+    *,
+    claim_list: Sequence[Claim] | None = None,
+    design: int = 1,
+    plan: SequentialPlan | None = None,
+) -> list[Result]:
     """Every claim of ``design``'s catalogue (or of ``claim_list``) on every dataset of
-    ``records``: per-seed effects, intervals, verdicts."""
+    ``records``: per-seed effects, intervals, verdicts.
+
+    ``plan`` (design 2): judge at the pre-registered looks with alpha spending
+    (``bnsearch.stats.judge_sequential``): each claim's verdict, repeated 95% interval, the look
+    that decided it and the seeds it used; a claim decided at a look keeps its verdict however
+    many seeds its arms get later for other claims."""
     all_claims = tuple(claim_list) if claim_list is not None else catalogue(design)
     views = seed_views(records)
     datasets = sorted(views)
@@ -188,7 +275,8 @@ def judge(records: Sequence[CellRecord], *, claim_list: Sequence[Claim] | None =
     for dataset in datasets:
         for primary in (True, False):
             family = [c for c in all_claims if c.primary == primary]
-            for c, row in zip(family, _judge_dataset(views[dataset], family, primary=primary), strict=True):
+            judged = _judge_dataset(views[dataset], family, primary=primary, plan=plan)
+            for c, row in zip(family, judged, strict=True):
                 rows[(c.key, dataset)] = row
     results: list[Result] = []
     for c in all_claims:
@@ -230,6 +318,8 @@ def judge(records: Sequence[CellRecord], *, claim_list: Sequence[Claim] | None =
                     sentence=_sentence(c, d, effect, lo, hi, iv.n, row.verdict, row.notes),
                     literature=c.literature,
                     agreement=agreement,
+                    look=row.look,
+                    seeds_used=row.seeds_used,
                 )
             )
     return results

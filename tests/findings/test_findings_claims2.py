@@ -11,10 +11,10 @@ from _synth import DESIGN2_ARMS, LRS2, Arm2, design2_records
 
 from bnsearch import claims as ck
 from bnsearch.findings import _effects as eff
-from bnsearch.findings import _estimands as est
 from bnsearch.findings._catalogue import Claim, claims
 from bnsearch.findings._catalogue2 import catalogue, claims2
 from bnsearch.findings._judge import Result, judge
+from bnsearch.findings._probe import largest_stable_lr
 from bnsearch.findings._records import CellRecord
 
 BN, NO_BN = "plain:relu/before", "plain:relu/none"
@@ -25,34 +25,6 @@ def view(arms: dict[str, Arm2], seed: int = 0, records: list[CellRecord] | None 
     """One seed's view of ``arms`` (or of ``records``), its grids read from the records."""
     recs = records if records is not None else design2_records("digits", seed, arms)
     return eff.seed_views(recs)["digits"][seed]
-
-
-def probe(lr: float, ok: bool) -> est.ProbePoint:
-    return est.ProbePoint(lr=lr, val_acc=0.6 if ok else 0.1, diverged=not ok)
-
-
-@pytest.mark.parametrize(
-    ("tried", "expected"),
-    [
-        ({1e-4: True, 0.1: True, 0.215: False, 10.0: False}, (0.1, False)),
-        ({1e-4: True, 0.01: True, 0.1: False, 1.0: True, 10.0: False}, (0.01, False)),  # all below must be stable
-        ({1e-4: True, 1.0: True, 10.0: True}, (10.0, True)),  # the grid's top: the limit may lie above
-        ({1e-4: False, 10.0: False}, (1e-4, True)),  # even the bottom failed
-    ],
-    ids=["interior", "non-monotone", "censored-top", "censored-bottom"],
-)
-def test_largest_stable_lr(tried: dict[float, bool], expected: tuple[float, bool]) -> None:
-    points = [probe(lr, ok) for lr, ok in reversed(tried.items())]  # order does not matter
-    assert est.largest_stable_lr(points, LRS2) == expected
-
-
-def test_a_probe_is_stable_only_when_it_beats_chance_by_the_margin_without_diverging() -> None:
-    edge = est.CHANCE + est.PROBE_MARGIN
-    assert est.ProbePoint(lr=1.0, val_acc=edge).stable
-    assert not est.ProbePoint(lr=1.0, val_acc=edge - 0.01).stable
-    assert not est.ProbePoint(lr=1.0, val_acc=0.9, diverged=True).stable
-    with pytest.raises(ValueError, match="no probe points"):
-        est.largest_stable_lr([], LRS2)
 
 
 def test_stable_lr_ratio_from_the_probe_cells_and_its_censoring() -> None:
@@ -70,7 +42,7 @@ def test_probe_cells_are_not_grid_cells() -> None:
     assert len(v.grid[BN]) == len(LRS2) and v.lrs[BN] == LRS2
     # The bisection tried the ends, then 0.0215 (stable), 0.464 (not), 0.1 (stable), 0.215 (not).
     assert sorted(p.lr for p in v.probe[BN]) == [1e-4, 0.0215, 0.1, 0.215, 0.464, 10.0]
-    assert est.largest_stable_lr(v.probe[BN], LRS2) == (0.1, False)
+    assert largest_stable_lr(v.probe[BN], LRS2) == (0.1, False)
 
 
 def test_optimal_lr_ratio_and_its_edge_flag() -> None:
@@ -108,27 +80,30 @@ def test_a_seed_missing_a_recorded_lr_has_no_effect() -> None:
     assert eff.tuned(BN, "plain:tanh/none", eff.RECORDED)(views[0]).note == eff.CELLS_MISSING  # no such arm
 
 
-def test_divergence_rate_counts_only_the_high_lrs() -> None:
+def test_failure_rate_counts_only_the_high_lrs_and_nets_stuck_near_chance() -> None:
     # lrs ≥ 0.1: 0.1 0.215 0.464 1 2.15 4.64 10; ones diverge above 0.464 (4 of 7), zero_last above 2.15 (2 of 7).
     arms = {ZERO_LAST: Arm2(0.95, max_lr=2.15), ONES: Arm2(0.95, max_lr=0.464)}
-    assert eff.divergence(ZERO_LAST, ONES, low=0.1)(view(arms)).value == pytest.approx(100 * (2 - 4) / 7)
-    # Divergence below 0.1 does not count.
+    fail = eff.failure(ZERO_LAST, ONES, low=0.1, below=0.2)
+    assert fail(view(arms)).value == pytest.approx(100 * (2 - 4) / 7)
+    # Failing below 0.1 does not count.
     low = {ZERO_LAST: Arm2(0.95, max_lr=0.01), ONES: Arm2(0.95, max_lr=0.0464)}
-    assert eff.divergence(ZERO_LAST, ONES, low=0.1)(view(low)).value == pytest.approx(0.0)
+    assert fail(view(low)).value == pytest.approx(0.0)
+    # A net stuck at chance with a finite loss failed as well (the resnets of the pilots).
+    recs = [
+        dataclasses.replace(r, diverged=False, val_acc=0.1, test_acc=0.1) if r.diverged else r
+        for r in design2_records("digits", 0, arms)
+    ]
+    assert fail(view({}, records=recs)).value == pytest.approx(100 * (2 - 4) / 7)
 
 
-def test_early_loss_at_the_highest_lr_both_arms_survive() -> None:
+def test_early_loss_at_the_pre_registered_lr() -> None:
     arms = {ZERO_LAST: Arm2(0.95, max_lr=2.15, early=0.6), ONES: Arm2(0.95, max_lr=0.464, early=1.2)}
-    assert eff.early_loss(ZERO_LAST, ONES)(view(arms)).value == pytest.approx(math.log(0.5))
-    # Survive up to 0.464 and up to 0.0464: compared at 0.0464, where the loss grows with the lr alike.
-    both = {ZERO_LAST: Arm2(0.95, max_lr=0.464, early=0.6), ONES: Arm2(0.95, max_lr=0.0464, early=1.2)}
-    points = view(both).points(ZERO_LAST, LRS2), view(both).points(ONES, LRS2)
-    pair = est.highest_common_lr(*points)
-    assert pair is not None and pair[0].lr == pair[1].lr == 0.0464
-    dead = {ZERO_LAST: Arm2(0.95, max_lr=1e-5), ONES: Arm2(0.95)}
-    assert eff.early_loss(ZERO_LAST, ONES)(view(dead)).note == "no lr at which both arms trained"
+    assert eff.early_loss(ZERO_LAST, ONES, lr=0.1)(view(arms)).value == pytest.approx(math.log(0.5))
+    # One arm diverged at that lr: no effect on that seed, and the note says why.
+    assert eff.early_loss(ZERO_LAST, ONES, lr=1.0)(view(arms)).value is None
+    assert "diverged within the first steps" in eff.early_loss(ZERO_LAST, ONES, lr=1.0)(view(arms)).note
     unrecorded = [dataclasses.replace(r, early_loss=None) for r in design2_records("digits", 0, arms)]
-    assert eff.early_loss(ZERO_LAST, ONES)(view({}, records=unrecorded)).note == "no early loss"
+    assert eff.early_loss(ZERO_LAST, ONES, lr=0.1)(view({}, records=unrecorded)).value is None
 
 
 def test_test_nll_at_the_lr_chosen_on_validation_accuracy() -> None:
@@ -163,7 +138,11 @@ def test_design_2_verdicts_on_known_effects() -> None:
     assert results["plain:activation_interaction"].effect == pytest.approx(10.0)
     assert verdict["resnet:gamma_zero_last_divergence"] == ck.SUPPORTED
     assert verdict["plain:bn_accuracy_nll"] == ck.SUPPORTED  # NLL falls: the accuracy claim's twin
-    assert all(r.n_seeds == 6 and r.look is None and r.seeds_used is None for r in results.values())
+    # Gamma 1 diverges above lr 0.464 here, so the early loss at the pre-registered lr 1 has no seed.
+    early = results[ck.on_net("resnet", ck.GAMMA_ZERO_LAST_EARLY_LOSS)]
+    assert early.verdict == ck.NOT_ESTIMABLE and early.n_seeds == 0
+    rest = [r for r in results.values() if r is not early]
+    assert all(r.n_seeds == 6 and r.look is None and r.seeds_used is None for r in rest)
 
 
 def test_design_2_optimal_lr_raised_by_bn_is_contradicted() -> None:

@@ -122,10 +122,11 @@ def test_the_cli_refuses_a_design_1_study_in_one_line_before_training(sqlite_url
 @pytest.mark.usefixtures("small_design")
 def test_cli_design_2_runs_a_tiny_design_end_to_end(sqlite_url: str, tmp_path: object) -> None:
     out = f"{tmp_path}/f.html"
-    args = ["findings", "--design", "2", "--datasets", "digits", "--seeds", "2", "--storage", sqlite_url, "--out", out]
+    args = ["findings", "--design", "2", "--datasets", "digits", "--looks", "2", "--storage", sqlite_url, "--out", out]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "findings (design 2)" in result.output and "estimated training time" in result.output
+    assert "findings (design 2)" in result.output and "looks at 2 seeds" in result.output
+    assert "the first look trains every cell: about" in result.output
     assert "probe:bncnn:relu/none" in result.output and "grid:bncnn:relu/before:lr=0.01" in result.output
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "(0 cells trained now" in again.output
