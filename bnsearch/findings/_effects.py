@@ -242,9 +242,15 @@ def lr_window(arm_a: str, arm_b: str) -> EffectFn:
 
 
 def steps(
-    arm_a: str, arm_b: str, *, matched: bool, lrs: Sequence[float] | None = MAIN_LRS, edge: bool = False
+    arm_a: str,
+    arm_b: str,
+    *,
+    matched: bool,
+    lrs: Sequence[float] | None = MAIN_LRS,
+    edge: bool = False,
+    target: float = CONVERGENCE_TARGET,
 ) -> EffectFn:
-    """log(steps_a / steps_b) to CONVERGENCE_TARGET; matched: both at arm_b's best lr.
+    """log(steps_a / steps_b) to ``target`` validation accuracy; matched: both at arm_b's best lr.
     ``edge``: flag a seed whose chosen lr sits on its grid's edge (design 2)."""
 
     def f(v: SeedView) -> SeedEffect:
@@ -254,7 +260,7 @@ def steps(
         if not ca or not cb:
             return SeedEffect(None, note="no curve")
         max_steps = max(s for s, _ in (*ca, *cb)) + CHECKPOINT_STEPS
-        value, censored = est.log_steps_ratio(ca, cb, CONVERGENCE_TARGET, max_steps=max_steps)
+        value, censored = est.log_steps_ratio(ca, cb, target, max_steps=max_steps)
         return SeedEffect(value, note="censored" if censored else "", edge=edge and (edge_a or edge_b))
 
     return _on_grid((arm_a, arm_b), lrs, f)

@@ -59,3 +59,30 @@ def test_quick_run_end_to_end_and_resume(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "(0 cells trained now" in again.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 6 minutes with two workers on 2 quiet cores
+def test_design_2_quick_run_end_to_end(tmp_path: Path) -> None:
+    """The real ``--design 2 --quick`` (digits, one look of 3 seeds, two worker processes): the
+    controls head the JSON, the positive one passes (a deep plain net without BN fails at lr
+    0.215 where BN trains), every claim carries its look and seeds, and a rerun trains nothing."""
+    from bnsearch.findings import catalogue
+
+    url = f"sqlite:///{tmp_path}/f2.db"
+    out, js = tmp_path / "findings.html", tmp_path / "findings.json"
+    args = ["findings", "--design", "2", "--quick", "--workers", "2", "--storage", url]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--json", str(js)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(js.read_text())
+    assert doc["design"] == 2 and [c["key"] for c in doc["controls"]] == ["control_positive", "control_negative"]
+    positive = doc["controls"][0]
+    assert positive["passed"], positive["reason"]
+    assert {r["key"] for r in doc["claims"]} == {c.key for c in catalogue(2)}
+    assert all(r["look"] == 1 and r["seeds_used"] == 3 for r in doc["claims"] if r["n_seeds"])
+    assert "seeds for 80% power" in result.output
+    page = out.read_text()
+    assert page.index("<h2>Controls</h2>") < page.index("<h2>Verdicts</h2>")
+    again = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "(0 cells trained now" in again.output

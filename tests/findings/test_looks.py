@@ -27,9 +27,9 @@ OPEN = ck.on_net("bncnn", ck.BN_ACCURACY)
 
 
 def _cells(dataset: str, seed: int, arms: Collection[str] | None = None) -> list[CellRecord]:
-    """One seed's cells; ``NOISY``'s accuracies moved by a seed-specific draw (sd 2 points, so
-    its +0.5-point claim cannot be decided on 20 seeds)."""
-    shift = float(np.random.default_rng(1000 + seed).normal(0, 0.02))
+    """One seed's cells; ``NOISY``'s accuracies raised to its BN twin's (no true effect) and moved
+    by a seed-specific draw (sd 2 points), so bncnn's BN-accuracy claim stays undecided to the cap."""
+    shift = 0.005 + float(np.random.default_rng(1000 + seed).normal(0, 0.02))
     out = []
     for r in design2_records(dataset, seed):
         if arms is not None and r.arm not in arms:
