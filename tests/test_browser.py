@@ -155,7 +155,34 @@ def _findings(tmp: Path) -> tuple[Path, int]:
     return write_findings_html(judge(records), records, tmp / "findings.html", note="synthetic cells"), 2
 
 
-@pytest.mark.parametrize("write", [_report, _compare, _findings], ids=["report", "compare", "findings"])
+def _findings2(tmp: Path) -> tuple[Path, int]:
+    """A design-2 page of synthetic cells whose positive control fails: the red mark heads it."""
+    from dataclasses import replace
+
+    from _synth import design2_records
+
+    from bnsearch.findings import check_controls, judge, write_findings_html
+    from bnsearch.findings._design2 import POSITIVE_CONTROL_LR
+    from bnsearch.stats import SequentialPlan
+
+    records = [r for d in ("digits", "mnist5k") for seed in range(3) for r in design2_records(d, seed)]
+    # The net without BN trains at the control's lr as well as with BN: the control must fail.
+    records = [
+        replace(r, val_acc=0.95, test_acc=0.95, diverged=False)
+        if r.arm == "plain:relu/none" and abs(r.lr - POSITIVE_CONTROL_LR) < 1e-9
+        else r
+        for r in records
+    ]
+    trust = check_controls(records, lr=POSITIVE_CONTROL_LR)
+    assert not trust.trustworthy
+    results = judge(records, design=2, plan=SequentialPlan(looks=(3,)))
+    page = write_findings_html(results, records, tmp / "findings2.html", note="synthetic cells", trust=trust)
+    return page, page.read_text(encoding="utf-8").count('class="plotly-graph-div"')
+
+
+@pytest.mark.parametrize(
+    "write", [_report, _compare, _findings, _findings2], ids=["report", "compare", "findings", "findings-design-2"]
+)
 def test_a_page_opens_without_errors_and_draws_every_figure(chromium: str, tmp_path: Path, write) -> None:  # type: ignore[no-untyped-def]
     page, n_figures = write(tmp_path)
     assert "<script src=" not in page.read_text(encoding="utf-8")  # nothing to fetch: opens offline
@@ -166,6 +193,10 @@ def test_a_page_opens_without_errors_and_draws_every_figure(chromium: str, tmp_p
     assert all(opened.drawn), (
         f"figures without their SVG (page order): {[i for i, d in enumerate(opened.drawn) if not d]}"
     )
+    if write is _findings2:  # the red mark and the controls come before every verdict
+        dom = opened.dom
+        assert "This run is untrustworthy: a control failed." in dom
+        assert dom.index("untrustworthy") < dom.index("<h2>Controls</h2>") < dom.index("<h2>Verdicts</h2>")
 
 
 def test_the_check_sees_a_javascript_error_and_an_undrawn_figure(chromium: str, tmp_path: Path) -> None:
