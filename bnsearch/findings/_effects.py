@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from bnsearch.findings import _estimands as est
 from bnsearch.findings._design import ACTIVATION_LRS, CHECKPOINT_STEPS, CONVERGENCE_TARGET, MAIN_LRS, OTHER_ACTIVATIONS
+from bnsearch.findings._design2 import probe_lrs
 from bnsearch.findings._probe import ProbePoint, largest_stable_lr
 from bnsearch.findings._records import CellRecord
 
@@ -149,8 +150,6 @@ def optimal_lr(arm_a: str, arm_b: str, lrs: Sequence[float] | None = RECORDED) -
 def stable_lr(arm_a: str, arm_b: str) -> EffectFn:
     """log of the ratio of the largest lrs the probe finds stable, A / B ("censored" when either
     sits at its grid's top or bottom)."""
-
-    from bnsearch.findings._design2 import probe_lrs
 
     def f(v: SeedView) -> SeedEffect:
         found = []
