@@ -57,15 +57,21 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, grace
 
 
-def _check_file(path: Path, *, create: bool, magic: bytes, kind: tuple[str, str]) -> None:
+def _check_file(path: Path, *, create: bool, magic: bytes | None, kind: tuple[str, str]) -> None:
     """Refuse a folder or a file of another kind; a missing file is an error unless ``create``
-    (then its folder is made). ``kind``: ("database", "a SQLite database") for the messages."""
+    (then its folder is made). ``kind``: ("database", "a SQLite database") for the messages.
+    ``magic``: the first bytes a file of this kind starts with; None for SQLite, which is
+    asked itself (see `_is_sqlite`)."""
     if path.exists():
         if path.is_dir():
             raise StudyError(f"storage {path} is a folder, not {kind[1]} file")
-        with path.open("rb") as f:
-            head = f.read(len(magic))
-        if head and head != magic:
+        if magic is None:
+            ours = _is_sqlite(path)
+        else:
+            with path.open("rb") as f:
+                head = f.read(len(magic))
+            ours = not head or head == magic
+        if not ours:
             raise StudyError(f"storage {path} exists but is not {kind[1]}")
     elif not create:
         raise StudyError(f"no study {kind[0]} at {path}; run `bnsearch run` first or pass --storage")
@@ -74,6 +80,35 @@ def _check_file(path: Path, *, create: bool, magic: bytes, kind: tuple[str, str]
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StudyError(f"cannot create the folder for {path}: {e.strerror or e}") from None
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` (an existing file) is empty or a SQLite database, asked through SQLite.
+
+    Not by reading its header with ``open()``: closing any file descriptor of a database file
+    drops every POSIX lock this process's SQLite connections hold on it, so a process that keeps
+    a storage open while it opens the same file again (the findings and confirm drivers, between
+    their rounds of worker processes) would lose its shared lock; the next worker to close its
+    connection then believes itself the last, checkpoints and deletes the WAL under the open
+    connections, which answer "disk I/O error" or "database disk image is malformed". SQLite
+    keeps the descriptors of a file it has locks on open until the last connection closes.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        return True
+    if size < 512:  # the smallest page; SQLite would read a shorter file as an empty database
+        return False
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e):
+            return False
+        raise StudyError(f"cannot read SQLite database {path}: {e}") from None
+    return True
 
 
 def _check_optuna_tables(path: Path) -> None:
@@ -110,7 +145,7 @@ def open_storage(url: str, *, create: bool = True, heartbeat: bool = True) -> op
     path = sqlite_path(url)
     if path is None:
         return _open_rdb(url, create=create, heartbeat=heartbeat)
-    _check_file(path, create=create, magic=b"SQLite format 3\x00", kind=("database", "a SQLite database"))
+    _check_file(path, create=create, magic=None, kind=("database", "a SQLite database"))
     if not create:
         _check_optuna_tables(path)  # read-only commands leave the file exactly as it is
         return _open_rdb(url, create=False, heartbeat=heartbeat)
