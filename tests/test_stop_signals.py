@@ -194,7 +194,20 @@ def test_a_search_with_workers_stopped_by_a_signal_to_its_pid_loses_nothing(
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_findings_with_workers_stopped_by_a_signal_to_its_pid(signum: int, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    args = ["findings", "--quick", "--seeds", "2", "--workers", "2", "--storage", url, "--out", "f.html"]
+    args = [
+        "findings",
+        "--design",
+        "1",
+        "--quick",
+        "--seeds",
+        "2",
+        "--workers",
+        "2",
+        "--storage",
+        url,
+        "--out",
+        "f.html",
+    ]
     proc = _start(args, tmp_path)
     # Cells are stored only once trained: nothing to watch for, so give the workers time to start.
     start = time.monotonic()

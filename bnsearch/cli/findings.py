@@ -33,7 +33,7 @@ def findings(
     seeds: Annotated[
         int | None,
         typer.Option(
-            help="Design 1: seeds (replicates) per dataset, root seeds 0..N-1 [default: 5; --quick: 3]. Design 2 uses --looks."
+            help="Design 1 only: seeds (replicates) per dataset, root seeds 0..N-1 [default: 5; --quick: 3]. Design 2 uses --looks."
         ),
     ] = None,
     quick: Annotated[
@@ -42,13 +42,15 @@ def findings(
     looks: Annotated[
         str | None,
         typer.Option(
-            help="Design 2: cumulative seeds at each pre-registered look, comma-separated; after each look only undecided claims get more seeds [default: 5,10,20; --quick: 3]."
+            help="Design 2: cumulative seeds at each pre-registered look, comma-separated; after each look only undecided claims get more seeds [default: 5,10,15; --quick: 3]."
         ),
     ] = None,
     spending: Annotated[
-        str,
-        typer.Option(help="Design 2: how alpha is spent over the looks: obrien-fleming (strict early) or pocock."),
-    ] = "obrien-fleming",
+        str | None,
+        typer.Option(
+            help="Design 2: how alpha is spent over the looks: pocock (the same boundary at every look) or obrien-fleming (strict early, lenient last) [default: pocock]."
+        ),
+    ] = None,
     storage: StorageOpt = None,
     out: Annotated[str, typer.Option(help="HTML page to write.")] = "findings.html",
     json_path: Annotated[
@@ -75,15 +77,15 @@ def findings(
     model: Annotated[
         str,
         typer.Option(
-            help="The net every cell trains: bncnn (the article's) or plain (a deep plain CNN at its default depth and width; studies <prefix>-plain-<dataset>-s<seed>)."
+            help="Design 1 only: the net every cell trains: bncnn (the article's) or plain (a deep plain CNN at its default depth and width; studies <prefix>-plain-<dataset>-s<seed>)."
         ),
     ] = "bncnn",
     design: Annotated[
         int,
         typer.Option(
-            help="Which design: 1 (the 2-conv net's arms) or 2 (the article's net, a deep plain net and a resnet; lr grid 1e-4…10, stable-lr probe, larger held-out splits, looks, controls; studies <prefix>2-<dataset>-s<seed>)."
+            help="Which design: 2 (the article's net, a deep plain net and a resnet; lr grid 1e-4…10, stable-lr probe, larger held-out splits, looks, controls; studies <prefix>2-<dataset>-s<seed>) or 1 (the first design: the 2-conv net's arms, a fixed number of seeds)."
         ),
-    ] = 1,
+    ] = 2,
 ) -> None:
     """Run the designed BN experiment (paired by seed, resumable) and write verdicts with 95% intervals."""
     with user_errors():
@@ -168,7 +170,7 @@ def findings(
 
 
 def sequential_plan(
-    design: int, looks: str | None, spending: str, *, seeds: int | None, quick: bool
+    design: int, looks: str | None, spending: str | None, *, seeds: int | None, quick: bool
 ) -> SequentialPlan | None:
     """Design 2's looks and alpha spending from the options (None for design 1).
 
@@ -181,11 +183,14 @@ def sequential_plan(
 
     kinds = [k.replace("_", "-") for k in SPENDING_KINDS]
     if design != 2:
-        if looks is not None or spending != DEFAULT_SPENDING:
+        if looks is not None or spending is not None:
             raise ConfigError("--looks and --spending apply to --design 2 only")
         return None
     if seeds is not None:
-        raise ConfigError("--seeds is design 1's; design 2 adds seeds look by look: use --looks, e.g. --looks 5,10,20")
+        raise ConfigError(
+            "--seeds is design 1's (add --design 1); design 2 adds seeds look by look: use --looks, e.g. --looks 5,10,15"
+        )
+    spending = DEFAULT_SPENDING if spending is None else spending
     if spending not in kinds:
         raise ConfigError(f"--spending must be one of: {', '.join(kinds)}, got '{spending}'")
     counts: tuple[int, ...]
@@ -195,7 +200,7 @@ def sequential_plan(
         try:
             counts = tuple(int(x) for x in looks.split(",") if x.strip())
         except ValueError:
-            raise ConfigError(f"--looks must be comma-separated seed counts, e.g. 5,10,20; got '{looks}'") from None
+            raise ConfigError(f"--looks must be comma-separated seed counts, e.g. 5,10,15; got '{looks}'") from None
     if not counts or counts[0] < 2 or any(b <= a for a, b in zip(counts, counts[1:], strict=False)):
         raise ConfigError(
             f"--looks must be increasing seed counts, the first at least 2 (an interval needs two seeds); got '{looks}'"

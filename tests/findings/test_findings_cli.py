@@ -25,7 +25,7 @@ from bnsearch.findings import claims
     ids=["dataset", "seeds", "workers", "pack"],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, sqlite_url: str) -> None:
-    result = CliRunner().invoke(app, ["findings", "--storage", sqlite_url, *args])
+    result = CliRunner().invoke(app, ["findings", "--design", "1", "--storage", sqlite_url, *args])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
@@ -35,7 +35,7 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, sqlite_
 def test_a_study_of_another_design_is_refused_before_training(sqlite_url: str) -> None:
     study = optuna.create_study(study_name="findings-digits-s0", storage=sqlite_url, direction="maximize")
     study.set_user_attr(keys.STUDY_CONFIG, {"kind": "findings", "dataset": "digits", "epochs": 99})
-    result = CliRunner().invoke(app, ["findings", "--quick", "--storage", sqlite_url])
+    result = CliRunner().invoke(app, ["findings", "--design", "1", "--quick", "--storage", sqlite_url])
     assert result.exit_code == 2
     assert "error: study 'findings-digits-s0' was created with different settings" in result.output
     assert "Traceback" not in result.output
@@ -48,7 +48,7 @@ def test_quick_run_end_to_end_and_resume(tmp_path: Path) -> None:
     """The real ``--quick`` (digits, 3 seeds): every claim gets a row; a rerun trains nothing."""
     url = f"sqlite:///{tmp_path}/f.db"
     out, js = tmp_path / "findings.html", tmp_path / "findings.json"
-    args = ["findings", "--quick", "--storage", url, "--out", str(out), "--json", str(js)]
+    args = ["findings", "--design", "1", "--quick", "--storage", url, "--out", str(out), "--json", str(js)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads(js.read_text())
