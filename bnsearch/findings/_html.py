@@ -216,15 +216,25 @@ def write_findings_html(
     divs = "".join(f"<div>{figure_div(f)}</div>" for f in figs)
     controls = "" if trust is None else _trust_html(trust)
     body = f"""{controls}<p>{html.escape(note)} Generated {written_at()}.</p>
-<p>Each effect is paired by seed (same split, batch order and shared initial weights) and its interval
-is a 95% t-interval over the per-seed effects (the bootstrap column resamples seeds and each seed's
-test-set noise, as a check). Verdicts of the primary claims are Holm-corrected over the primary claims
-of each dataset; secondary claims are judged at 5% each. <i>Replicated</i>: every dataset gave this verdict.</p>
+<p>{_METHOD_SEQUENTIAL if trust is not None else _METHOD_FIXED}</p>
 <h2>Verdicts</h2>{_table(results)}
 {divs}
 <h2>Claims</h2>{_claims_html(results)}"""
     page = page_html(title="Batch normalization: designed findings", body=body, feature=_FEATURE, css=_CSS)
     return write_page(path, page, what="findings page", example_name="findings.html")
+
+
+_METHOD_FIXED = """Each effect is paired by seed (same split, batch order and shared initial weights) and its interval
+is a 95% t-interval over the per-seed effects (the bootstrap column resamples seeds and each seed's
+test-set noise, as a check). Verdicts of the primary claims are Holm-corrected over the primary claims
+of each dataset; secondary claims are judged at 5% each. <i>Replicated</i>: every dataset gave this verdict."""
+_METHOD_SEQUENTIAL = """Each effect is paired by seed (same split, batch order and shared initial weights). Seeds were
+added look by look, only to the arms of primary claims still undecided; a claim keeps the verdict of the
+look that decided it, and <i>seeds</i> is the number it used. Its interval is a repeated 95% confidence
+interval, valid at whichever look it stopped (the bootstrap column resamples seeds and each seed's
+test-set noise, as a check). Verdicts of the primary claims are tested with alpha spending over the looks
+and Holm's correction over the primary claims of each dataset; secondary claims are judged at 5% each,
+with their own looks. <i>Replicated</i>: every dataset gave this verdict."""
 
 
 def _clean(row: dict[str, object]) -> dict[str, object]:

@@ -106,6 +106,9 @@ def test_json_and_page_of_a_trustworthy_run(tmp_path: Path) -> None:
     assert "untrustworthy" not in page.split("<style>")[-1].split("</style>")[-1]
     body = page.split("</style>")[-1]
     assert body.index("Controls passed") < body.index("<h2>Controls</h2>") < body.index("<h2>Verdicts</h2>")
+    # Design 2's intervals are repeated ones and its seeds come look by look: the page says so,
+    # not design 1's fixed-sample wording.
+    assert "repeated 95% confidence" in body and "alpha spending" in body and "95% t-interval" not in body
 
 
 def test_json_and_page_of_an_untrustworthy_run(tmp_path: Path) -> None:
