@@ -272,23 +272,23 @@ def design2_identity(dataset: str) -> dict[str, Any]:
 
 
 # Measured seconds per cell, one 1-thread worker of two running at once on this project's
-# 2-core machine (benchmarks/findings_cells.py; figures in docs/findings.md, "Design 2"):
-# (net, dataset) → seconds per grid cell; ("curve", dataset) → the extra of a curve cell;
-# ("probe", dataset) → one probe run.
-# Measured 2026-12-06 23:11–23:27 UTC, AMD EPYC (AVX512), 1 torch thread, load average 0.6–2.4
-# from other sessions' jobs (digits 10 epochs; mnist5k 14×14, 3 epochs; probe runs measured at
-# 60 steps and scaled to PROBE_STEPS): an upper bound for a quiet machine, not a busier one.
+# 2-core machine: (net, dataset) → seconds per grid cell; ("curve", dataset) → the extra of a
+# curve cell; ("probe", dataset) → one probe run. From the default run of 2026-12-07 (AMD EPYC
+# with AVX-512, fp32, 3,115 cells; the median of each kind's training time, times the share of
+# a study's wall time its cells' training took: 1.03 on digits, 1.10 on mnist5k, which adds
+# evaluation and storage). Worker start and data loading are not in it (about 2 of the first
+# look's 19 minutes).
 CELL_SECONDS: dict[tuple[str, str], float] = {
-    ("bncnn", "digits"): 1.45,
-    ("plain", "digits"): 1.24,
-    ("resnet", "digits"): 0.93,
-    ("curve", "digits"): 0.23,
-    ("probe", "digits"): 1.07,
-    ("bncnn", "mnist5k"): 1.80,
-    ("plain", "mnist5k"): 2.68,
-    ("resnet", "mnist5k"): 1.77,
-    ("curve", "mnist5k"): 0.99,
-    ("probe", "mnist5k"): 3.70,
+    ("bncnn", "digits"): 0.46,
+    ("plain", "digits"): 1.30,
+    ("resnet", "digits"): 0.95,
+    ("curve", "digits"): 0.18,
+    ("probe", "digits"): 1.08,
+    ("bncnn", "mnist5k"): 0.87,
+    ("plain", "mnist5k"): 1.82,
+    ("resnet", "mnist5k"): 1.38,
+    ("curve", "mnist5k"): 0.81,
+    ("probe", "mnist5k"): 1.91,
 }
 
 
