@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import optuna
 
     from bnsearch.core.data import DeviceData
+    from bnsearch.findings._train import CellOutcome
 
 CELL_ATTR = "findings_cell"  # trial attribute: the cell's key
 PROBE_STABLE_ATTR = "probe_stable"  # trial attribute of a probe cell: the probe's verdict on its lr
@@ -139,6 +140,7 @@ def _add_cell(study: optuna.Study, cell: Cell | Cell2, attrs: dict[str, Any]) ->
 
 
 def _load_data(cfg: FindingsConfig, dataset: str, seed: int) -> DeviceData:
+    from bnsearch.config import resolve_device
     from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset, to_device
     from bnsearch.core.seeding import derive_seed
     from bnsearch.findings._design2 import INPUT_POOL2, TEST_FRACTION2, VAL_FRACTION2, pooled
@@ -148,7 +150,7 @@ def _load_data(cfg: FindingsConfig, dataset: str, seed: int) -> DeviceData:
     if cfg.design == 2:
         ds = pooled(ds, INPUT_POOL2.get(dataset, 1))
     splits = split_dataset(ds, seed=derive_seed(seed, "split"), val_fraction=val, test_fraction=test)
-    return to_device(splits, cfg.device)
+    return to_device(splits, resolve_device(cfg.device))
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -179,6 +181,10 @@ def next_probe(study: optuna.Study, arm: Arm2) -> Cell2 | None:
     return None if index is None else Cell2(arm, lrs[index], kind="probe")
 
 
+def _cell_attrs(outcome: CellOutcome, data: DeviceData) -> dict[str, Any]:
+    return {**outcome.to_attrs(), "n_test": len(data.test_y), "device": str(data.device)}
+
+
 def _top_up2(
     cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | None, arms: Collection[str] | None
 ) -> int:
@@ -200,7 +206,7 @@ def _top_up2(
     def store(cell: Cell2) -> None:
         nonlocal trained
         outcome = train_cell2(cell, data, seed=seed, epochs=epochs)
-        attrs = {**outcome.to_attrs(), "n_test": len(data.test_y)}
+        attrs = _cell_attrs(outcome, data)
         if cell.kind == "probe":
             attrs[PROBE_STABLE_ATTR] = is_stable(val_acc=outcome.val_acc, diverged=outcome.diverged, chance=chance)
         _add_cell(study, cell, attrs)
@@ -278,7 +284,7 @@ def top_up(
         else:
             outcomes = train_cells_packed(batch, data, seed=seed, epochs=epochs, net=cfg.model)
         for cell, outcome in zip(batch, outcomes, strict=True):
-            attrs = {**outcome.to_attrs(), "n_test": len(data.test_y)}
+            attrs = _cell_attrs(outcome, data)
             _add_cell(study, cell, attrs)
             if on_cell is not None:
                 on_cell(dataset, seed, cell, attrs)
@@ -292,10 +298,12 @@ def _top_up_in_worker(job: Job) -> tuple[str, int, int]:
     """Entry point of a ``--workers`` process: its torch threads, a quiet Optuna, one study."""
     import optuna
 
-    from bnsearch.core.cpu import set_threads
+    from bnsearch.config import resolve_device
+    from bnsearch.core.cpu import set_backends, set_threads
 
     cfg, dataset, seed, threads, arms = job
     set_threads(threads, 1)
+    set_backends(resolve_device(cfg.device))
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # as in `run`: no per-trial tracebacks
     return dataset, seed, top_up(cfg, dataset, seed, arms=arms)
 
