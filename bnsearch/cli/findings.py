@@ -64,7 +64,10 @@ def findings(
         ),
     ] = None,
     pack: Annotated[
-        int, typer.Option(help="Grid cells of one arm trained together as one packed model (1: one at a time).")
+        int,
+        typer.Option(
+            help="Grid cells of one arm trained together as one packed model (1: one at a time); probes and cells with a validation curve train one by one."
+        ),
     ] = 1,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "cpu",
     threads: Annotated[

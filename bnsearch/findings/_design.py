@@ -195,7 +195,7 @@ class FindingsConfig:
     storage: str = field(default_factory=default_storage)  # where the per-seed studies live
     workers: int = 1  # dataset × seed studies trained at the same time, each in its own process
     threads: int | None = None  # torch threads per worker; default: cores / workers
-    pack: int = 1  # grid cells of one arm trained together as one packed model
+    pack: int = 1  # grid cells of one arm (without a curve) trained together as one packed model
     prefix: str = DEFAULT_PREFIX  # study names: <prefix>-<dataset>-s<seed>
     device: str = "cpu"  # auto, cpu, cuda, cuda:N or mps; every worker trains on it
     model: str = "bncnn"  # one of FINDINGS_MODELS: the net every cell trains (plain at its default depth and width)
@@ -241,10 +241,6 @@ class FindingsConfig:
                 "design 2 names each arm's net itself"
             )
         resolve_device(self.device)
-        if self.design == 2 and self.pack > 1:
-            raise ConfigError(
-                f"--pack {self.pack} applies to --design 1 only for now; design 2 trains cells one by one"
-            )
 
     def study_name(self, dataset: str, seed: int) -> str:
         """``findings-digits-s0``; ``findings-plain-digits-s0`` for another model; design 2:
