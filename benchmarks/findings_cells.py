@@ -11,6 +11,14 @@ the projected wall time of the first look (5 seeds) and of ``--quick`` from thos
     PYTHONPATH=. python benchmarks/findings_cells.py                  # digits and mnist5k: ≈ 2 min quiet
     PYTHONPATH=. python benchmarks/findings_cells.py --pilot-lrs      # + plain relu none/before and both resnet arms at the high lrs
     PYTHONPATH=. python benchmarks/findings_cells.py --plain-width 16 --epochs-digits 8   # another size
+
+Packing (``--pack K``): for each net, the grid cells of one arm without a curve (up to K of its
+grid lrs, as a run packs them) trained one by one and then as one packed model, on
+``--device``: seconds per cell each way (after one untimed run of each) and the largest
+difference in validation accuracy (packed cells run NCHW, single ones channels_last: the deep
+plain net turns that rounding into a few points).
+
+    PYTHONPATH=. python benchmarks/findings_cells.py --device cuda --pack 16 --no-cost   # on a GPU
 """
 
 from __future__ import annotations
@@ -19,8 +27,12 @@ import argparse
 import statistics
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import _common  # puts the checkout on sys.path; machine facts
+
+if TYPE_CHECKING:
+    from bnsearch.core.data import DeviceData
 
 
 def main() -> None:
@@ -35,12 +47,15 @@ def main() -> None:
     ap.add_argument("--epochs-digits", type=int)
     ap.add_argument("--epochs-mnist5k", type=int)
     ap.add_argument("--pilot-lrs", action="store_true", help="also the seed-0 pilot at the high lrs (control lrs)")
-    ap.add_argument("--no-cost", action="store_true", help="skip the cost cells (with --pilot-lrs)")
+    ap.add_argument("--no-cost", action="store_true", help="skip the cost cells (with --pilot-lrs or --pack)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    ap.add_argument("--pack", type=int, default=0, help="also K grid cells per net packed vs one by one")
     args = ap.parse_args()
 
     import torch
 
-    from bnsearch.core.cpu import flush_denormals
+    from bnsearch.config import resolve_device
+    from bnsearch.core.cpu import flush_denormals, set_backends
     from bnsearch.findings import _design2 as d2
     from bnsearch.findings._design import DEFAULT_SEEDS2, QUICK_DATASETS2, QUICK_SEEDS2, FindingsConfig
     from bnsearch.findings._runner import _load_data
@@ -48,6 +63,8 @@ def main() -> None:
 
     flush_denormals()
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    set_backends(device)
     for name, value in (
         ("PLAIN_DEPTH", args.plain_depth),
         ("PLAIN_WIDTH", args.plain_width),
@@ -59,14 +76,14 @@ def main() -> None:
         d2.EPOCHS2["digits"] = args.epochs_digits
     if args.epochs_mnist5k:
         d2.EPOCHS2["mnist5k"] = args.epochs_mnist5k
-    print(f"machine: {_common.machine()}")
+    print(f"machine: {_common.machine()}; device {device}")
     print(f"load average at start: {_common.load_avg()}")
     print(
         f"plain depth {d2.PLAIN_DEPTH} width {d2.PLAIN_WIDTH}; resnet depth {d2.RESNET_DEPTH} width {d2.RESNET_WIDTH}; "
         f"epochs {d2.EPOCHS2}; probe {d2.PROBE_STEPS} steps"
     )
     datasets = [d for d in args.datasets.split(",") if d]
-    cfg = FindingsConfig(datasets=tuple(datasets), design=2)
+    cfg = FindingsConfig(datasets=tuple(datasets), design=2, device=device)
     measured: dict[tuple[str, str], float] = dict(d2.CELL_SECONDS)
     for dataset in datasets:
         data = _load_data(cfg, dataset, 0)
@@ -99,6 +116,8 @@ def main() -> None:
             for net in ("bncnn", "plain", "resnet", "probe"):
                 measured[(net, dataset)] = secs[net]
             measured[("curve", dataset)] = max(0.0, secs["plain+curve"] - secs["plain"])
+        if args.pack > 0:
+            pack_lines(data, epochs=epochs, pack=args.pack, repeats=args.repeats)
         if args.pilot_lrs:
             print(f"  pilot, seed 0, {dataset}: plain relu none/before and resnet gamma 1/zero_last at high lrs")
             for arm in (d2.PLAIN_NONE, d2.PLAIN_BEFORE, *d2.RESNET_ARMS):
@@ -129,6 +148,34 @@ def main() -> None:
         f"--quick ({QUICK_SEEDS2} seeds × {', '.join(QUICK_DATASETS2)}) {d2.estimate_wall_s(quick, cell_seconds=measured) / 60:.1f} min"
     )
     print(f"load average at end: {_common.load_avg()}")
+
+
+def pack_lines(data: DeviceData, *, epochs: int, pack: int, repeats: int) -> None:
+    """Print, per net, seconds per cell of one arm's packable grid cells one by one and packed."""
+    from bnsearch.findings import _design2 as d2
+    from bnsearch.findings._train import train_cell2, train_cells_packed2
+
+    print(f"  packs of up to {pack} grid cells of one arm (no curve), one by one vs packed, seed 0:")
+    for arm in (d2.BNCNN_ARMS[1], d2.PLAIN_RELU_ARMS[2], d2.RESNET_ARMS[0]):
+        cells = [c for c in (d2.Cell2(arm, lr) for lr in d2.grid_lrs(arm)) if not c.checkpoints][:pack]
+        # Untimed first: a process's first run of a shape pays for kernel setup (cudnn.benchmark's
+        # search on a GPU), and a pack of K is a shape of its own.
+        train_cell2(cells[0], data, seed=0, epochs=epochs)
+        train_cells_packed2(cells, data, seed=0, epochs=epochs)
+        alone_s, packed_s = [], []
+        for _ in range(repeats):  # interleaved, so a change in load hits both
+            t0 = time.perf_counter()
+            alone = [train_cell2(c, data, seed=0, epochs=epochs) for c in cells]
+            alone_s.append((time.perf_counter() - t0) / len(cells))
+            t0 = time.perf_counter()
+            packed = train_cells_packed2(cells, data, seed=0, epochs=epochs)
+            packed_s.append((time.perf_counter() - t0) / len(cells))
+        a, p = statistics.median(alone_s), statistics.median(packed_s)
+        gap = max(abs(x.val_acc - y.val_acc) for x, y in zip(alone, packed, strict=True))
+        print(
+            f"    {arm.name:24s} {len(cells):2d} cells (lr {cells[0].lr:g}…{cells[-1].lr:g}): one by one {a:6.3f} s/cell, "
+            f"packed {p:6.3f} s/cell (speed-up {a / p:.2f}×; medians of {repeats}); largest val acc gap {gap:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from bnsearch.cli.app import (
     storage_url,
     user_errors,
 )
-from bnsearch.core.cpu import set_threads
+from bnsearch.config import resolve_device
+from bnsearch.core.cpu import set_backends, set_threads
 from bnsearch.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -59,12 +60,16 @@ def findings(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Dataset × seed studies trained at the same time, each in its own process [design 1: 1; design 2: one per idle core]."
+            help="Dataset × seed studies trained at the same time, each in its own process, all on --device [design 1: 1; design 2: one per idle core on the CPU, 1 on a GPU]."
         ),
     ] = None,
     pack: Annotated[
-        int, typer.Option(help="Grid cells of one arm trained together as one packed model (1: one at a time).")
+        int,
+        typer.Option(
+            help="Grid cells of one arm trained together as one packed model (1: one at a time); probes and cells with a validation curve train one by one."
+        ),
     ] = 1,
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = "cpu",
     threads: Annotated[
         int | None,
         typer.Option(
@@ -94,10 +99,12 @@ def findings(
 
         default_ds, default_seeds = default_run(design, quick=quick)
         plan = sequential_plan(design, looks, spending, seeds=seeds, quick=quick)
+        device = resolve_device(device)
         if workers is None:
             from bnsearch.search.workers import auto_workers
 
-            workers = auto_workers("cpu", seeded=False) if design == 2 else 1
+            # On a GPU one process: every worker would share the one --device.
+            workers = auto_workers("cpu", seeded=False) if design == 2 and device == "cpu" else 1
         cfg = FindingsConfig(
             datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()) if datasets is not None else default_ds,
             seeds=plan.looks[0] if plan is not None else default_seeds if seeds is None else seeds,
@@ -105,6 +112,7 @@ def findings(
             workers=workers,
             threads=threads,
             pack=pack,
+            device=device,
             prefix=prefix,
             model=model,
             design=design,
@@ -112,6 +120,7 @@ def findings(
         cfg.validate()
         configure_logging(options.verbosity)
         set_threads(threads, workers)
+        set_backends(device)
         start = time.perf_counter()
         counter = {"done": 0}
 
@@ -134,7 +143,11 @@ def findings(
             )
 
         seeds_text = f"looks at {','.join(map(str, plan.looks))} seeds" if plan else f"{cfg.seeds} seeds"
-        say(f"findings (design {cfg.design}): {', '.join(cfg.datasets)}, {seeds_text}, in {storage_text(cfg.storage)}")
+        where = f"on {cfg.device}" + (f" in packs of {cfg.pack}" if cfg.pack > 1 else "")
+        say(
+            f"findings (design {cfg.design}): {', '.join(cfg.datasets)}, {seeds_text}, {where}, "
+            f"in {storage_text(cfg.storage)}"
+        )
         trust = None
         if plan is not None:
             from bnsearch.findings import run_looks

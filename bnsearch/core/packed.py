@@ -72,6 +72,8 @@ class PackMember:
     on_epoch: OnEpoch | None = None  # as ``train(on_epoch=...)``: returning True stops this member
     on_end: Callable[[TrainResult], None] | None = None  # called once, as the member leaves the pack,
     # with its trained weights already in ``model``
+    early_steps: int = 0  # the loss × batch size of this many first SGD steps comes back in
+    # ``TrainResult.step_losses`` (as device tensors: no host sync per step)
 
 
 class _Slot:
@@ -83,6 +85,7 @@ class _Slot:
         self.gen = torch_generator(member.seed, device)
         self.history: list[EpochMetrics] = []
         self.time_s = 0.0  # this member's share of the pack's wall time
+        self.step_losses: list[torch.Tensor] = []  # its first ``member.early_steps`` losses × batch size
 
 
 def train_packed(
@@ -101,7 +104,8 @@ def train_packed(
 
     Returns:
         One ``TrainResult`` per member, in order; ``wall_time_s`` and ``epoch_time_s`` are the
-        member's share (the pack's time divided by the members training at that moment).
+        member's share (the pack's time divided by the members training at that moment);
+        ``step_losses`` the loss × batch size of each of its first ``early_steps`` steps.
 
     Raises:
         ValueError: the members' shapes differ.
@@ -125,6 +129,8 @@ def train_packed(
     bs = min(members[0].params.batch_size, n)
     n_used = n - 1 if n % bs == 1 else n  # as train(): a last batch of one breaks BN
     steps = math.ceil(n_used / bs)
+    early_steps = max(m.early_steps for m in members)
+    taken = 0  # SGD steps so far, over all epochs (every member started at the same one)
 
     def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(base, (p, b), (x,))
@@ -142,7 +148,8 @@ def train_packed(
         """End the member at position ``pos``: its weights back into its model, then ``on_end``."""
         slot = slots[pos]
         _copy_back(slot.member.model, params, buffers, pos)
-        result = results[slot.index] = TrainResult(tuple(slot.history), slot.time_s, **kw)  # type: ignore[arg-type]
+        history, losses = tuple(slot.history), tuple(slot.step_losses)
+        result = results[slot.index] = TrainResult(history, slot.time_s, step_losses=losses, **kw)  # type: ignore[arg-type]
         if slot.member.on_end is not None:
             slot.member.on_end(result)
 
@@ -180,7 +187,14 @@ def train_packed(
                 v.grad = None
             losses.sum().backward()
             _sgd_step(params, momentum_buf, decayed, hyper)
-            loss_sum += losses.detach() * idx.shape[1]
+            scaled = losses.detach() * idx.shape[1]
+            loss_sum += scaled
+            if taken < early_steps:
+                # Kept per slot: a member's row in the pack moves when another leaves.
+                for pos, slot in enumerate(slots):
+                    if taken < slot.member.early_steps:
+                        slot.step_losses.append(scaled[pos])
+            taken += 1
             correct += (out.detach().argmax(-1) == yb).sum(1)
             step += 1
             if check_steps and step % check_steps == 0:

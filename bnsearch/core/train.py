@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,9 @@ class TrainResult:
     diverged: bool = False  # the loss became NaN or infinite
     stopped: bool = False  # on_epoch asked to stop (e.g. the trial was pruned)
     reason: str | None = None  # why training ended early
+    # train_packed, a member with early_steps: each of its first steps' loss × batch size, on the
+    # device (not compared: tensors have no single truth value).
+    step_losses: tuple[torch.Tensor, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def val_acc(self) -> float:

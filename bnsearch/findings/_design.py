@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from bnsearch.config import default_storage
+from bnsearch.config import default_storage, resolve_device
 from bnsearch.core.data import BUILTIN_DATASETS
 from bnsearch.core.space import DEFAULT_BATCH_SIZE, DEFAULT_MOMENTUM, TrialParams
 from bnsearch.errors import ConfigError
@@ -195,9 +195,9 @@ class FindingsConfig:
     storage: str = field(default_factory=default_storage)  # where the per-seed studies live
     workers: int = 1  # dataset × seed studies trained at the same time, each in its own process
     threads: int | None = None  # torch threads per worker; default: cores / workers
-    pack: int = 1  # grid cells of one arm trained together as one packed model
+    pack: int = 1  # grid cells of one arm (without a curve) trained together as one packed model
     prefix: str = DEFAULT_PREFIX  # study names: <prefix>-<dataset>-s<seed>
-    device: str = "cpu"
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N or mps; every worker trains on it
     model: str = "bncnn"  # one of FINDINGS_MODELS: the net every cell trains (plain at its default depth and width)
     design: int = 1  # one of DESIGNS: 1 (the 2-conv net's arms) or 2 (bncnn, deep plain, resnet)
 
@@ -240,10 +240,7 @@ class FindingsConfig:
                 f"--model {self.model} applies to --design 1 only (add --design 1); "
                 "design 2 names each arm's net itself"
             )
-        if self.design == 2 and self.pack > 1:
-            raise ConfigError(
-                f"--pack {self.pack} applies to --design 1 only for now; design 2 trains cells one by one"
-            )
+        resolve_device(self.device)
 
     def study_name(self, dataset: str, seed: int) -> str:
         """``findings-digits-s0``; ``findings-plain-digits-s0`` for another model; design 2:

@@ -9,13 +9,16 @@ cells per arm (``top_up(..., arms=...)`` trains only some arms', for seeds added
 claims) and stable-lr probes, decided one after another: each probe's lr follows from the
 verdicts (``probe_stable``) of the arm's probes already stored, so a killed run resumes in the
 middle of a bisection.
+
+With ``cfg.pack`` > 1 (both designs) each arm's grid cells without a curve train up to
+``cfg.pack`` at a time as one packed model; everything else trains one by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bnsearch.findings._design import (
     Cell,
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     import optuna
 
     from bnsearch.core.data import DeviceData
+    from bnsearch.findings._train import CellOutcome
 
 CELL_ATTR = "findings_cell"  # trial attribute: the cell's key
 PROBE_STABLE_ATTR = "probe_stable"  # trial attribute of a probe cell: the probe's verdict on its lr
@@ -139,6 +143,7 @@ def _add_cell(study: optuna.Study, cell: Cell | Cell2, attrs: dict[str, Any]) ->
 
 
 def _load_data(cfg: FindingsConfig, dataset: str, seed: int) -> DeviceData:
+    from bnsearch.config import resolve_device
     from bnsearch.core.data import TEST_FRACTION, VAL_FRACTION, load_dataset, split_dataset, to_device
     from bnsearch.core.seeding import derive_seed
     from bnsearch.findings._design2 import INPUT_POOL2, TEST_FRACTION2, VAL_FRACTION2, pooled
@@ -148,7 +153,7 @@ def _load_data(cfg: FindingsConfig, dataset: str, seed: int) -> DeviceData:
     if cfg.design == 2:
         ds = pooled(ds, INPUT_POOL2.get(dataset, 1))
     splits = split_dataset(ds, seed=derive_seed(seed, "split"), val_fraction=val, test_fraction=test)
-    return to_device(splits, cfg.device)
+    return to_device(splits, resolve_device(cfg.device))
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -179,11 +184,36 @@ def next_probe(study: optuna.Study, arm: Arm2) -> Cell2 | None:
     return None if index is None else Cell2(arm, lrs[index], kind="probe")
 
 
+C = TypeVar("C", bound=Cell)
+
+
+def _batches(cells: Sequence[C], pack: int) -> list[list[C]]:
+    """``cells`` in the batches they train in: with ``pack`` > 1, the cells that train alone
+    (curves, fitting cells) one by one, then each arm's other grid cells in packs of up to
+    ``pack``; else every cell alone."""
+    if pack <= 1:
+        return [[c] for c in cells]
+    batches: list[list[C]] = []
+    by_arm: dict[str, list[C]] = {}
+    for c in cells:
+        if c.kind == "grid" and not c.checkpoints:
+            by_arm.setdefault(c.arm.name, []).append(c)
+        else:
+            batches.append([c])
+    for group in by_arm.values():
+        batches += [group[i : i + pack] for i in range(0, len(group), pack)]
+    return batches
+
+
+def _cell_attrs(outcome: CellOutcome, data: DeviceData) -> dict[str, Any]:
+    return {**outcome.to_attrs(), "n_test": len(data.test_y), "device": str(data.device)}
+
+
 def _top_up2(
     cfg: FindingsConfig, dataset: str, seed: int, *, on_cell: OnCell | None, arms: Collection[str] | None
 ) -> int:
     from bnsearch.findings._probe import is_stable
-    from bnsearch.findings._train import train_cell2
+    from bnsearch.findings._train import train_cell2, train_cells_packed2
     from bnsearch.storages import open_storage
 
     study = _open_study(cfg, open_storage(cfg.storage), dataset, seed)
@@ -197,23 +227,27 @@ def _top_up2(
     epochs = epochs2(dataset)
     trained = 0
 
-    def store(cell: Cell2) -> None:
+    def store(batch: list[Cell2]) -> None:
         nonlocal trained
-        outcome = train_cell2(cell, data, seed=seed, epochs=epochs)
-        attrs = {**outcome.to_attrs(), "n_test": len(data.test_y)}
-        if cell.kind == "probe":
-            attrs[PROBE_STABLE_ATTR] = is_stable(val_acc=outcome.val_acc, diverged=outcome.diverged, chance=chance)
-        _add_cell(study, cell, attrs)
-        trained += 1
-        if on_cell is not None:
-            on_cell(dataset, seed, cell, attrs)
+        if len(batch) == 1:
+            outcomes = [train_cell2(batch[0], data, seed=seed, epochs=epochs)]
+        else:
+            outcomes = train_cells_packed2(batch, data, seed=seed, epochs=epochs)
+        for cell, outcome in zip(batch, outcomes, strict=True):
+            attrs = _cell_attrs(outcome, data)
+            if cell.kind == "probe":
+                attrs[PROBE_STABLE_ATTR] = is_stable(val_acc=outcome.val_acc, diverged=outcome.diverged, chance=chance)
+            _add_cell(study, cell, attrs)
+            trained += 1
+            if on_cell is not None:
+                on_cell(dataset, seed, cell, attrs)
 
-    # Probes first (short): each one's lr follows from the arm's stored verdicts.
+    # Probes first (short, one by one): each one's lr follows from the arm's stored verdicts.
     for arm in probed:
         while (cell := next_probe(study, arm)) is not None:
-            store(cell)
-    for cell in grid:
-        store(cell)
+            store([cell])
+    for batch in _batches(grid, cfg.pack):
+        store(batch)
     return trained
 
 
@@ -260,25 +294,13 @@ def top_up(
         return 0
     data = _load_data(cfg, dataset, seed)
     epochs = epochs_for(dataset)
-    batches: list[list[Cell]] = []
-    if cfg.pack > 1:
-        by_arm: dict[str, list[Cell]] = {}
-        for c in pending:
-            if c.kind == "grid" and not c.checkpoints:
-                by_arm.setdefault(c.arm.name, []).append(c)
-            else:
-                batches.append([c])
-        for group in by_arm.values():
-            batches += [group[i : i + cfg.pack] for i in range(0, len(group), cfg.pack)]
-    else:
-        batches = [[c] for c in pending]
-    for batch in batches:
+    for batch in _batches(pending, cfg.pack):
         if len(batch) == 1:
             outcomes = [train_cell(batch[0], data, seed=seed, epochs=epochs, net=cfg.model)]
         else:
             outcomes = train_cells_packed(batch, data, seed=seed, epochs=epochs, net=cfg.model)
         for cell, outcome in zip(batch, outcomes, strict=True):
-            attrs = {**outcome.to_attrs(), "n_test": len(data.test_y)}
+            attrs = _cell_attrs(outcome, data)
             _add_cell(study, cell, attrs)
             if on_cell is not None:
                 on_cell(dataset, seed, cell, attrs)
@@ -292,10 +314,12 @@ def _top_up_in_worker(job: Job) -> tuple[str, int, int]:
     """Entry point of a ``--workers`` process: its torch threads, a quiet Optuna, one study."""
     import optuna
 
-    from bnsearch.core.cpu import set_threads
+    from bnsearch.config import resolve_device
+    from bnsearch.core.cpu import set_backends, set_threads
 
     cfg, dataset, seed, threads, arms = job
     set_threads(threads, 1)
+    set_backends(resolve_device(cfg.device))
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # as in `run`: no per-trial tracebacks
     return dataset, seed, top_up(cfg, dataset, seed, arms=arms)
 

@@ -1,6 +1,6 @@
 """Training one cell of the experiment (torch, no Optuna): paired initial weights, BN
 statistics recomputed before mid-training evaluations, fitting a small subset; design 2's
-grid cells (test NLL, early loss) and stable-lr probes.
+grid cells (test NLL, early loss; packed ones too) and stable-lr probes.
 
 Pairing: every conv/linear layer is redrawn from its own stream (``core.model.shared_init``),
 so the layers that arms share start equal.
@@ -24,7 +24,7 @@ from bnsearch.core.model import ModelConfig, build_model, shared_init
 from bnsearch.core.packed import PackMember, train_packed
 from bnsearch.core.seeding import derive_seed, torch_generator
 from bnsearch.core.space import TrialParams
-from bnsearch.core.train import EpochMetrics, TrainConfig, eval_batch_size, evaluate, train
+from bnsearch.core.train import EpochMetrics, TrainConfig, TrainResult, eval_batch_size, evaluate, train
 from bnsearch.findings._design import (
     CHECKPOINT_STEPS,
     FIT_EXAMPLES,
@@ -189,15 +189,30 @@ def train_cells_packed(
 ) -> list[CellOutcome]:
     """Grid cells of one arm (no checkpoints) trained as one packed model (``--pack``)."""
     models = [make_model(c, data, seed=seed, epochs=epochs, net=net) for c in cells]
-    members = [
-        PackMember(model=m, params=c.arm.params(lr=c.lr, epochs=epochs), seed=derive_seed(seed, "batches"))
-        for c, m in zip(cells, models, strict=True)
-    ]
-    results = train_packed(members, data, cfg=cfg)
+    results = _train_pack(
+        cells, models, data, epochs=epochs, cfg=cfg, batch_seeds=[derive_seed(seed, "batches")] * len(cells)
+    )
     return [
         _outcome(m, data, r.diverged, r.val_acc, (), r.wall_time_s, epochs_run=len(r.history))
         for m, r in zip(models, results, strict=True)
     ]
+
+
+def _train_pack(
+    cells: Sequence[Cell | Cell2],
+    models: Sequence[nn.Module],
+    data: DeviceData,
+    *,
+    epochs: int,
+    cfg: TrainConfig | None,
+    batch_seeds: Sequence[int],
+    early_steps: int = 0,
+) -> list[TrainResult]:
+    members = [
+        PackMember(model=m, params=c.arm.params(lr=c.lr, epochs=epochs), seed=s, early_steps=early_steps)
+        for c, m, s in zip(cells, models, batch_seeds, strict=True)
+    ]
+    return train_packed(members, data, cfg=cfg)
 
 
 def _train_fit(cell: Cell, data: DeviceData, *, seed: int, cfg: TrainConfig | None, net: str) -> CellOutcome:
@@ -265,15 +280,12 @@ class EarlyLoss:
 
     def __init__(self, model: nn.Module, data: DeviceData, params: TrialParams, *, seed: int, steps: int) -> None:
         n = len(data.train_y)
-        bs = min(params.batch_size, n)
-        n_used = n - 1 if n % bs == 1 else n
-        per_epoch = math.ceil(n_used / bs)
         gen = torch_generator(seed, data.device)
         labels: list[torch.Tensor] = []
-        while len(labels) < steps:  # one permutation per epoch, drawn in order from one generator
-            perm = torch.randperm(n, generator=gen, device=data.device)
-            for k in range(min(per_epoch, steps - len(labels))):
-                labels.append(data.train_y[perm[k * bs : min((k + 1) * bs, n_used)]])
+        for start, end in _batch_bounds(n, params.batch_size, steps):
+            if start == 0:  # one permutation per epoch, drawn in order from one generator
+                perm = torch.randperm(n, generator=gen, device=data.device)
+            labels.append(data.train_y[perm[start:end]])
         losses: list[torch.Tensor] = []
         self._labels, self._losses = labels, losses
 
@@ -290,10 +302,27 @@ class EarlyLoss:
         ``diverged`` before the last of them (a run shorter than ``steps`` that did not diverge:
         the mean over its steps). Removes the hook."""
         self._handle.remove()
-        if not self._losses or (diverged and len(self._losses) < len(self._labels)):
-            return math.inf
-        total = torch.stack(self._losses).sum().item() / sum(len(y) for y in self._labels[: len(self._losses)])
-        return total if math.isfinite(total) else math.inf
+        return _mean_early_loss(self._losses, [len(y) for y in self._labels], diverged=diverged)
+
+
+def _batch_bounds(n: int, batch_size: int, steps: int) -> list[tuple[int, int]]:
+    """Where each of ``train()``'s first ``steps`` SGD steps cuts its epoch's permutation of
+    ``n`` examples: batches of ``batch_size``, a last batch of one dropped, as ``train()`` does."""
+    bs = min(batch_size, n)
+    n_used = n - 1 if n % bs == 1 else n
+    per_epoch = math.ceil(n_used / bs)
+    return [((k % per_epoch) * bs, min((k % per_epoch + 1) * bs, n_used)) for k in range(steps)]
+
+
+def _mean_early_loss(losses: Sequence[torch.Tensor], sizes: Sequence[int], *, diverged: bool) -> float:
+    """The mean training loss of the first ``len(sizes)`` steps from ``losses`` (each step's
+    loss × its batch size ``sizes[k]``, as many as were taken); inf when any was NaN or infinite,
+    or training ``diverged`` before the last of them (a run shorter than that which did not
+    diverge: the mean over its steps)."""
+    if not losses or (diverged and len(losses) < len(sizes)):
+        return math.inf
+    total = torch.stack(list(losses)).sum().item() / sum(sizes[: len(losses)])
+    return total if math.isfinite(total) else math.inf
 
 
 def _batch_seed(cell: Cell2, seed: int) -> int:
@@ -322,11 +351,42 @@ def train_cell2(
 
     early = EarlyLoss(model, data, params, seed=batch_seed, steps=EARLY_STEPS)
     result = train(model, data, params, seed=batch_seed, cfg=cfg, on_step=on_step if cell.checkpoints else None)
+    return _outcome2(model, data, result, curve, early_loss=early.value(diverged=result.diverged))
+
+
+def _outcome2(
+    model: nn.Module, data: DeviceData, result: TrainResult, curve: Sequence[tuple[int, float]], *, early_loss: float
+) -> CellOutcome:
     outcome = _outcome(
         model, data, result.diverged, result.val_acc, curve, result.wall_time_s, epochs_run=len(result.history)
     )
     nll = math.nan if result.diverged else test_nll(model, data.test_x, data.test_y)
-    return replace(outcome, test_nll=nll, early_loss=early.value(diverged=result.diverged))
+    return replace(outcome, test_nll=nll, early_loss=early_loss)
+
+
+def train_cells_packed2(
+    cells: Sequence[Cell2], data: DeviceData, *, seed: int, epochs: int, cfg: TrainConfig | None = None
+) -> list[CellOutcome]:
+    """Design-2 grid cells without a curve (each arm of one shape) trained as one packed model
+    (``--pack``), each from its own batch seed: what ``train_cell2`` measures of each.
+
+    Raises:
+        ValueError: a probe cell or a cell that records a curve (those train one by one), or
+            cells of nets of different shapes.
+    """
+    if any(c.kind != "grid" or c.checkpoints for c in cells):
+        raise ValueError("only grid cells without a curve train in a pack; probes and curve cells train one by one")
+    if not cells:
+        return []
+    models = [make_model(c, data, seed=seed, epochs=epochs, net=c.arm.net) for c in cells]
+    batch_seeds = [_batch_seed(c, seed) for c in cells]
+    results = _train_pack(cells, models, data, epochs=epochs, cfg=cfg, batch_seeds=batch_seeds, early_steps=EARLY_STEPS)
+    batch_size = cells[0].arm.params(lr=cells[0].lr, epochs=epochs).batch_size  # one for the pack (its shape)
+    sizes = [end - start for start, end in _batch_bounds(len(data.train_y), batch_size, EARLY_STEPS)]
+    return [
+        _outcome2(m, data, r, (), early_loss=_mean_early_loss(r.step_losses, sizes, diverged=r.diverged))
+        for m, r in zip(models, results, strict=True)
+    ]
 
 
 class _ProbeDone(Exception):

@@ -12,6 +12,7 @@ In float32 the same comparison holds to 1e-4 on the loss after 2 epochs.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -164,6 +165,25 @@ def test_members_with_fewer_epochs_leave_after_their_last(tiny_digits: DeviceDat
     _, packed = _pack(tiny_digits, specs, torch.float32)
     assert [len(r.history) for r in packed] == [1, 2, 2, 2]
     assert not any(r.stopped or r.diverged for r in packed)
+
+
+def test_early_step_losses_follow_each_member_as_others_leave(tiny_digits: DeviceData) -> None:
+    """Each member's first losses are its own, after a member ahead of it in the pack has left
+    (its epoch 1 ends the pack's first epoch): each epoch's step losses add up to its loss."""
+    data = _as(tiny_digits, torch.float64)
+    specs = _specs(SHAPES[1])
+    specs[0] = (dataclasses.replace(specs[0][0], epochs=1), specs[0][1])
+    steps = math.ceil(len(data.train_y) / 32)
+    members = [
+        PackMember(model=_model(data, p, s, torch.float64), params=p, seed=s, early_steps=0 if i == 3 else 2 * steps)
+        for i, (p, s) in enumerate(specs)
+    ]
+    results = train_packed(members, data, cfg=TrainConfig())
+    assert [len(r.step_losses) for r in results] == [steps, 2 * steps, 2 * steps, 0]
+    for r in results[:3]:
+        for epoch, metrics in enumerate(r.history):
+            total = sum(x.item() for x in r.step_losses[epoch * steps : (epoch + 1) * steps])
+            assert total / len(data.train_y) == pytest.approx(metrics.train_loss, rel=1e-6)  # summed in fp32 there
 
 
 def test_members_of_different_shapes_are_refused(tiny_digits: DeviceData) -> None:

@@ -21,8 +21,9 @@ from bnsearch.findings import claims
         (["--seeds", "1"], "--seeds must be ≥ 2"),
         (["--workers", "0"], "--workers must be ≥ 1"),
         (["--pack", "0"], "--pack must be ≥ 1"),
+        (["--device", "nosuch"], "unknown device 'nosuch'; choose one of: auto, cpu, cuda, cuda:N, mps"),
     ],
-    ids=["dataset", "seeds", "workers", "pack"],
+    ids=["dataset", "seeds", "workers", "pack", "device"],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, sqlite_url: str) -> None:
     result = CliRunner().invoke(app, ["findings", "--design", "1", "--storage", sqlite_url, *args])

@@ -98,7 +98,7 @@ def test_design_2_config_names_its_studies_and_refuses_what_it_does_not_do() -> 
     for kw, message in (
         ({"design": 3}, "--design must be one of: 1, 2, got 3"),
         ({"design": 2, "model": "plain"}, "--model plain applies to --design 1 only"),
-        ({"design": 2, "pack": 2}, "--pack 2 applies to --design 1 only"),
+        ({"design": 2, "device": "nosuch"}, "unknown device 'nosuch'"),
     ):
         with pytest.raises(ConfigError, match=message):
             FindingsConfig(**kw).validate()  # type: ignore[arg-type]

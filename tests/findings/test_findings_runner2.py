@@ -7,7 +7,7 @@ import math
 
 import optuna
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from bnsearch import keys
 from bnsearch.cli import app
@@ -129,4 +129,34 @@ def test_cli_design_2_runs_a_tiny_design_end_to_end(sqlite_url: str, tmp_path: o
     assert "the first look trains every cell: about" in result.output
     assert "probe:bncnn:relu/none" in result.output and "grid:bncnn:relu/before:lr=0.01" in result.output
     again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "(0 cells trained now" in again.output
+
+
+@pytest.mark.usefixtures("small_design")
+def test_cli_pack_4_stores_the_cells_of_pack_1_and_resumes(tmp_path: object) -> None:
+    """The no-BN arm's two grid cells train as one pack; probes and the lone cell one by one."""
+
+    def run(url: str, pack: int) -> Result:
+        args = ["findings", "--datasets", "digits", "--looks", "2", "--storage", url, "--out", f"{tmp_path}/f.html"]
+        return CliRunner().invoke(app, [*args, "--pack", str(pack)])
+
+    packed_url, single_url = f"sqlite:///{tmp_path}/packed.db", f"sqlite:///{tmp_path}/single.db"
+    result = run(packed_url, 4)
+    assert result.exit_code == 0, result.output
+    assert "on cpu in packs of 4" in result.output
+    assert run(single_url, 1).exit_code == 0
+    for seed in (0, 1):
+        name = f"findings2-digits-s{seed}"
+        packed, single = (
+            {
+                t.user_attrs[_runner.CELL_ATTR]: t.user_attrs
+                for t in optuna.load_study(study_name=name, storage=url).trials
+            }
+            for url in (packed_url, single_url)
+        )
+        assert packed.keys() == single.keys() and len(packed) >= 3
+        for key, attrs in packed.items():
+            assert attrs["device"] == "cpu"
+            assert attrs["val_acc"] == pytest.approx(single[key]["val_acc"], abs=0.01), key
+    again = run(packed_url, 4)
     assert again.exit_code == 0 and "(0 cells trained now" in again.output
