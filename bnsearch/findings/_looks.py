@@ -109,9 +109,9 @@ def power_lines(
         more = max(0, need - plan.looks[0])
         seconds = more * job_seconds(r.dataset, arms=claim.arms) / max(1, cfg.workers)
         cap = "" if need <= plan.looks[-1] else f" (more than the plan's cap of {plan.looks[-1]})"
+        when = f"about {_minutes(seconds)} beyond the first look" if cfg.device == "cpu" else "time not estimated"
         lines.append(
-            f"  {r.dataset} {r.key}: per-seed sd {sd:.2g} → {need} seeds for {POWER:.0%} power at {label}{cap}, "
-            f"about {_minutes(seconds)} beyond the first look"
+            f"  {r.dataset} {r.key}: per-seed sd {sd:.2g} → {need} seeds for {POWER:.0%} power at {label}{cap}, {when}"
         )
     return lines
 
@@ -133,11 +133,16 @@ def run_looks(
     emit = on_event or (lambda _line: None)
     first = replace(cfg, seeds=plan.looks[0])
     first.validate()
+    if cfg.device == "cpu":
+        when = (
+            f": about {_minutes(estimate_wall_s(first))} on {cfg.workers} worker(s), at most "
+            f"{_minutes(estimate_wall_s(replace(cfg, seeds=plan.looks[-1])))} if every claim needed the last look"
+        )
+    else:  # the seconds per cell were measured on a CPU
+        when = f" (no time estimate on {cfg.device}: the seconds per cell are measured on CPUs)"
     emit(
         f"looks at {', '.join(map(str, plan.looks))} seeds ({plan.spending.replace('_', '-')} alpha spending over "
-        f"Holm); the first look trains every cell: about {_minutes(estimate_wall_s(first))} on {cfg.workers} "
-        f"worker(s), at most {_minutes(estimate_wall_s(replace(cfg, seeds=plan.looks[-1])))} if every claim "
-        "needed the last look"
+        f"Holm); the first look trains every cell{when}"
     )
     quiet = lambda line: None if line.endswith(": complete") else emit(line)  # noqa: E731
     ran = run_experiment(first, on_event=quiet, on_cell=on_cell).cells_run
@@ -166,7 +171,7 @@ def run_looks(
             emit(
                 f"{dataset}: look {look} leaves {len(claims_left)} claim(s) undecided "
                 f"({', '.join(r.key for r in claims_left)}); seeds {plan.looks[look - 1]}–{seeds - 1} for their "
-                f"{len(arms)} arms, about {_minutes(extra)}"
+                f"{len(arms)} arms" + (f", about {_minutes(extra)}" if cfg.device == "cpu" else "")
             )
             trained += run_experiment(more, on_event=quiet, on_cell=on_cell, arms=arms).cells_run
         if trained == 0:

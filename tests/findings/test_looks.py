@@ -136,3 +136,19 @@ def test_a_second_call_trains_nothing_and_gives_the_same_verdicts(fake: _FakeRun
     assert [(r.key, r.verdict, r.look, r.seeds_used) for r in again.results] == [
         (r.key, r.verdict, r.look, r.seeds_used) for r in once.results
     ]
+
+
+def test_no_time_is_forecast_off_the_cpu(fake: _FakeRuns, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seconds per cell are CPU measurements: on a GPU the run forecasts no minutes."""
+    from bnsearch.findings import _design
+
+    monkeypatch.setattr(_design, "resolve_device", lambda device: device)  # no GPU needed: nothing trains
+    lines: list[str] = []
+    _looks.run_looks(
+        FindingsConfig(datasets=("digits",), design=2, seeds=5, device="cuda"), PLAN, on_event=lines.append
+    )
+    assert any("no time estimate on cuda" in line for line in lines)
+    assert not any(" min" in line or "about" in line for line in lines), lines
+    on_cpu: list[str] = []
+    _looks.run_looks(FindingsConfig(datasets=("digits",), design=2, seeds=5), PLAN, on_event=on_cpu.append)
+    assert any("the first look trains every cell: about" in line for line in on_cpu)
